@@ -1,0 +1,14 @@
+/*
+ * backend.c - choosing a backend by name.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "nn/backend.h"
+
+const NnBackend *nn_backend_by_name(const char *name, char *why, size_t why_size) {
+    if (strcmp(name, "cpu") == 0) return &nn_cpu_backend;
+    if (strcmp(name, "cuda") == 0) return nn_cuda_backend(why, why_size);
+    if (why) snprintf(why, why_size, "expected backend 'cpu' or 'cuda', found '%s'", name);
+    return NULL;
+}

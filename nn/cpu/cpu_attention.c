@@ -1,0 +1,1 @@
+/* nn/cpu/cpu_attention.c - placeholder, being written */

@@ -1,0 +1,1 @@
+/* nn/cpu/cpu_backend.c - placeholder, being written */

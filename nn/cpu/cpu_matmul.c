@@ -1,0 +1,1 @@
+/* nn/cpu/cpu_matmul.c - placeholder, being written */

@@ -1,0 +1,1 @@
+/* nn/cpu/cpu_memory.c - placeholder, being written */

@@ -1,0 +1,1 @@
+/* nn/cpu/cpu_norm.c - placeholder, being written */

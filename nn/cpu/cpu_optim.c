@@ -1,0 +1,1 @@
+/* nn/cpu/cpu_optim.c - placeholder, being written */

@@ -1,0 +1,1 @@
+/* nn/cpu/cpu_pointwise.c - placeholder, being written */

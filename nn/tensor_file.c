@@ -1,0 +1,1 @@
+/* nn/tensor_file.c - placeholder, being written */

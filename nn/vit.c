@@ -1,0 +1,1 @@
+/* nn/vit.c - placeholder, being written */

@@ -1,0 +1,148 @@
+/*
+ * vit.h - the DINOv3 ViT backbone: parameter layout, activations, forward
+ * and backward, written once against the op API of backend.h.
+ *
+ * Token order is [CLS, reg x R, patches]; patch tokens carry 2-D RoPE in
+ * attention, the prefix tokens do not. One block is
+ *     x = x + ls1 * attn(norm1(x));   x = x + ls2 * ffn(norm2(x))
+ * and the output is norm(x) for every token.
+ *
+ * Memory: parameters live in one allocation with named views (ViTParams);
+ * a gradient buffer has the same layout. Activations for one crop size and
+ * batch live in one allocation (ViTActivations); a training step with
+ * multi-crop holds one ViTActivations per crop size and accumulates the
+ * gradients of both into the same ViTParams gradient.
+ */
+#ifndef DD_NN_VIT_H
+#define DD_NN_VIT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "nn/backend.h"
+#include "nn/error.h"
+#include "nn/vit_config.h"
+
+/* ---- parameters ------------------------------------------------------- */
+
+typedef struct ViTBlockParams {
+    float *norm1_w, *norm1_b;   /* [D] */
+    float *qkv_w;               /* [3D, D]  rows: q, k, v */
+    float *qkv_b;               /* [3D] (k third held at zero) or NULL */
+    float *proj_w, *proj_b;     /* [D, D], [D] */
+    float *ls1;                 /* [D] */
+    float *norm2_w, *norm2_b;   /* [D] */
+    float *fc1_w, *fc1_b;       /* MLP: [F, D], [F]; SwiGLU: [2F, D], [2F] (gate rows, then up rows) */
+    float *fc2_w, *fc2_b;       /* [D, F], [D] */
+    float *ls2;                 /* [D] */
+} ViTBlockParams;
+
+typedef struct ViTParams {
+    float *memory;              /* the one allocation all views point into */
+    size_t count;               /* floats in memory */
+    float *patch_w, *patch_b;   /* [D, C*P*P], [D] */
+    float *cls_token;           /* [D] */
+    float *register_tokens;     /* [R, D] */
+    float *mask_token;          /* [D] */
+    ViTBlockParams *blocks;     /* [depth], host array of views */
+    float *norm_w, *norm_b;     /* [D] */
+} ViTParams;
+
+/* One named tensor of the layout, in the order it sits in memory. Names
+ * follow Hugging Face DINOv3ViTModel where a tensor exists there; q, k, v
+ * and gate, up are stored fused (attention.qkv_proj, mlp.gate_up_proj). */
+enum { VIT_TENSOR_NAME_MAX = 64, VIT_TENSOR_MAX_DIMS = 4 };
+typedef struct ViTTensorInfo {
+    char name[VIT_TENSOR_NAME_MAX];
+    int ndim;
+    int64_t shape[VIT_TENSOR_MAX_DIMS];
+    size_t offset;              /* in floats from the start of ViTParams.memory */
+    size_t count;
+    int decays;                 /* 1: weight decay applies (matrices); 0: biases, norms, LayerScale, tokens */
+    long masked;                /* floats held at zero and not trained (the key bias) */
+} ViTTensorInfo;
+
+/* Number of tensors in the layout. */
+int vit_tensor_count(const ViTConfig *cfg);
+/* Fills info[0 .. vit_tensor_count-1]; returns the total float count. */
+size_t vit_tensor_layout(const ViTConfig *cfg, ViTTensorInfo *info);
+/* Trainable backbone parameters (excludes the masked key bias). */
+size_t vit_param_count(const ViTConfig *cfg);
+
+/* Allocates params on the backend (zeroed) and points the views. */
+int vit_params_alloc(ViTParams *p, const ViTConfig *cfg, const NnBackend *be, DdError *err);
+void vit_params_free(ViTParams *p, const NnBackend *be);
+/* Points the views of p into memory (count floats), for a second buffer of
+ * the same layout (gradients, moments) or for host-side copies. */
+int vit_params_view(ViTParams *p, const ViTConfig *cfg, float *memory, DdError *err);
+/* DINOv3-style initialisation from a seed: truncated-normal (std 0.02)
+ * matrices and tokens, zero biases, unit norms, LayerScale = layerscale_init.
+ * Identical on every backend (drawn on the host, then copied). */
+int vit_params_init(ViTParams *p, const ViTConfig *cfg, const NnBackend *be, uint64_t seed, DdError *err);
+
+/* ---- activations ------------------------------------------------------ */
+
+typedef struct ViTBlockActivations {
+    float *ln1, *ln1_mean, *ln1_rstd;   /* [B,T,D], [B,T], [B,T] */
+    float *qkv;                         /* [B,T,3D], q and k after RoPE */
+    float *probs;                       /* [B,H,T,T] */
+    float *attn;                        /* [B,T,D] */
+    float *proj;                        /* [B,T,D] */
+    float *resid_mid;                   /* [B,T,D]  x after the attention branch */
+    float *ln2, *ln2_mean, *ln2_rstd;   /* [B,T,D], [B,T], [B,T] */
+    float *fc1;                         /* [B,T,F] or [B,T,2F] */
+    float *act;                         /* [B,T,F] */
+    float *fc2;                         /* [B,T,D] */
+    float *resid_out;                   /* [B,T,D]  block output */
+} ViTBlockActivations;
+
+typedef struct ViTActivations {
+    int B, H_px, W_px;                  /* batch and image size */
+    int Hp, Wp, Np, T;                  /* patch grid, patches, tokens (1 + R + Np) */
+    int training;                       /* 0: forward only, one block's buffers reused */
+    float *memory;                      /* the one allocation */
+    size_t count;
+    float *patches;                     /* [B, Np, C*P*P] */
+    float *patch_emb;                   /* [B, Np, D] */
+    float *tokens;                      /* [B, T, D]  input of block 0 */
+    ViTBlockActivations *blocks;        /* [depth] (all alias one set when !training) */
+    float *out, *out_mean, *out_rstd;   /* [B,T,D], [B,T], [B,T]  final LayerNorm */
+    float *rope_sin, *rope_cos;         /* [Np, Dh] */
+    /* backward scratch, reused by every block */
+    float *d_resid;                     /* [B,T,D] gradient of the residual stream */
+    float *d_resid_mid;                 /* [B,T,D] */
+    float *d_ln, *d_attn, *d_branch;    /* [B,T,D] */
+    float *d_qkv;                       /* [B,T,3D] */
+    float *d_fc1;                       /* [B,T,F or 2F] */
+    float *d_act;                       /* [B,T,F] */
+    float *d_patch_emb;                 /* [B,Np,D] */
+} ViTActivations;
+
+/* Floats an activation set needs (the figure `distill info` reports). */
+size_t vit_activation_count(const ViTConfig *cfg, int B, int H_px, int W_px, int training);
+int vit_activations_alloc(ViTActivations *a, const ViTConfig *cfg, const NnBackend *be,
+                          int B, int H_px, int W_px, int training, DdError *err);
+void vit_activations_free(ViTActivations *a, const NnBackend *be);
+
+/* Computes the RoPE tables of a for one forward: rescale 1.0 at inference;
+ * in training one log-uniform factor in [0.5, 2] per forward. */
+void vit_set_rope(ViTActivations *a, const ViTConfig *cfg, const NnBackend *be, float rescale);
+
+/* ---- compute ------------------------------------------------------------ */
+
+/* images[B, C, H, W] -> a->out[B, T, D]; mask[B, Np] may be NULL. Call
+ * vit_set_rope first (once per forward, or once for all if rescale is fixed). */
+void vit_forward(const NnBackend *be, const ViTConfig *cfg, const ViTParams *p,
+                 ViTActivations *a, const float *images, const uint8_t *mask);
+
+/* dout[B, T, D] is the gradient of the loss with respect to a->out; the
+ * parameter gradients accumulate into grads (same layout as p). The mask
+ * must be the one given to the forward. */
+void vit_backward(const NnBackend *be, const ViTConfig *cfg, const ViTParams *p,
+                  ViTParams *grads, ViTActivations *a, const float *dout, const uint8_t *mask);
+
+/* Model FLOPs of one forward of one image (matmuls and attention, 2 per
+ * multiply-add); a training step costs about 3x this. */
+double vit_forward_flops(const ViTConfig *cfg, int H_px, int W_px);
+
+#endif

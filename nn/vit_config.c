@@ -1,0 +1,1 @@
+/* nn/vit_config.c - placeholder, being written */

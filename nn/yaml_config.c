@@ -1,0 +1,1 @@
+/* nn/yaml_config.c - placeholder, being written */

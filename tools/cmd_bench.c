@@ -1,0 +1,1 @@
+/* tools/cmd_bench.c - placeholder, being written */

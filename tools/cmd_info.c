@@ -1,0 +1,1 @@
+/* tools/cmd_info.c - placeholder, being written */

@@ -1,0 +1,21 @@
+/*
+ * commands.h - the subcommands of `distill`. Each lives in tools/cmd_NAME.c,
+ * takes the arguments after its name (argv[0] is the subcommand name),
+ * prints its own --help, and returns the process exit status.
+ */
+#ifndef DD_TOOLS_COMMANDS_H
+#define DD_TOOLS_COMMANDS_H
+
+typedef struct Command {
+    const char *name;
+    const char *summary;
+    int (*main)(int argc, char **argv);
+} Command;
+
+int cmd_info(int argc, char **argv);
+int cmd_bench(int argc, char **argv);
+
+/* 1 if argv holds -h or --help. */
+int wants_help(int argc, char **argv);
+
+#endif

@@ -1,0 +1,1 @@
+/* tools/run_config.c - placeholder, being written */
