@@ -21,13 +21,14 @@ int dd_fail(DdError *err, const char *format, ...) {
 
 int dd_fail_context(DdError *err, const char *format, ...) {
     if (!err) return -1;
-    char prefix[DD_ERROR_MESSAGE_MAX];
-    va_list args;
-    va_start(args, format);
-    vsnprintf(prefix, sizeof prefix, format, args);
-    va_end(args);
     char original[DD_ERROR_MESSAGE_MAX];
     memcpy(original, err->message, sizeof original);
-    snprintf(err->message, sizeof err->message, "%s: %s", prefix, original);
+    va_list args;
+    va_start(args, format);
+    int n = vsnprintf(err->message, sizeof err->message, format, args);
+    va_end(args);
+    size_t used = n < 0 ? 0 : (size_t)n < sizeof err->message ? (size_t)n : sizeof err->message - 1;
+    snprintf(err->message + used, sizeof err->message - used, ": %.*s",
+             (int)(sizeof err->message - used), original);
     return -1;
 }

@@ -1,0 +1,181 @@
+/*
+ * cuda_common.cuh - what every file of the CUDA backend shares: the error
+ * checks, the one cuBLAS handle, the scratch buffer, launch helpers, a
+ * deterministic column-sum kernel, and the declarations of every op that
+ * cuda_backend.cu puts into the NnBackend table.
+ *
+ * Execution model of this backend (the fp32 reference implementation; the
+ * fast bf16 / cuBLASLt / flash-attention work comes later):
+ *   - every kernel and every cuBLAS call runs on the legacy default stream,
+ *     so ops are ordered among themselves and with cudaMemcpy;
+ *   - one cuBLAS handle, created by nn_cuda_backend() on the device that is
+ *     current at that moment (call cudaSetDevice first on multi-GPU nodes);
+ *   - a device error inside an op aborts the process with file:line and the
+ *     CUDA message (the op API has no error return);
+ *   - the backend is meant to be driven from one host thread at a time.
+ */
+#ifndef DD_NN_CUDA_COMMON_CUH
+#define DD_NN_CUDA_COMMON_CUH
+
+#include <cublas_v2.h>
+#include <cuda_runtime.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+extern "C" {
+#include "nn/backend.h"
+}
+
+/* ---- error checks -------------------------------------------------------- */
+
+static inline void cuda_check_at(cudaError_t err, const char *what, const char *file, int line) {
+    if (err != cudaSuccess) {
+        fprintf(stderr, "%s:%d: CUDA error in %s: %s (%s)\n", file, line, what,
+                cudaGetErrorString(err), cudaGetErrorName(err));
+        fflush(stderr);
+        abort();
+    }
+}
+static inline void cublas_check_at(cublasStatus_t status, const char *what, const char *file, int line) {
+    if (status != CUBLAS_STATUS_SUCCESS) {
+        fprintf(stderr, "%s:%d: cuBLAS error in %s: %s (%s)\n", file, line, what,
+                cublasGetStatusString(status), cublasGetStatusName(status));
+        fflush(stderr);
+        abort();
+    }
+}
+/* Aborts with file:line and the CUDA / cuBLAS message when call fails. */
+#define CUDA_CHECK(call) cuda_check_at((call), #call, __FILE__, __LINE__)
+#define CUBLAS_CHECK(call) cublas_check_at((call), #call, __FILE__, __LINE__)
+/* After every kernel launch: catches bad launch configurations at once. */
+#define CUDA_CHECK_LAUNCH() cuda_check_at(cudaGetLastError(), "kernel launch", __FILE__, __LINE__)
+
+/* ---- shared state (cuda_backend.cu, cuda_memory.cu) ----------------------- */
+
+/* The one cuBLAS handle; valid once nn_cuda_backend() returned the table. */
+cublasHandle_t cuda_cublas_handle(void);
+/* A device buffer of at least bytes, reused across calls and grown on
+ * demand (growing frees the old one, which synchronises the device). Ops
+ * use it for temporaries the API has no argument for; its contents do not
+ * survive the next op that asks for it. */
+void *cuda_scratch(size_t bytes);
+
+/* ---- launch helpers -------------------------------------------------------- */
+
+enum { CUDA_BLOCK = 256, CUDA_WARP = 32 };
+
+/* Blocks for a grid-stride loop over n elements (capped: the loop covers the rest). */
+static inline unsigned cuda_grid_for(long n) {
+    long blocks = (n + CUDA_BLOCK - 1) / CUDA_BLOCK;
+    if (blocks < 1) blocks = 1;
+    if (blocks > 65536) blocks = 65536;
+    return (unsigned)blocks;
+}
+/* Blocks for one warp per row over rows rows. */
+static inline unsigned cuda_grid_for_rows(long rows) {
+    long per_block = CUDA_BLOCK / CUDA_WARP;
+    return (unsigned)((rows + per_block - 1) / per_block);
+}
+
+#define CUDA_GRID_STRIDE_LOOP(i, n)                                              \
+    for (long i = (long)blockIdx.x * blockDim.x + threadIdx.x; i < (n);         \
+         i += (long)gridDim.x * blockDim.x)
+
+/* Sum of v over the 32 lanes of a warp, returned to every lane. */
+__device__ __forceinline__ float warp_sum(float v) {
+    for (int offset = 16; offset > 0; offset >>= 1) v += __shfl_xor_sync(0xffffffffu, v, offset);
+    return v;
+}
+__device__ __forceinline__ float warp_max(float v) {
+    for (int offset = 16; offset > 0; offset >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, offset));
+    return v;
+}
+
+/* ---- column sums -------------------------------------------------------- */
+
+/* out[c] += sum over r < rows of value(r, c), for c < cols.
+ * Block (32, 32): threadIdx.x picks a column (coalesced reads of row-major
+ * data), threadIdx.y strides over rows; partial sums are kept in double and
+ * combined in a fixed order, so the result is deterministic (no atomics).
+ * value is a functor with  __device__ float operator()(long r, int c) const. */
+template <typename Value>
+__global__ void column_sum_kernel(float *out, long rows, int cols, Value value) {
+    __shared__ double partial[32][33];
+    int c = blockIdx.x * 32 + threadIdx.x;
+    double acc = 0.0;
+    if (c < cols)
+        for (long r = threadIdx.y; r < rows; r += 32) acc += (double)value(r, c);
+    partial[threadIdx.y][threadIdx.x] = acc;
+    __syncthreads();
+    if (threadIdx.y == 0 && c < cols) {
+        double sum = 0.0;
+        for (int k = 0; k < 32; k++) sum += partial[k][threadIdx.x];
+        out[c] += (float)sum;
+    }
+}
+/* Launches column_sum_kernel; nothing when out is NULL (gradient not needed). */
+template <typename Value>
+static inline void column_sum(float *out, long rows, int cols, Value value) {
+    if (out == NULL || cols <= 0 || rows <= 0) return;
+    dim3 block(32, 32);
+    dim3 grid((unsigned)((cols + 31) / 32));
+    column_sum_kernel<<<grid, block>>>(out, rows, cols, value);
+    CUDA_CHECK_LAUNCH();
+}
+
+/* ---- the ops (semantics: nn/backend.h) ------------------------------------ */
+
+/* cuda_memory.cu */
+void *cuda_alloc(size_t bytes);
+void cuda_free(void *ptr);
+void cuda_zero(void *ptr, size_t bytes);
+void cuda_copy_to_device(void *dst, const void *host_src, size_t bytes);
+void cuda_copy_to_host(void *host_dst, const void *src, size_t bytes);
+void cuda_copy(void *dst, const void *src, size_t bytes);
+void cuda_synchronize(void);
+
+/* cuda_matmul.cu */
+void cuda_matmul_forward(float *out, const float *inp, const float *weight, const float *bias,
+                         int N, int C, int OC);
+void cuda_matmul_backward(float *dinp, float *dweight, float *dbias, const float *dout,
+                          const float *inp, const float *weight, int N, int C, int OC);
+
+/* cuda_pointwise.cu */
+void cuda_patchify(float *patches, const float *images, int B, int C, int H, int W, int P);
+void cuda_tokens_forward(float *tokens, const float *patch_emb, const float *cls, const float *reg,
+                         const float *mask_token, const uint8_t *mask, int B, int Np, int R, int D);
+void cuda_tokens_backward(float *dpatch_emb, float *dcls, float *dreg, float *dmask_token,
+                          const float *dtokens, const uint8_t *mask, int B, int Np, int R, int D);
+void cuda_rope_forward(float *qkv, const float *sin, const float *cos, int B, int T, int prefix,
+                       int H, int Dh);
+void cuda_rope_backward(float *dqkv, const float *sin, const float *cos, int B, int T, int prefix,
+                        int H, int Dh);
+void cuda_gelu_forward(float *out, const float *inp, long n);
+void cuda_gelu_backward(float *dinp, const float *dout, const float *inp, long n);
+void cuda_swiglu_forward(float *out, const float *inp, int N, int F);
+void cuda_swiglu_backward(float *dinp, const float *dout, const float *inp, int N, int F);
+void cuda_layerscale_residual_forward(float *out, const float *res, const float *y,
+                                      const float *gamma, int N, int C);
+void cuda_layerscale_residual_backward(float *dres, float *dy, float *dgamma, const float *dout,
+                                       const float *y, const float *gamma, int N, int C);
+
+/* cuda_norm.cu */
+void cuda_layernorm_forward(float *out, float *mean, float *rstd, const float *inp,
+                            const float *weight, const float *bias, int N, int C, float eps);
+void cuda_layernorm_backward(float *dinp, float *dweight, float *dbias, const float *dout,
+                             const float *inp, const float *weight, const float *mean,
+                             const float *rstd, int N, int C);
+
+/* cuda_attention.cu */
+void cuda_attention_forward(float *out, float *probs, const float *qkv, int B, int T, int H, int Dh);
+void cuda_attention_backward(float *dqkv, const float *dout, const float *qkv, const float *probs,
+                             int B, int T, int H, int Dh);
+
+/* cuda_optim.cu */
+void cuda_adamw_update(float *params, const float *grads, float *m, float *v, long n, float lr,
+                       float beta1, float beta2, float eps, float weight_decay, int t);
+double cuda_sum_squares(const float *x, long n);
+void cuda_scale(float *x, float s, long n);
+
+#endif
