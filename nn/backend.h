@@ -135,6 +135,11 @@ typedef struct NnBackend {
 /* The CPU backend (C + OpenMP + OpenBLAS); always present. */
 extern const NnBackend nn_cpu_backend;
 
+/* Call first thing in main(): makes OpenBLAS use this CPU's fastest
+ * kernels when it detected only generic ones (may re-execute the process;
+ * see nn/cpu/cpu_blas_select.c). */
+void nn_cpu_select_blas_kernels(char **argv);
+
 /* The CUDA backend, or NULL when the build has no CUDA or no device is
  * present; writes the reason into why (may be NULL) when it returns NULL. */
 const NnBackend *nn_cuda_backend(char *why, size_t why_size);

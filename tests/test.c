@@ -3,9 +3,12 @@
  */
 #include "tests/test.h"
 
+#include "nn/backend.h"
+
 TestState test_state;
 
 int test_main(const TestCase *cases, int count, int argc, char **argv) {
+    nn_cpu_select_blas_kernels(argv);
     const char *filter = argc > 1 ? argv[1] : NULL;
     int passed = 0, failed = 0, skipped = 0;
     for (int i = 0; i < count; i++) {

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "nn/backend.h"
 #include "tools/commands.h"
 
 static const Command commands[] = {
@@ -27,6 +28,7 @@ static void print_usage(FILE *out) {
 }
 
 int main(int argc, char **argv) {
+    nn_cpu_select_blas_kernels(argv);
     if (argc < 2) {
         print_usage(stderr);
         return 2;

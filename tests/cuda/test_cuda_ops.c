@@ -1,0 +1,540 @@
+/*
+ * test_cuda_ops.c - every op of the CUDA backend against the CPU backend
+ * (the oracle): fresh random inputs, the same op on both, compare.
+ *
+ * Gradients are pre-filled with random values on both sides, so each
+ * backward is also checked to accumulate (+=) rather than overwrite; the
+ * backward inputs that a forward would save (mean, rstd, probs) are taken
+ * from the CPU and given to both, so each case checks one op only.
+ *
+ * Tolerances are relative: max|cuda - cpu| / max|cpu|.
+ *   TOL       1e-5: elementwise ops and short reductions; both sides round
+ *             in fp32, differing at most by a few ulps per value.
+ *   TOL_LONG  1e-4: sums over long rows (sgemm with a long inner
+ *             dimension, column sums over thousands of rows). The CPU and
+ *             the GPU add in different orders (OpenBLAS blocks vs cuBLAS
+ *             tiles, a sequential loop vs a tree), and the rounding error of
+ *             a K-term fp32 sum grows like sqrt(K) eps of the terms, more
+ *             relative to a result that cancels.
+ * Without a device (or a build without CUDA) every case calls SKIP with the
+ * reason nn_cuda_backend gives, so the output says so case by case.
+ */
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "nn/backend.h"
+#include "tests/test.h"
+
+#define TOL 1e-5
+#define TOL_LONG 1e-4
+
+/* ---- the backend under test ------------------------------------------------ */
+
+/* Declares gpu and returns from the case with SKIP when there is no CUDA
+ * backend (no device, or a build without CUDA): the reason is printed. */
+#define REQUIRE_CUDA(gpu)                                                        \
+    char why_[512] = "";                                                         \
+    const NnBackend *gpu = nn_cuda_backend(why_, sizeof why_);                   \
+    if (!gpu) {                                                                  \
+        CHECK(why_[0] != '\0', "nn_cuda_backend returned NULL without a reason"); \
+        if (!why_[0]) return;                                                    \
+        SKIP("%s", why_);                                                        \
+    }
+
+static const NnBackend *cpu = &nn_cpu_backend;
+
+/* ---- allocations of one case, freed together -------------------------------- */
+
+enum { MAX_ALLOCS = 64 };
+static void *host_allocs[MAX_ALLOCS];
+static int host_count;
+static void *device_allocs[MAX_ALLOCS];
+static int device_count;
+
+static void *host_alloc(size_t bytes) {
+    void *p = calloc(1, bytes > 0 ? bytes : 1);
+    if (!p || host_count == MAX_ALLOCS) {
+        fprintf(stderr, "test_cuda_ops: out of host memory or MAX_ALLOCS\n");
+        exit(2);
+    }
+    host_allocs[host_count++] = p;
+    return p;
+}
+
+static void release_all(const NnBackend *gpu) {
+    for (int i = 0; i < host_count; i++) free(host_allocs[i]);
+    for (int i = 0; i < device_count; i++) gpu->free(device_allocs[i]);
+    host_count = device_count = 0;
+}
+
+/* ---- random inputs ------------------------------------------------------------ */
+
+static uint64_t rng = 0x9E3779B97F4A7C15ull;
+
+static uint64_t next_u64(void) { /* splitmix64 */
+    uint64_t z = (rng += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+/* Uniform in [lo, hi). */
+static float uniform(float lo, float hi) {
+    return lo + (hi - lo) * (float)((next_u64() >> 40) * (1.0 / 16777216.0));
+}
+
+/* n floats uniform in [lo, hi), on the host. */
+static float *random_host(long n, float lo, float hi) {
+    float *p = host_alloc((size_t)n * sizeof(float));
+    for (long i = 0; i < n; i++) p[i] = uniform(lo, hi);
+    return p;
+}
+/* A host copy of host[n] (the CPU side's own buffer). */
+static float *clone_host(const float *host, long n) {
+    float *p = host_alloc((size_t)n * sizeof(float));
+    memcpy(p, host, (size_t)n * sizeof(float));
+    return p;
+}
+/* Device memory holding a copy of host[bytes]. */
+static void *to_device(const NnBackend *gpu, const void *host, size_t bytes) {
+    void *d = gpu->alloc(bytes);
+    if (!d || device_count == MAX_ALLOCS) {
+        fprintf(stderr, "test_cuda_ops: device alloc of %zu bytes failed\n", bytes);
+        exit(2);
+    }
+    device_allocs[device_count++] = d;
+    gpu->copy_to_device(d, host, bytes);
+    return d;
+}
+static float *to_device_f(const NnBackend *gpu, const float *host, long n) {
+    return to_device(gpu, host, (size_t)n * sizeof(float));
+}
+/* Relative error of device[n] against the CPU result ref[n]. */
+static double device_error(const NnBackend *gpu, const float *device, const float *ref, long n) {
+    float *back = host_alloc((size_t)n * sizeof(float));
+    gpu->copy_to_host(back, device, (size_t)n * sizeof(float));
+    return test_relative_error_ff(back, ref, n);
+}
+
+#define CHECK_CLOSE(gpu, dev, ref, n, tol)                                       \
+    do {                                                                         \
+        double err_ = device_error(gpu, dev, ref, n);                            \
+        CHECK(err_ <= (tol), "%s: relative error %.3g > %.0e", #dev, err_, (double)(tol)); \
+    } while (0)
+
+/* ---- backend ---------------------------------------------------------------- */
+
+static void backend_table(void) {
+    REQUIRE_CUDA(gpu);
+    CHECK(strcmp(gpu->name, "cuda") == 0, "name is '%s', expected 'cuda'", gpu->name);
+    CHECK(nn_cuda_backend(NULL, 0) == gpu, "a second call returned another table");
+    char why[256] = "";
+    CHECK(nn_backend_by_name("cuda", why, sizeof why) == gpu, "by name: %s", why);
+    /* Every entry after the name is a function pointer; none may be NULL. */
+    size_t first = offsetof(NnBackend, alloc);
+    size_t entries = (sizeof(NnBackend) - first) / sizeof(void (*)(void));
+    for (size_t i = 0; i < entries; i++) {
+        void (*fn)(void);
+        memcpy(&fn, (const char *)gpu + first + i * sizeof fn, sizeof fn);
+        CHECK(fn != NULL, "entry %zu after 'name' is NULL", i);
+    }
+}
+
+static void memory(void) {
+    REQUIRE_CUDA(gpu);
+    long n = 1000;
+    float *d = gpu->alloc(n * sizeof(float));
+    CHECK(d != NULL, "alloc failed");
+    if (!d) return;
+    device_allocs[device_count++] = d;
+    float *back = host_alloc(n * sizeof(float));
+    gpu->copy_to_host(back, d, n * sizeof(float));
+    int zeroed = 1;
+    for (long i = 0; i < n; i++) zeroed &= back[i] == 0.0f;
+    CHECK(zeroed, "alloc did not zero-fill");
+
+    float *x = random_host(n, -1, 1);
+    gpu->copy_to_device(d, x, n * sizeof(float));
+    float *e = to_device_f(gpu, x, n); /* a second buffer, then copy d -> e offset */
+    gpu->zero(e, n * sizeof(float));
+    gpu->copy(e + 10, d, (n - 10) * sizeof(float));
+    gpu->synchronize();
+    gpu->copy_to_host(back, e, n * sizeof(float));
+    int same = 1;
+    for (long i = 0; i < 10; i++) same &= back[i] == 0.0f;
+    for (long i = 10; i < n; i++) same &= back[i] == x[i - 10];
+    CHECK(same, "zero / copy / copy_to_host round trip differs");
+    void *empty = gpu->alloc(0);
+    CHECK(empty != NULL, "alloc(0) returned NULL (NULL means failure)");
+    gpu->free(empty);
+    gpu->free(NULL);
+    release_all(gpu);
+}
+
+/* ---- linear layers ------------------------------------------------------------ */
+
+static void check_matmul_forward(int N, int C, int OC, int with_bias, double tol) {
+    REQUIRE_CUDA(gpu);
+    float *inp = random_host((long)N * C, -1, 1);
+    float *w = random_host((long)OC * C, -1, 1);
+    float *b = with_bias ? random_host(OC, -1, 1) : NULL;
+    float *out = random_host((long)N * OC, -1, 1); /* garbage: forward overwrites */
+    float *d_out = to_device_f(gpu, out, (long)N * OC);
+    cpu->matmul_forward(out, inp, w, b, N, C, OC);
+    gpu->matmul_forward(d_out, to_device_f(gpu, inp, (long)N * C), to_device_f(gpu, w, (long)OC * C),
+                        b ? to_device_f(gpu, b, OC) : NULL, N, C, OC);
+    CHECK_CLOSE(gpu, d_out, out, (long)N * OC, tol);
+    release_all(gpu);
+}
+static void matmul_forward(void) { check_matmul_forward(67, 96, 130, 1, TOL); }
+static void matmul_forward_no_bias(void) { check_matmul_forward(33, 50, 17, 0, TOL); }
+static void matmul_forward_long_inner(void) { check_matmul_forward(40, 3072, 24, 1, TOL_LONG); }
+
+/* which: bit 0 dinp, bit 1 dweight, bit 2 dbias. */
+static void check_matmul_backward(int N, int C, int OC, int which, double tol) {
+    REQUIRE_CUDA(gpu);
+    float *inp = random_host((long)N * C, -1, 1);
+    float *w = random_host((long)OC * C, -1, 1);
+    float *dout = random_host((long)N * OC, -1, 1);
+    float *dinp = random_host((long)N * C, -1, 1);
+    float *dw = random_host((long)OC * C, -1, 1);
+    float *db = random_host(OC, -1, 1);
+    float *d_dinp = to_device_f(gpu, dinp, (long)N * C);
+    float *d_dw = to_device_f(gpu, dw, (long)OC * C);
+    float *d_db = to_device_f(gpu, db, OC);
+    cpu->matmul_backward(which & 1 ? dinp : NULL, which & 2 ? dw : NULL, which & 4 ? db : NULL,
+                         dout, inp, w, N, C, OC);
+    gpu->matmul_backward(which & 1 ? d_dinp : NULL, which & 2 ? d_dw : NULL, which & 4 ? d_db : NULL,
+                         to_device_f(gpu, dout, (long)N * OC), to_device_f(gpu, inp, (long)N * C),
+                         to_device_f(gpu, w, (long)OC * C), N, C, OC);
+    /* Buffers passed as NULL must stay as they were (compared with the untouched CPU copy). */
+    CHECK_CLOSE(gpu, d_dinp, dinp, (long)N * C, tol);
+    CHECK_CLOSE(gpu, d_dw, dw, (long)OC * C, tol);
+    CHECK_CLOSE(gpu, d_db, db, OC, tol);
+    release_all(gpu);
+}
+static void matmul_backward(void) { check_matmul_backward(67, 96, 130, 7, TOL); }
+static void matmul_backward_weight_only(void) { check_matmul_backward(45, 64, 31, 2, TOL); }
+/* dweight and dbias sum over 4099 rows: TOL_LONG. */
+static void matmul_backward_long_batch(void) { check_matmul_backward(4099, 48, 40, 7, TOL_LONG); }
+
+/* ---- patch embedding and tokens -------------------------------------------- */
+
+static void patchify(void) {
+    REQUIRE_CUDA(gpu);
+    int B = 2, C = 3, H = 32, W = 48, P = 16;
+    long n_img = (long)B * C * H * W, n_patch = (long)B * (H / P) * (W / P) * C * P * P;
+    float *images = random_host(n_img, -1, 1);
+    float *patches = random_host(n_patch, -1, 1);
+    float *d_patches = to_device_f(gpu, patches, n_patch);
+    cpu->patchify(patches, images, B, C, H, W, P);
+    gpu->patchify(d_patches, to_device_f(gpu, images, n_img), B, C, H, W, P);
+    CHECK_CLOSE(gpu, d_patches, patches, n_patch, 0.0); /* a gather: exact */
+    release_all(gpu);
+}
+
+static uint8_t *random_mask(long n) {
+    uint8_t *m = host_alloc((size_t)n);
+    for (long i = 0; i < n; i++) m[i] = uniform(0, 1) < 0.3f;
+    return m;
+}
+
+static void check_tokens_forward(int use_mask, int R) {
+    REQUIRE_CUDA(gpu);
+    int B = 3, Np = 10, D = 40, T = 1 + R + Np;
+    float *patch_emb = random_host((long)B * Np * D, -1, 1);
+    float *cls = random_host(D, -1, 1);
+    float *reg = random_host((long)(R > 0 ? R : 1) * D, -1, 1);
+    float *mask_token = random_host(D, -1, 1);
+    uint8_t *mask = use_mask ? random_mask((long)B * Np) : NULL;
+    float *tokens = random_host((long)B * T * D, -1, 1);
+    float *d_tokens = to_device_f(gpu, tokens, (long)B * T * D);
+    cpu->tokens_forward(tokens, patch_emb, cls, reg, use_mask ? mask_token : NULL, mask, B, Np, R, D);
+    gpu->tokens_forward(d_tokens, to_device_f(gpu, patch_emb, (long)B * Np * D), to_device_f(gpu, cls, D),
+                        to_device_f(gpu, reg, (long)(R > 0 ? R : 1) * D),
+                        use_mask ? to_device_f(gpu, mask_token, D) : NULL,
+                        mask ? to_device(gpu, mask, (size_t)B * Np) : NULL, B, Np, R, D);
+    CHECK_CLOSE(gpu, d_tokens, tokens, (long)B * T * D, 0.0); /* copies: exact */
+    release_all(gpu);
+}
+static void tokens_forward_masked(void) { check_tokens_forward(1, 4); }
+static void tokens_forward_unmasked(void) { check_tokens_forward(0, 4); }
+static void tokens_forward_no_registers(void) { check_tokens_forward(1, 0); }
+
+static void check_tokens_backward(int use_mask) {
+    REQUIRE_CUDA(gpu);
+    int B = 5, Np = 37, R = 4, D = 40, T = 1 + R + Np;
+    float *dtokens = random_host((long)B * T * D, -1, 1);
+    uint8_t *mask = use_mask ? random_mask((long)B * Np) : NULL;
+    float *dpatch = random_host((long)B * Np * D, -1, 1);
+    float *dcls = random_host(D, -1, 1);
+    float *dreg = random_host((long)R * D, -1, 1);
+    float *dmask = random_host(D, -1, 1);
+    float *d_dpatch = to_device_f(gpu, dpatch, (long)B * Np * D);
+    float *d_dcls = to_device_f(gpu, dcls, D);
+    float *d_dreg = to_device_f(gpu, dreg, (long)R * D);
+    float *d_dmask = to_device_f(gpu, dmask, D);
+    cpu->tokens_backward(dpatch, dcls, dreg, use_mask ? dmask : NULL, dtokens, mask, B, Np, R, D);
+    gpu->tokens_backward(d_dpatch, d_dcls, d_dreg, use_mask ? d_dmask : NULL,
+                         to_device_f(gpu, dtokens, (long)B * T * D),
+                         mask ? to_device(gpu, mask, (size_t)B * Np) : NULL, B, Np, R, D);
+    CHECK_CLOSE(gpu, d_dpatch, dpatch, (long)B * Np * D, TOL);
+    CHECK_CLOSE(gpu, d_dcls, dcls, D, TOL);
+    CHECK_CLOSE(gpu, d_dreg, dreg, (long)R * D, TOL);
+    CHECK_CLOSE(gpu, d_dmask, dmask, D, TOL);
+    release_all(gpu);
+}
+static void tokens_backward_masked(void) { check_tokens_backward(1); }
+static void tokens_backward_unmasked(void) { check_tokens_backward(0); }
+
+/* ---- normalisation ------------------------------------------------------------ */
+
+static void check_layernorm_forward(int N, int C, double tol) {
+    REQUIRE_CUDA(gpu);
+    float *inp = random_host((long)N * C, -2, 3); /* nonzero mean */
+    float *w = random_host(C, 0.5f, 1.5f);
+    float *b = random_host(C, -1, 1);
+    float *out = random_host((long)N * C, -1, 1);
+    float *mean = random_host(N, -1, 1), *rstd = random_host(N, -1, 1);
+    float *d_out = to_device_f(gpu, out, (long)N * C);
+    float *d_mean = to_device_f(gpu, mean, N), *d_rstd = to_device_f(gpu, rstd, N);
+    cpu->layernorm_forward(out, mean, rstd, inp, w, b, N, C, 1e-5f);
+    gpu->layernorm_forward(d_out, d_mean, d_rstd, to_device_f(gpu, inp, (long)N * C),
+                           to_device_f(gpu, w, C), to_device_f(gpu, b, C), N, C, 1e-5f);
+    CHECK_CLOSE(gpu, d_out, out, (long)N * C, tol);
+    CHECK_CLOSE(gpu, d_mean, mean, N, tol);
+    CHECK_CLOSE(gpu, d_rstd, rstd, N, tol);
+    release_all(gpu);
+}
+static void layernorm_forward(void) { check_layernorm_forward(37, 200, TOL); }
+/* Rows of 4096 (ViT-7B width): the row mean and variance are long sums. */
+static void layernorm_forward_wide(void) { check_layernorm_forward(9, 4096, TOL_LONG); }
+
+static void check_layernorm_backward(int N, int C, double tol) {
+    REQUIRE_CUDA(gpu);
+    float *inp = random_host((long)N * C, -2, 3);
+    float *w = random_host(C, 0.5f, 1.5f);
+    float *b = random_host(C, -1, 1);
+    float *out = host_alloc((size_t)N * C * sizeof(float));
+    float *mean = host_alloc((size_t)N * sizeof(float)), *rstd = host_alloc((size_t)N * sizeof(float));
+    cpu->layernorm_forward(out, mean, rstd, inp, w, b, N, C, 1e-5f); /* saved values, for both */
+    float *dout = random_host((long)N * C, -1, 1);
+    float *dinp = random_host((long)N * C, -1, 1);
+    float *dw = random_host(C, -1, 1), *db = random_host(C, -1, 1);
+    float *d_dinp = to_device_f(gpu, dinp, (long)N * C);
+    float *d_dw = to_device_f(gpu, dw, C), *d_db = to_device_f(gpu, db, C);
+    cpu->layernorm_backward(dinp, dw, db, dout, inp, w, mean, rstd, N, C);
+    gpu->layernorm_backward(d_dinp, d_dw, d_db, to_device_f(gpu, dout, (long)N * C),
+                            to_device_f(gpu, inp, (long)N * C), to_device_f(gpu, w, C),
+                            to_device_f(gpu, mean, N), to_device_f(gpu, rstd, N), N, C);
+    CHECK_CLOSE(gpu, d_dinp, dinp, (long)N * C, tol);
+    CHECK_CLOSE(gpu, d_dw, dw, C, tol);
+    CHECK_CLOSE(gpu, d_db, db, C, tol);
+    release_all(gpu);
+}
+static void layernorm_backward(void) { check_layernorm_backward(37, 200, TOL); }
+/* dweight and dbias sum over 3001 rows: TOL_LONG. */
+static void layernorm_backward_many_rows(void) { check_layernorm_backward(3001, 96, TOL_LONG); }
+
+/* ---- attention ---------------------------------------------------------------- */
+
+static void check_rope(int backward) {
+    REQUIRE_CUDA(gpu);
+    int B = 2, T = 13, prefix = 5, H = 3, Dh = 16;
+    long n = (long)B * T * 3 * H * Dh, nt = (long)(T - prefix) * Dh;
+    float *qkv = random_host(n, -1, 1);
+    float *sin = random_host(nt, -1, 1), *cos = random_host(nt, -1, 1);
+    float *d_qkv = to_device_f(gpu, qkv, n);
+    float *d_sin = to_device_f(gpu, sin, nt), *d_cos = to_device_f(gpu, cos, nt);
+    if (backward) {
+        cpu->rope_backward(qkv, sin, cos, B, T, prefix, H, Dh);
+        gpu->rope_backward(d_qkv, d_sin, d_cos, B, T, prefix, H, Dh);
+    } else {
+        cpu->rope_forward(qkv, sin, cos, B, T, prefix, H, Dh);
+        gpu->rope_forward(d_qkv, d_sin, d_cos, B, T, prefix, H, Dh);
+    }
+    CHECK_CLOSE(gpu, d_qkv, qkv, n, TOL);
+    release_all(gpu);
+}
+static void rope_forward(void) { check_rope(0); }
+static void rope_backward(void) { check_rope(1); }
+
+static void check_attention_forward(int B, int T, int H, int Dh) {
+    REQUIRE_CUDA(gpu);
+    long n_qkv = (long)B * T * 3 * H * Dh, n_out = (long)B * T * H * Dh, n_p = (long)B * H * T * T;
+    float *qkv = random_host(n_qkv, -2, 2);
+    float *out = random_host(n_out, -1, 1), *probs = random_host(n_p, -1, 1);
+    float *d_out = to_device_f(gpu, out, n_out), *d_probs = to_device_f(gpu, probs, n_p);
+    cpu->attention_forward(out, probs, qkv, B, T, H, Dh);
+    gpu->attention_forward(d_out, d_probs, to_device_f(gpu, qkv, n_qkv), B, T, H, Dh);
+    CHECK_CLOSE(gpu, d_out, out, n_out, TOL);
+    CHECK_CLOSE(gpu, d_probs, probs, n_p, TOL);
+    release_all(gpu);
+}
+static void attention_forward(void) { check_attention_forward(2, 37, 3, 16); }
+static void attention_forward_small(void) { check_attention_forward(3, 5, 2, 8); }
+
+static void check_attention_backward(int B, int T, int H, int Dh) {
+    REQUIRE_CUDA(gpu);
+    long n_qkv = (long)B * T * 3 * H * Dh, n_out = (long)B * T * H * Dh, n_p = (long)B * H * T * T;
+    float *qkv = random_host(n_qkv, -2, 2);
+    float *out = host_alloc((size_t)n_out * sizeof(float));
+    float *probs = host_alloc((size_t)n_p * sizeof(float));
+    cpu->attention_forward(out, probs, qkv, B, T, H, Dh); /* saved probs, for both */
+    float *dout = random_host(n_out, -1, 1);
+    float *dqkv = random_host(n_qkv, -1, 1);
+    float *d_dqkv = to_device_f(gpu, dqkv, n_qkv);
+    cpu->attention_backward(dqkv, dout, qkv, probs, B, T, H, Dh);
+    gpu->attention_backward(d_dqkv, to_device_f(gpu, dout, n_out), to_device_f(gpu, qkv, n_qkv),
+                            to_device_f(gpu, probs, n_p), B, T, H, Dh);
+    CHECK_CLOSE(gpu, d_dqkv, dqkv, n_qkv, TOL);
+    release_all(gpu);
+}
+static void attention_backward(void) { check_attention_backward(2, 37, 3, 16); }
+static void attention_backward_small(void) { check_attention_backward(3, 5, 2, 8); }
+
+/* ---- pointwise ------------------------------------------------------------------ */
+
+static void gelu_forward(void) {
+    REQUIRE_CUDA(gpu);
+    long n = 10007;
+    float *inp = random_host(n, -5, 5), *out = random_host(n, -1, 1);
+    float *d_out = to_device_f(gpu, out, n);
+    cpu->gelu_forward(out, inp, n);
+    gpu->gelu_forward(d_out, to_device_f(gpu, inp, n), n);
+    CHECK_CLOSE(gpu, d_out, out, n, TOL);
+    release_all(gpu);
+}
+
+static void gelu_backward(void) {
+    REQUIRE_CUDA(gpu);
+    long n = 10007;
+    float *inp = random_host(n, -5, 5), *dout = random_host(n, -1, 1), *dinp = random_host(n, -1, 1);
+    float *d_dinp = to_device_f(gpu, dinp, n);
+    cpu->gelu_backward(dinp, dout, inp, n);
+    gpu->gelu_backward(d_dinp, to_device_f(gpu, dout, n), to_device_f(gpu, inp, n), n);
+    CHECK_CLOSE(gpu, d_dinp, dinp, n, TOL);
+    release_all(gpu);
+}
+
+static void swiglu_forward(void) {
+    REQUIRE_CUDA(gpu);
+    int N = 33, F = 70;
+    float *inp = random_host((long)N * 2 * F, -5, 5), *out = random_host((long)N * F, -1, 1);
+    float *d_out = to_device_f(gpu, out, (long)N * F);
+    cpu->swiglu_forward(out, inp, N, F);
+    gpu->swiglu_forward(d_out, to_device_f(gpu, inp, (long)N * 2 * F), N, F);
+    CHECK_CLOSE(gpu, d_out, out, (long)N * F, TOL);
+    release_all(gpu);
+}
+
+static void swiglu_backward(void) {
+    REQUIRE_CUDA(gpu);
+    int N = 33, F = 70;
+    float *inp = random_host((long)N * 2 * F, -5, 5), *dout = random_host((long)N * F, -1, 1);
+    float *dinp = random_host((long)N * 2 * F, -1, 1);
+    float *d_dinp = to_device_f(gpu, dinp, (long)N * 2 * F);
+    cpu->swiglu_backward(dinp, dout, inp, N, F);
+    gpu->swiglu_backward(d_dinp, to_device_f(gpu, dout, (long)N * F),
+                         to_device_f(gpu, inp, (long)N * 2 * F), N, F);
+    CHECK_CLOSE(gpu, d_dinp, dinp, (long)N * 2 * F, TOL);
+    release_all(gpu);
+}
+
+static void layerscale_residual_forward(void) {
+    REQUIRE_CUDA(gpu);
+    int N = 67, C = 96;
+    long n = (long)N * C;
+    float *res = random_host(n, -1, 1), *y = random_host(n, -1, 1), *gamma = random_host(C, -1, 1);
+    float *out = random_host(n, -1, 1);
+    float *d_res = to_device_f(gpu, res, n), *d_y = to_device_f(gpu, y, n);
+    float *d_gamma = to_device_f(gpu, gamma, C), *d_out = to_device_f(gpu, out, n);
+    cpu->layerscale_residual_forward(out, res, y, gamma, N, C);
+    gpu->layerscale_residual_forward(d_out, d_res, d_y, d_gamma, N, C);
+    CHECK_CLOSE(gpu, d_out, out, n, TOL);
+    /* In place on the residual stream (out == res), as a block does. */
+    gpu->layerscale_residual_forward(d_res, d_res, d_y, d_gamma, N, C);
+    CHECK_CLOSE(gpu, d_res, out, n, TOL);
+    release_all(gpu);
+}
+
+static void check_layerscale_residual_backward(int N, int C, double tol) {
+    REQUIRE_CUDA(gpu);
+    long n = (long)N * C;
+    float *dout = random_host(n, -1, 1), *y = random_host(n, -1, 1), *gamma = random_host(C, -1, 1);
+    float *dres = random_host(n, -1, 1), *dy = random_host(n, -1, 1), *dgamma = random_host(C, -1, 1);
+    float *d_dres = to_device_f(gpu, dres, n), *d_dy = to_device_f(gpu, dy, n);
+    float *d_dgamma = to_device_f(gpu, dgamma, C);
+    cpu->layerscale_residual_backward(dres, dy, dgamma, dout, y, gamma, N, C);
+    gpu->layerscale_residual_backward(d_dres, d_dy, d_dgamma, to_device_f(gpu, dout, n),
+                                      to_device_f(gpu, y, n), to_device_f(gpu, gamma, C), N, C);
+    CHECK_CLOSE(gpu, d_dres, dres, n, TOL);
+    CHECK_CLOSE(gpu, d_dy, dy, n, TOL);
+    CHECK_CLOSE(gpu, d_dgamma, dgamma, C, tol);
+    release_all(gpu);
+}
+static void layerscale_residual_backward(void) { check_layerscale_residual_backward(67, 96, TOL); }
+/* dgamma sums over 5003 rows: TOL_LONG. */
+static void layerscale_residual_backward_many_rows(void) {
+    check_layerscale_residual_backward(5003, 64, TOL_LONG);
+}
+
+/* ---- optimisation ------------------------------------------------------------- */
+
+static void adamw_update(void) {
+    REQUIRE_CUDA(gpu);
+    long n = 10007;
+    float *p = random_host(n, -1, 1), *g = random_host(n, -1, 1);
+    float *m = random_host(n, -0.1f, 0.1f), *v = random_host(n, 0, 0.01f);
+    float *d_p = to_device_f(gpu, p, n), *d_m = to_device_f(gpu, m, n), *d_v = to_device_f(gpu, v, n);
+    float *d_g = to_device_f(gpu, g, n);
+    for (int t = 1; t <= 3; t++) {
+        cpu->adamw_update(p, g, m, v, n, 1e-3f, 0.9f, 0.999f, 1e-8f, 0.04f, t);
+        gpu->adamw_update(d_p, d_g, d_m, d_v, n, 1e-3f, 0.9f, 0.999f, 1e-8f, 0.04f, t);
+    }
+    CHECK_CLOSE(gpu, d_p, p, n, TOL);
+    CHECK_CLOSE(gpu, d_m, m, n, TOL);
+    CHECK_CLOSE(gpu, d_v, v, n, TOL);
+    release_all(gpu);
+}
+
+static void sum_squares(void) {
+    REQUIRE_CUDA(gpu);
+    long n = 1000003;
+    float *x = random_host(n, -1, 1);
+    double want = cpu->sum_squares(x, n);
+    double got = gpu->sum_squares(to_device_f(gpu, x, n), n);
+    /* Both sides accumulate in double: only double rounding differs. */
+    double rel = fabs(got - want) / want;
+    CHECK(rel <= 1e-9, "sum_squares %.17g vs cpu %.17g (relative %.3g)", got, want, rel);
+    CHECK(gpu->sum_squares(NULL, 0) == 0.0, "sum_squares of 0 values is not 0");
+    release_all(gpu);
+}
+
+static void scale(void) {
+    REQUIRE_CUDA(gpu);
+    long n = 5001;
+    float *x = random_host(n, -1, 1);
+    float *d_x = to_device_f(gpu, x, n);
+    cpu->scale(x, 0.37f, n);
+    gpu->scale(d_x, 0.37f, n);
+    CHECK_CLOSE(gpu, d_x, x, n, 0.0); /* one rounding on both sides: exact */
+    release_all(gpu);
+}
+
+TEST_MAIN(TEST(backend_table), TEST(memory),
+          TEST(matmul_forward), TEST(matmul_forward_no_bias), TEST(matmul_forward_long_inner),
+          TEST(matmul_backward), TEST(matmul_backward_weight_only), TEST(matmul_backward_long_batch),
+          TEST(patchify),
+          TEST(tokens_forward_masked), TEST(tokens_forward_unmasked), TEST(tokens_forward_no_registers),
+          TEST(tokens_backward_masked), TEST(tokens_backward_unmasked),
+          TEST(layernorm_forward), TEST(layernorm_forward_wide),
+          TEST(layernorm_backward), TEST(layernorm_backward_many_rows),
+          TEST(rope_forward), TEST(rope_backward),
+          TEST(attention_forward), TEST(attention_forward_small),
+          TEST(attention_backward), TEST(attention_backward_small),
+          TEST(gelu_forward), TEST(gelu_backward), TEST(swiglu_forward), TEST(swiglu_backward),
+          TEST(layerscale_residual_forward), TEST(layerscale_residual_backward),
+          TEST(layerscale_residual_backward_many_rows),
+          TEST(adamw_update), TEST(sum_squares), TEST(scale))

@@ -1,0 +1,375 @@
+/*
+ * reference_ops.c - the float64 oracle of every NnBackend op (see
+ * reference_ops.h). Each function is the textbook formula, one output
+ * element at a time; tests/nn/test_ops.c checks the backward ones against
+ * finite differences of the forward ones, so this file is itself tested.
+ */
+#include "tests/nn/reference_ops.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- linear layers ------------------------------------------------------ */
+
+void ref_matmul_forward(double *out, const double *inp, const double *weight,
+                        const double *bias, int N, int C, int OC) {
+    for (int n = 0; n < N; n++) {
+        for (int o = 0; o < OC; o++) {
+            double sum = bias ? bias[o] : 0.0;
+            for (int c = 0; c < C; c++) sum += inp[(long)n * C + c] * weight[(long)o * C + c];
+            out[(long)n * OC + o] = sum;
+        }
+    }
+}
+
+void ref_matmul_backward(double *dinp, double *dweight, double *dbias,
+                         const double *dout, const double *inp, const double *weight,
+                         int N, int C, int OC) {
+    for (int n = 0; n < N; n++) {
+        for (int o = 0; o < OC; o++) {
+            const double g = dout[(long)n * OC + o];
+            for (int c = 0; c < C; c++) {
+                if (dinp) dinp[(long)n * C + c] += g * weight[(long)o * C + c];
+                dweight[(long)o * C + c] += g * inp[(long)n * C + c];
+            }
+            if (dbias) dbias[o] += g;
+        }
+    }
+}
+
+/* ---- patch embedding and tokens --------------------------------------- */
+
+void ref_patchify(double *patches, const double *images, int B, int C, int H, int W, int P) {
+    const int Hp = H / P, Wp = W / P;
+    const long row_length = (long)C * P * P;
+    for (int b = 0; b < B; b++)
+        for (int py = 0; py < Hp; py++)
+            for (int px = 0; px < Wp; px++) {
+                double *row = patches + ((long)b * Hp * Wp + (long)py * Wp + px) * row_length;
+                for (int c = 0; c < C; c++)
+                    for (int y = 0; y < P; y++)
+                        for (int x = 0; x < P; x++) {
+                            long image_index = (((long)b * C + c) * H + (long)py * P + y) * W
+                                               + (long)px * P + x;
+                            row[((long)c * P + y) * P + x] = images[image_index];
+                        }
+            }
+}
+
+static int patch_is_masked(const uint8_t *mask, int b, int p, int Np) {
+    return mask && mask[(long)b * Np + p] != 0;
+}
+
+void ref_tokens_forward(double *tokens, const double *patch_emb, const double *cls,
+                        const double *reg, const double *mask_token, const uint8_t *mask,
+                        int B, int Np, int R, int D) {
+    const int T = 1 + R + Np;
+    for (int b = 0; b < B; b++) {
+        for (int t = 0; t < T; t++) {
+            const double *source;
+            if (t == 0) {
+                source = cls;
+            } else if (t <= R) {
+                source = reg + (long)(t - 1) * D;
+            } else {
+                int p = t - 1 - R;
+                source = patch_is_masked(mask, b, p, Np) ? mask_token
+                                                         : patch_emb + ((long)b * Np + p) * D;
+            }
+            memcpy(tokens + ((long)b * T + t) * D, source, sizeof(double) * D);
+        }
+    }
+}
+
+void ref_tokens_backward(double *dpatch_emb, double *dcls, double *dreg, double *dmask_token,
+                         const double *dtokens, const uint8_t *mask,
+                         int B, int Np, int R, int D) {
+    const int T = 1 + R + Np;
+    for (int b = 0; b < B; b++) {
+        for (int t = 0; t < T; t++) {
+            double *target;
+            if (t == 0) {
+                target = dcls;
+            } else if (t <= R) {
+                target = dreg + (long)(t - 1) * D;
+            } else {
+                int p = t - 1 - R;
+                target = patch_is_masked(mask, b, p, Np) ? dmask_token
+                                                         : dpatch_emb + ((long)b * Np + p) * D;
+            }
+            const double *row = dtokens + ((long)b * T + t) * D;
+            for (int d = 0; d < D; d++) target[d] += row[d];
+        }
+    }
+}
+
+/* ---- normalisation -------------------------------------------------------- */
+
+void ref_layernorm_forward(double *out, double *mean, double *rstd, const double *inp,
+                           const double *weight, const double *bias, int N, int C, double eps) {
+    for (int n = 0; n < N; n++) {
+        const double *x = inp + (long)n * C;
+        double sum = 0.0;
+        for (int c = 0; c < C; c++) sum += x[c];
+        const double mu = sum / C;
+        double squares = 0.0;
+        for (int c = 0; c < C; c++) squares += (x[c] - mu) * (x[c] - mu);
+        const double r = 1.0 / sqrt(squares / C + eps);
+        for (int c = 0; c < C; c++) out[(long)n * C + c] = (x[c] - mu) * r * weight[c] + bias[c];
+        mean[n] = mu;
+        rstd[n] = r;
+    }
+}
+
+/* With xhat = (x - mean) * rstd and g = dout * weight:
+ * dx = rstd * (g - mean(g) - xhat * mean(g * xhat)). */
+void ref_layernorm_backward(double *dinp, double *dweight, double *dbias, const double *dout,
+                            const double *inp, const double *weight,
+                            const double *mean, const double *rstd, int N, int C) {
+    for (int n = 0; n < N; n++) {
+        const double *x = inp + (long)n * C;
+        const double *dy = dout + (long)n * C;
+        double mean_g = 0.0, mean_g_xhat = 0.0;
+        for (int c = 0; c < C; c++) {
+            const double xhat = (x[c] - mean[n]) * rstd[n];
+            mean_g += dy[c] * weight[c] / C;
+            mean_g_xhat += dy[c] * weight[c] * xhat / C;
+        }
+        for (int c = 0; c < C; c++) {
+            const double xhat = (x[c] - mean[n]) * rstd[n];
+            const double g = dy[c] * weight[c];
+            dinp[(long)n * C + c] += rstd[n] * (g - mean_g - xhat * mean_g_xhat);
+            dweight[c] += dy[c] * xhat;
+            dbias[c] += dy[c];
+        }
+    }
+}
+
+/* ---- rotary position embedding ------------------------------------------- */
+
+enum { QKV_QUERY = 0, QKV_KEY = 1, QKV_VALUE = 2 };
+
+/* Index of qkv[b, t, part, h, 0] in a [B, T, 3, H, Dh] tensor. */
+static long qkv_offset(int b, int t, int part, int h, int T, int H, int Dh) {
+    return ((((long)b * T + t) * 3 + part) * H + h) * Dh;
+}
+
+/* rotate_half([x1, x2])[j] = [-x2, x1][j] over Dh values. */
+static double rotate_half_at(const double *x, int j, int Dh) {
+    const int half = Dh / 2;
+    return j < half ? -x[j + half] : x[j - half];
+}
+
+/* x <- x * cos + rotate_half(x) * sin, over one head's Dh values. */
+static void rotate_forward(double *x, const double *sin, const double *cos, int Dh,
+                           double *scratch) {
+    for (int j = 0; j < Dh; j++) scratch[j] = x[j] * cos[j] + rotate_half_at(x, j, Dh) * sin[j];
+    memcpy(x, scratch, sizeof(double) * Dh);
+}
+
+/* The transpose of rotate_forward: rotate_half is antisymmetric
+ * (R^T = -R), so (diag(cos) + diag(sin) R)^T dy = cos * dy - R (sin * dy). */
+static void rotate_transpose(double *dy, const double *sin, const double *cos, int Dh,
+                             double *scratch) {
+    double *sin_dy = scratch + Dh;
+    for (int j = 0; j < Dh; j++) sin_dy[j] = sin[j] * dy[j];
+    for (int j = 0; j < Dh; j++) scratch[j] = dy[j] * cos[j] - rotate_half_at(sin_dy, j, Dh);
+    memcpy(dy, scratch, sizeof(double) * Dh);
+}
+
+/* Applies rotate to every q and k head vector of the patch tokens. */
+static void for_each_rotated_vector(double *qkv, const double *sin, const double *cos,
+                                    int B, int T, int prefix, int H, int Dh,
+                                    void (*rotate)(double *, const double *, const double *,
+                                                   int, double *)) {
+    double *scratch = malloc(sizeof(double) * 2 * Dh);   /* [2, Dh] */
+    if (!scratch) abort();
+    for (int b = 0; b < B; b++)
+        for (int t = prefix; t < T; t++)
+            for (int part = QKV_QUERY; part <= QKV_KEY; part++)
+                for (int h = 0; h < H; h++)
+                    rotate(qkv + qkv_offset(b, t, part, h, T, H, Dh),
+                           sin + (long)(t - prefix) * Dh, cos + (long)(t - prefix) * Dh, Dh,
+                           scratch);
+    free(scratch);
+}
+
+void ref_rope_forward(double *qkv, const double *sin, const double *cos,
+                      int B, int T, int prefix, int H, int Dh) {
+    for_each_rotated_vector(qkv, sin, cos, B, T, prefix, H, Dh, rotate_forward);
+}
+
+void ref_rope_backward(double *dqkv, const double *sin, const double *cos,
+                       int B, int T, int prefix, int H, int Dh) {
+    for_each_rotated_vector(dqkv, sin, cos, B, T, prefix, H, Dh, rotate_transpose);
+}
+
+void ref_rope_tables(double *sin_table, double *cos_table, int Hp, int Wp, int Dh,
+                     double base, double rescale) {
+    const int half = Dh / 2, quarter = Dh / 4;
+    for (int p = 0; p < Hp * Wp; p++) {
+        const double y = (2.0 * (p / Wp + 0.5) / Hp - 1.0) * rescale;
+        const double x = (2.0 * (p % Wp + 0.5) / Wp - 1.0) * rescale;
+        for (int j = 0; j < Dh; j++) {
+            const int k = j % half;                    /* the table repeats twice */
+            const double coordinate = k < quarter ? y : x;
+            const int i = k % quarter;
+            const double period = exp(log(base) * (2.0 * i) / half);
+            const double angle = 2.0 * M_PI * coordinate / period;
+            sin_table[(long)p * Dh + j] = sin(angle);
+            cos_table[(long)p * Dh + j] = cos(angle);
+        }
+    }
+}
+
+/* ---- attention ------------------------------------------------------------- */
+
+void ref_attention_forward(double *out, double *probs, const double *qkv,
+                           int B, int T, int H, int Dh) {
+    const double scale = 1.0 / sqrt((double)Dh);
+    for (int b = 0; b < B; b++)
+        for (int h = 0; h < H; h++)
+            for (int t = 0; t < T; t++) {
+                const double *q = qkv + qkv_offset(b, t, QKV_QUERY, h, T, H, Dh);
+                double *p = probs + (((long)b * H + h) * T + t) * T;   /* [T] */
+                double max_score = -INFINITY;
+                for (int s = 0; s < T; s++) {
+                    const double *k = qkv + qkv_offset(b, s, QKV_KEY, h, T, H, Dh);
+                    double dot = 0.0;
+                    for (int d = 0; d < Dh; d++) dot += q[d] * k[d];
+                    p[s] = dot * scale;
+                    if (p[s] > max_score) max_score = p[s];
+                }
+                double total = 0.0;
+                for (int s = 0; s < T; s++) total += p[s] = exp(p[s] - max_score);
+                for (int s = 0; s < T; s++) p[s] /= total;
+                double *o = out + (((long)b * T + t) * H + h) * Dh;
+                for (int d = 0; d < Dh; d++) {
+                    double sum = 0.0;
+                    for (int s = 0; s < T; s++)
+                        sum += p[s] * qkv[qkv_offset(b, s, QKV_VALUE, h, T, H, Dh) + d];
+                    o[d] = sum;
+                }
+            }
+}
+
+/* With P = softmax(S), S = q k^T * scale, O = P v, and dP = dO v^T:
+ * dv += P^T dO;  dS = P * (dP - rowsum(P * dP));  dq += dS k * scale;
+ * dk += dS^T q * scale. */
+void ref_attention_backward(double *dqkv, const double *dout, const double *qkv,
+                            const double *probs, int B, int T, int H, int Dh) {
+    const double scale = 1.0 / sqrt((double)Dh);
+    double *dprobs = malloc(sizeof(double) * T);   /* [T] */
+    if (!dprobs) abort();
+    for (int b = 0; b < B; b++)
+        for (int h = 0; h < H; h++)
+            for (int t = 0; t < T; t++) {
+                const double *p = probs + (((long)b * H + h) * T + t) * T;
+                const double *dout_t = dout + (((long)b * T + t) * H + h) * Dh;
+                double weighted_dprobs = 0.0;
+                for (int s = 0; s < T; s++) {
+                    const double *v = qkv + qkv_offset(b, s, QKV_VALUE, h, T, H, Dh);
+                    double *dv = dqkv + qkv_offset(b, s, QKV_VALUE, h, T, H, Dh);
+                    dprobs[s] = 0.0;
+                    for (int d = 0; d < Dh; d++) {
+                        dprobs[s] += dout_t[d] * v[d];
+                        dv[d] += p[s] * dout_t[d];
+                    }
+                    weighted_dprobs += p[s] * dprobs[s];
+                }
+                const double *q = qkv + qkv_offset(b, t, QKV_QUERY, h, T, H, Dh);
+                double *dq = dqkv + qkv_offset(b, t, QKV_QUERY, h, T, H, Dh);
+                for (int s = 0; s < T; s++) {
+                    const double dscore = p[s] * (dprobs[s] - weighted_dprobs) * scale;
+                    const double *k = qkv + qkv_offset(b, s, QKV_KEY, h, T, H, Dh);
+                    double *dk = dqkv + qkv_offset(b, s, QKV_KEY, h, T, H, Dh);
+                    for (int d = 0; d < Dh; d++) {
+                        dq[d] += dscore * k[d];
+                        dk[d] += dscore * q[d];
+                    }
+                }
+            }
+    free(dprobs);
+}
+
+/* ---- pointwise ------------------------------------------------------------ */
+
+static double gelu(double x) { return 0.5 * x * (1.0 + erf(x / M_SQRT2)); }
+
+/* d/dx x Phi(x) = Phi(x) + x phi(x). */
+static double gelu_derivative(double x) {
+    return 0.5 * (1.0 + erf(x / M_SQRT2)) + x * exp(-0.5 * x * x) / sqrt(2.0 * M_PI);
+}
+
+void ref_gelu_forward(double *out, const double *inp, long n) {
+    for (long i = 0; i < n; i++) out[i] = gelu(inp[i]);
+}
+
+void ref_gelu_backward(double *dinp, const double *dout, const double *inp, long n) {
+    for (long i = 0; i < n; i++) dinp[i] += dout[i] * gelu_derivative(inp[i]);
+}
+
+static double sigmoid(double x) { return 1.0 / (1.0 + exp(-x)); }
+static double silu(double x) { return x * sigmoid(x); }
+/* d/dx x sigmoid(x) = sigmoid(x) (1 + x (1 - sigmoid(x))). */
+static double silu_derivative(double x) {
+    return sigmoid(x) * (1.0 + x * (1.0 - sigmoid(x)));
+}
+
+void ref_swiglu_forward(double *out, const double *inp, int N, int F) {
+    for (int n = 0; n < N; n++)
+        for (int f = 0; f < F; f++) {
+            const double gate = inp[(long)n * 2 * F + f], up = inp[(long)n * 2 * F + F + f];
+            out[(long)n * F + f] = silu(gate) * up;
+        }
+}
+
+void ref_swiglu_backward(double *dinp, const double *dout, const double *inp, int N, int F) {
+    for (int n = 0; n < N; n++)
+        for (int f = 0; f < F; f++) {
+            const long gate_index = (long)n * 2 * F + f, up_index = gate_index + F;
+            const double g = dout[(long)n * F + f];
+            dinp[gate_index] += g * silu_derivative(inp[gate_index]) * inp[up_index];
+            dinp[up_index] += g * silu(inp[gate_index]);
+        }
+}
+
+void ref_layerscale_residual_forward(double *out, const double *res, const double *y,
+                                     const double *gamma, int N, int C) {
+    for (long i = 0; i < (long)N * C; i++) out[i] = res[i] + gamma[i % C] * y[i];
+}
+
+void ref_layerscale_residual_backward(double *dres, double *dy, double *dgamma,
+                                      const double *dout, const double *y,
+                                      const double *gamma, int N, int C) {
+    for (long i = 0; i < (long)N * C; i++) {
+        dres[i] += dout[i];
+        dy[i] += dout[i] * gamma[i % C];
+        dgamma[i % C] += dout[i] * y[i];
+    }
+}
+
+/* ---- optimisation ------------------------------------------------------------ */
+
+void ref_adamw_update(double *params, const double *grads, double *m, double *v, long n,
+                      double lr, double beta1, double beta2, double eps,
+                      double weight_decay, int t) {
+    const double m_correction = 1.0 - pow(beta1, t), v_correction = 1.0 - pow(beta2, t);
+    for (long i = 0; i < n; i++) {
+        m[i] = beta1 * m[i] + (1.0 - beta1) * grads[i];
+        v[i] = beta2 * v[i] + (1.0 - beta2) * grads[i] * grads[i];
+        const double m_hat = m[i] / m_correction, v_hat = v[i] / v_correction;
+        params[i] -= lr * (m_hat / (sqrt(v_hat) + eps) + weight_decay * params[i]);
+    }
+}
+
+double ref_sum_squares(const double *x, long n) {
+    double sum = 0.0;
+    for (long i = 0; i < n; i++) sum += x[i] * x[i];
+    return sum;
+}
+
+void ref_scale(double *x, double s, long n) {
+    for (long i = 0; i < n; i++) x[i] *= s;
+}

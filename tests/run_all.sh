@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# run_all.sh - the whole test suite, as CI runs it:
+#   1. the release build (./build) with every test;
+#   2. an AddressSanitizer + UndefinedBehaviorSanitizer build (./build-sanitize)
+#      with every test again;
+# then one closing line "N passed, N failed, N skipped" summing the test cases
+# of every test program in both builds. Exits non-zero when anything failed.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+
+status=0
+meson test -C build --print-errorlogs --num-processes 2 || status=1
+
+if [ ! -f build-sanitize/build.ninja ]; then
+    meson setup build-sanitize --buildtype=debug -Db_sanitize=address,undefined \
+        -Db_lundef=false -Dcuda=disabled >/dev/null || status=1
+fi
+export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+export LSAN_OPTIONS=suppressions=$PWD/tests/lsan.supp
+ninja -C build-sanitize >/dev/null || { echo "sanitizer build failed"; ninja -C build-sanitize; status=1; }
+meson test -C build-sanitize --print-errorlogs --num-processes 2 --timeout-multiplier 4 || status=1
+
+python3 tests/count_cases.py build/meson-logs/testlog.json build-sanitize/meson-logs/testlog.json || status=1
+exit $status
