@@ -9,6 +9,7 @@
 #include <math.h>
 #include <stdlib.h>
 
+#include "nn/cpu/cpu_math.h"
 #include "nn/cpu/cpu_ops.h"
 
 /* ---- RoPE ------------------------------------------------------------- */
@@ -65,7 +66,7 @@ static void softmax_rows(float *x, int rows, int cols) {
         float sum = 0.0f;
         #pragma omp simd reduction(+ : sum)
         for (int j = 0; j < cols; j++) {
-            row[j] = expf(row[j] - max);
+            row[j] = cpu_expf(row[j] - max);
             sum += row[j];
         }
         float inv = 1.0f / sum;

@@ -5,6 +5,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "nn/cpu/cpu_math.h"
 #include "nn/cpu/cpu_ops.h"
 
 void cpu_patchify(float *patches, const float *images, int B, int C, int H, int W, int P) {
@@ -72,7 +73,7 @@ void cpu_gelu_forward(float *out, const float *inp, long n) {
     #pragma omp parallel for simd schedule(static)
     for (long i = 0; i < n; i++) {
         float x = inp[i];
-        out[i] = 0.5f * x * (1.0f + erff(x * (float)M_SQRT1_2));
+        out[i] = 0.5f * x * (1.0f + cpu_erff(x * (float)M_SQRT1_2));
     }
 }
 
@@ -81,8 +82,8 @@ void cpu_gelu_backward(float *dinp, const float *dout, const float *inp, long n)
     #pragma omp parallel for simd schedule(static)
     for (long i = 0; i < n; i++) {
         float x = inp[i];
-        float cdf = 0.5f * (1.0f + erff(x * (float)M_SQRT1_2));
-        float pdf = inv_sqrt_2pi * expf(-0.5f * x * x);
+        float cdf = 0.5f * (1.0f + cpu_erff(x * (float)M_SQRT1_2));
+        float pdf = inv_sqrt_2pi * cpu_expf(-0.5f * x * x);
         dinp[i] += dout[i] * (cdf + x * pdf);
     }
 }
@@ -95,7 +96,7 @@ void cpu_swiglu_forward(float *out, const float *inp, int N, int F) {
         #pragma omp simd
         for (int f = 0; f < F; f++) {
             float g = gate[f];
-            y[f] = g / (1.0f + expf(-g)) * up[f];
+            y[f] = g / (1.0f + cpu_expf(-g)) * up[f];
         }
     }
 }
@@ -108,7 +109,7 @@ void cpu_swiglu_backward(float *dinp, const float *dout, const float *inp, int N
         #pragma omp simd
         for (int f = 0; f < F; f++) {
             float g = gate[f];
-            float sig = 1.0f / (1.0f + expf(-g));
+            float sig = 1.0f / (1.0f + cpu_expf(-g));
             float silu = g * sig;
             dgate[f] += dy[f] * up[f] * sig * (1.0f + g * (1.0f - sig));
             dup[f] += dy[f] * silu;
