@@ -6,6 +6,7 @@
  * nn_cuda_backend() does its work once per process (a thread-safe function
  * static); later calls return the same table, or the same reason for NULL.
  */
+#include <dlfcn.h>
 #include <string.h>
 
 #include "nn/cuda/cuda_common.cuh"
@@ -61,7 +62,12 @@ static CudaInit initialise(void) {
     int count = 0;
     cudaError_t err = cudaGetDeviceCount(&count);
     if (err != cudaSuccess) {
-        snprintf(r.why, sizeof r.why, "no CUDA device: %s (cudaGetDeviceCount: %s)",
+        /* Without any NVIDIA driver the runtime reports an "insufficient"
+         * driver; say what is really missing. */
+        void *driver = dlopen("libcuda.so.1", RTLD_LAZY | RTLD_LOCAL);
+        if (driver) dlclose(driver);
+        snprintf(r.why, sizeof r.why, "no CUDA device: %s%s (cudaGetDeviceCount: %s)",
+                 driver ? "" : "no NVIDIA driver (libcuda.so.1 not found); ",
                  cudaGetErrorString(err), cudaGetErrorName(err));
         cudaGetLastError(); /* clear, so later CUDA calls elsewhere do not see it */
         return r;

@@ -98,9 +98,10 @@ __device__ __forceinline__ float warp_max(float v) {
  * Block (32, 32): threadIdx.x picks a column (coalesced reads of row-major
  * data), threadIdx.y strides over rows; partial sums are kept in double and
  * combined in a fixed order, so the result is deterministic (no atomics).
+ * (Few blocks when cols is small: correct, not fast; a later issue.)
  * value is a functor with  __device__ float operator()(long r, int c) const. */
 template <typename Value>
-__global__ void column_sum_kernel(float *out, long rows, int cols, Value value) {
+__global__ void __launch_bounds__(1024) column_sum_kernel(float *out, long rows, int cols, Value value) {
     __shared__ double partial[32][33];
     int c = blockIdx.x * 32 + threadIdx.x;
     double acc = 0.0;

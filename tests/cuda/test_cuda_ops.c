@@ -90,12 +90,6 @@ static float *random_host(long n, float lo, float hi) {
     for (long i = 0; i < n; i++) p[i] = uniform(lo, hi);
     return p;
 }
-/* A host copy of host[n] (the CPU side's own buffer). */
-static float *clone_host(const float *host, long n) {
-    float *p = host_alloc((size_t)n * sizeof(float));
-    memcpy(p, host, (size_t)n * sizeof(float));
-    return p;
-}
 /* Device memory holding a copy of host[bytes]. */
 static void *to_device(const NnBackend *gpu, const void *host, size_t bytes) {
     void *d = gpu->alloc(bytes);
