@@ -16,6 +16,9 @@
 #include "nn/tensor_file.h"
 #include "tests/test.h"
 
+/* Messages go into CHECK as "%.900s": a DdError message is as long as the
+ * harness's whole failure line, so an uncapped one would be truncated. */
+
 /* ---- a private scratch folder ------------------------------------------- */
 
 static char scratch_folder[256];
@@ -305,7 +308,8 @@ static ViTConfig tiny_config(int dim) {
     return cfg;
 }
 
-/* A host parameter buffer of cfg's layout: *memory (free() it) and views. */
+/* A host parameter buffer of cfg's layout: *memory (free() it) and views
+ * (vit_params_free(params, NULL) them). */
 static size_t host_params(const ViTConfig *cfg, ViTParams *params, float **memory) {
     ViTTensorInfo *layout = calloc((size_t)vit_tensor_count(cfg), sizeof *layout);
     size_t count = vit_tensor_layout(cfg, layout);
@@ -348,6 +352,9 @@ static void vit_params_round_trip(void) {
     printf("  message: %s\n", err.message);
     CHECK(strstr(err.message, "'embeddings.patch_embeddings.weight'") && strstr(err.message, "not found"),
           "message: %.900s", err.message);
+    vit_params_free(&saved, NULL);  /* the views; the host buffers are ours */
+    vit_params_free(&loaded, NULL);
+    vit_params_free(&wider_params, NULL);
     free(wider_memory);
     free(saved_memory);
     free(loaded_memory);

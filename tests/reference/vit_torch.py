@@ -64,9 +64,11 @@ def load_config(path):
         return mapping
 
     mapping = read_mapping(path)
+    mapping.setdefault("name", os.path.splitext(os.path.basename(path))[0])
+    # Coerce to the field types: PyYAML reads YAML 1.1, where 1e-5 is a string.
     fields = ViTConfig.__dataclass_fields__
-    config = ViTConfig(**{key: value for key, value in mapping.items() if key in fields})
-    config.ffn = str(config.ffn).lower()
+    config = ViTConfig(**{key: fields[key].type(value) for key, value in mapping.items() if key in fields})
+    config.ffn = config.ffn.lower()
     if config.ffn not in ("mlp", "swiglu"):
         raise ValueError(f"{path}: ffn: expected mlp or swiglu, found {config.ffn}")
     if config.dim % config.num_heads or config.head_dim % 4:

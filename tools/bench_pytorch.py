@@ -1,0 +1,116 @@
+#!/usr/bin/python3
+"""bench_pytorch.py - the PyTorch side of `distill bench`: times the same ViT
+backbone in float32 on the CPU, the way a practitioner would run it.
+
+    /usr/bin/python3 tools/bench_pytorch.py --model configs/models/vits16.yaml \
+        --batch 16 --image-size 224 --threads 2 --steps 5
+
+The model is tests/reference/vit_torch.py, the PyTorch model the C ViT is
+checked against (F.linear, F.layer_norm, F.conv2d patch embedding, batched
+softmax(q k^T) v attention: torch 1.13 has no scaled_dot_product_attention).
+It times
+  (a) a training step: forward, loss = mean(output^2), backward, AdamW step;
+  (b) a forward under torch.no_grad();
+after `--warmup` untimed repetitions of each, and prints one line of
+key=value pairs, e.g.
+
+    pytorch model=vits16 batch=16 image_size=224 threads=2 steps=5 \
+        train_images_per_s=3.1 forward_images_per_s=10.2 peak_rss_mib=2100.0
+
+peak_rss_mib is the process's peak resident set (getrusage ru_maxrss).
+"""
+import argparse
+import os
+import resource
+import sys
+import time
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def parse_arguments():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", required=True, help="model YAML file (configs/models/NAME.yaml)")
+    parser.add_argument("--batch", type=int, default=16, help="images per step")
+    parser.add_argument("--image-size", type=int, default=224, help="square image side in pixels")
+    parser.add_argument("--threads", type=int, default=os.cpu_count(), help="torch intra-op threads")
+    parser.add_argument("--steps", type=int, default=5, help="timed repetitions of each measurement")
+    parser.add_argument("--warmup", type=int, default=1, help="untimed repetitions before timing")
+    args = parser.parse_args()
+    if args.batch < 1 or args.steps < 1 or args.threads < 1 or args.warmup < 0:
+        parser.error("expected --batch, --steps, --threads >= 1 and --warmup >= 0")
+    return parser, args
+
+
+def init_params(torch, cfg, layout, generator):
+    """{name: float32 leaf tensor} for layout [(name, shape)], initialised as
+    vit_params_init does: N(0, 0.02) matrices and CLS/register tokens, zero
+    biases and mask token, unit LayerNorm weights, LayerScale = layerscale_init."""
+    params = {}
+    for name, shape in layout:
+        leaf = name.rsplit(".", 1)[-1]
+        if len(shape) == 2 or name.endswith(("cls_token", "register_tokens")):
+            value = torch.randn(shape, generator=generator) * 0.02
+        elif leaf == "lambda1":
+            value = torch.full(shape, cfg.layerscale_init)
+        elif leaf == "weight":  # LayerNorm
+            value = torch.ones(shape)
+        else:  # biases, mask token
+            value = torch.zeros(shape)
+        params[name] = value.requires_grad_(True)
+    return params
+
+
+def time_repeated(function, warmup, steps):
+    """Seconds per call of function(), after warmup untimed calls."""
+    for _ in range(warmup):
+        function()
+    start = time.perf_counter()
+    for _ in range(steps):
+        function()
+    return (time.perf_counter() - start) / steps
+
+
+def main():
+    parser, args = parse_arguments()
+    # Torch's BLAS (OpenBLAS on Debian) reads its thread count when it is
+    # loaded, so torch is imported here, once the count is set.
+    for variable in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[variable] = str(args.threads)
+    import torch
+    sys.path.insert(0, os.path.join(REPO, "tests", "reference"))
+    from vit_torch import load_config, tensor_layout, vit_forward
+
+    cfg = load_config(args.model)
+    if args.image_size % cfg.patch_size:
+        parser.error(f"--image-size {args.image_size} is not a multiple of the patch size {cfg.patch_size}")
+    torch.set_num_threads(args.threads)
+    generator = torch.Generator().manual_seed(0)
+    params = init_params(torch, cfg, tensor_layout(cfg), generator)
+    optimizer = torch.optim.AdamW(params.values(), lr=1e-4, weight_decay=0.04)
+    images = torch.randn(args.batch, cfg.in_channels, args.image_size, args.image_size, generator=generator)
+
+    def train_step():
+        optimizer.zero_grad(set_to_none=True)
+        loss = vit_forward(cfg, params, images).pow(2).mean()
+        loss.backward()
+        optimizer.step()
+
+    def forward_only():
+        with torch.no_grad():
+            vit_forward(cfg, params, images)
+
+    train_seconds = time_repeated(train_step, args.warmup, args.steps)
+    forward_seconds = time_repeated(forward_only, args.warmup, args.steps)
+    peak_rss_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # ru_maxrss is KiB on Linux
+
+    print(f"pytorch model={cfg.name} batch={args.batch} image_size={args.image_size} "
+          f"threads={args.threads} steps={args.steps} torch={torch.__version__} "
+          f"train_step_s={train_seconds:.4f} forward_s={forward_seconds:.4f} "
+          f"train_images_per_s={args.batch / train_seconds:.3f} "
+          f"forward_images_per_s={args.batch / forward_seconds:.3f} "
+          f"peak_rss_mib={peak_rss_mib:.1f}")
+
+
+if __name__ == "__main__":
+    main()
