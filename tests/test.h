@@ -18,7 +18,7 @@
 typedef struct TestState {
     int failed_checks;     /* in the current case */
     int skipped;           /* the current case called SKIP */
-    char first_failure[1024];
+    char first_failure[2048];
 } TestState;
 
 extern TestState test_state;

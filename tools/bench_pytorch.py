@@ -18,10 +18,23 @@ key=value pairs, e.g.
         train_images_per_s=3.1 forward_images_per_s=10.2 peak_rss_mib=2100.0
 
 peak_rss_mib is the process's peak resident set (getrusage ru_maxrss).
+
+With --distill PATH it first runs `PATH bench` on the same model, batch and
+image size, then PyTorch, and prints the ratios side by side (a ratio taken in
+one run is what counts on a shared, noisy machine):
+
+    /usr/bin/python3 tools/bench_pytorch.py --model configs/models/vits16.yaml \
+        --distill build/tools/distill
+
+Fairness: Debian's torch runs its matmuls on OpenBLAS, which under a
+hypervisor may detect only generic x86-64 kernels; like `distill` (see
+nn/cpu/cpu_blas_select.c), this script then selects the kernels the CPU
+supports through OPENBLAS_CORETYPE, so both sides use the same sgemm.
 """
 import argparse
 import os
 import resource
+import subprocess
 import sys
 import time
 
@@ -36,6 +49,7 @@ def parse_arguments():
     parser.add_argument("--threads", type=int, default=os.cpu_count(), help="torch intra-op threads")
     parser.add_argument("--steps", type=int, default=5, help="timed repetitions of each measurement")
     parser.add_argument("--warmup", type=int, default=1, help="untimed repetitions before timing")
+    parser.add_argument("--distill", help="path of the distill executable: run its bench first and print ratios")
     args = parser.parse_args()
     if args.batch < 1 or args.steps < 1 or args.threads < 1 or args.warmup < 0:
         parser.error("expected --batch, --steps, --threads >= 1 and --warmup >= 0")
@@ -61,6 +75,31 @@ def init_params(torch, cfg, layout, generator):
     return params
 
 
+def best_openblas_core():
+    """The OPENBLAS_CORETYPE matching this CPU's vector units, or None."""
+    try:
+        with open("/proc/cpuinfo") as cpuinfo:
+            flags = next((line.split(":", 1)[1].split() for line in cpuinfo if line.startswith("flags")), [])
+    except OSError:
+        return None
+    if "avx512f" in flags and "avx512bw" in flags:
+        return "SkylakeX"
+    if "avx2" in flags and "fma" in flags:
+        return "Haswell"
+    return None
+
+
+def run_distill_bench(args):
+    """Runs `distill bench` with the same settings; returns its key=value figures."""
+    command = [args.distill, "bench", args.model, "--batch", str(args.batch),
+               "--image-size", str(args.image_size), "--steps", str(args.steps),
+               "--warmup", str(args.warmup)]
+    output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
+    sys.stdout.write(output)
+    line = next(line for line in output.splitlines() if line.startswith("bench "))
+    return dict(field.split("=", 1) for field in line.split()[1:])
+
+
 def time_repeated(function, warmup, steps):
     """Seconds per call of function(), after warmup untimed calls."""
     for _ in range(warmup):
@@ -77,6 +116,10 @@ def main():
     # loaded, so torch is imported here, once the count is set.
     for variable in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ[variable] = str(args.threads)
+    core = best_openblas_core()
+    if core and "OPENBLAS_CORETYPE" not in os.environ:
+        os.environ["OPENBLAS_CORETYPE"] = core
+    ours = run_distill_bench(args) if args.distill else None
     import torch
     sys.path.insert(0, os.path.join(REPO, "tests", "reference"))
     from vit_torch import load_config, tensor_layout, vit_forward
@@ -110,6 +153,14 @@ def main():
           f"train_images_per_s={args.batch / train_seconds:.3f} "
           f"forward_images_per_s={args.batch / forward_seconds:.3f} "
           f"peak_rss_mib={peak_rss_mib:.1f}")
+    if ours:
+        train_ratio = float(ours["train_images_per_s"]) * train_seconds / args.batch
+        forward_ratio = float(ours["forward_images_per_s"]) * forward_seconds / args.batch
+        memory_ratio = float(ours["peak_rss_mib"]) / peak_rss_mib
+        print(f"ratio distill/pytorch: training step {train_ratio:.2f}x images/s, "
+              f"forward {forward_ratio:.2f}x images/s, peak memory {memory_ratio:.2f}x "
+              f"(distill training step at {100 * float(ours['train_gflops']) / float(ours['sgemm_gflops']):.1f}% "
+              f"of the sgemm ceiling)")
 
 
 if __name__ == "__main__":

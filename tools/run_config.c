@@ -1,1 +1,106 @@
-/* tools/run_config.c - placeholder, being written */
+/*
+ * run_config.c - the schema of a run file (configs/runs/NAME.yaml) and the
+ * checks that tie its parts together: unique student names, the same patch
+ * grid and prototype counts for teacher and students, crops that are whole
+ * patches.
+ */
+#include "tools/run_config.h"
+
+#include <stddef.h>
+#include <string.h>
+
+static const ConfigField crop_fields[] = {
+    {CONFIG_MEMBER(CropConfig, global_size), .type = CONFIG_INT, .min = 1, .max = 8192, .fallback = 256},
+    {CONFIG_MEMBER(CropConfig, global_count), .type = CONFIG_INT, .min = 1, .max = 64, .fallback = 2},
+    {CONFIG_MEMBER(CropConfig, local_size), .type = CONFIG_INT, .min = 1, .max = 8192, .fallback = 112},
+    {CONFIG_MEMBER(CropConfig, local_count), .type = CONFIG_INT, .min = 0, .max = 64, .fallback = 8},
+};
+const ConfigSchema crop_config_schema = CONFIG_SCHEMA("crops", CropConfig, crop_fields, NULL);
+
+static const ConfigField teacher_fields[] = {
+    {CONFIG_MEMBER(TeacherConfig, model), .type = CONFIG_STRUCT, .required = 1, .schema = &vit_config_schema},
+};
+static const ConfigSchema teacher_schema = CONFIG_SCHEMA("teacher", TeacherConfig, teacher_fields, NULL);
+
+static const ConfigField student_fields[] = {
+    {CONFIG_MEMBER(StudentConfig, name), .type = CONFIG_STRING, .required = 1, .min = 1},
+    {CONFIG_MEMBER(StudentConfig, model), .type = CONFIG_STRUCT, .required = 1, .schema = &vit_config_schema},
+};
+static const ConfigSchema student_schema = CONFIG_SCHEMA("student", StudentConfig, student_fields, NULL);
+
+static const ConfigField run_fields[] = {
+    {CONFIG_MEMBER(RunConfig, name), .type = CONFIG_STRING, .required = 1, .min = 1},
+    {CONFIG_MEMBER(RunConfig, seed), .type = CONFIG_UINT64, .fallback = 0},
+    {CONFIG_MEMBER(RunConfig, iterations), .type = CONFIG_INT, .required = 1, .min = 1, .max = 1e9},
+    {CONFIG_MEMBER(RunConfig, cooldown), .type = CONFIG_INT, .min = 0, .max = 1e9, .fallback = 0},
+    {CONFIG_MEMBER(RunConfig, warmup), .type = CONFIG_INT, .min = 0, .max = 1e9, .fallback = 0},
+    {CONFIG_MEMBER(RunConfig, global_batch), .type = CONFIG_INT, .required = 1, .min = 1, .max = 1 << 24},
+    {CONFIG_MEMBER(RunConfig, crops), .type = CONFIG_STRUCT, .schema = &crop_config_schema},
+    {CONFIG_MEMBER(RunConfig, teacher), .type = CONFIG_STRUCT, .required = 1, .schema = &teacher_schema},
+    {CONFIG_MEMBER(RunConfig, students), .type = CONFIG_LIST, .required = 1, .min = 1,
+     .schema = &student_schema, .count_offset = offsetof(RunConfig, student_count)},
+};
+
+/* The teacher's patch features are matched to the students' patches, so all
+ * models cut the crops into the same grid. */
+static int check_patch_grid(const RunConfig *c, const ConfigPlaces *places, DdError *err) {
+    int patch = c->teacher.model.patch_size;
+    for (int i = 0; i < c->student_count; i++)
+        if (c->students[i].model.patch_size != patch)
+            return CONFIG_FAIL_AT(places, &c->students[i].model, err,
+                                  "expected patch_size %d as in the teacher for student '%s', found %d", patch,
+                                  c->students[i].name, c->students[i].model.patch_size);
+    return 0;
+}
+
+/* A student learns to predict the teacher's prototype scores, so its heads
+ * have as many prototypes as the teacher's. */
+static int check_prototypes(const RunConfig *c, const ConfigPlaces *places, DdError *err) {
+    const ViTConfig *teacher = &c->teacher.model;
+    for (int i = 0; i < c->student_count; i++) {
+        const ViTConfig *student = &c->students[i].model;
+        if (student->dino_head.prototypes != teacher->dino_head.prototypes)
+            return CONFIG_FAIL_AT(places, student, err,
+                                  "expected %d DINO prototypes as in the teacher for student '%s', found %d",
+                                  teacher->dino_head.prototypes, c->students[i].name, student->dino_head.prototypes);
+        if (student->ibot_head.prototypes != teacher->ibot_head.prototypes)
+            return CONFIG_FAIL_AT(places, student, err,
+                                  "expected %d iBOT prototypes as in the teacher for student '%s', found %d",
+                                  teacher->ibot_head.prototypes, c->students[i].name, student->ibot_head.prototypes);
+    }
+    return 0;
+}
+
+/* Crops are cut into whole patches. */
+static int check_crop_sizes(const RunConfig *c, const ConfigPlaces *places, DdError *err) {
+    int patch = c->teacher.model.patch_size;
+    if (c->crops.global_size % patch != 0)
+        return CONFIG_FAIL_AT(places, &c->crops.global_size, err,
+                              "expected a multiple of the patch size %d for 'global_size', found %d", patch,
+                              c->crops.global_size);
+    if (c->crops.local_size % patch != 0)
+        return CONFIG_FAIL_AT(places, &c->crops.local_size, err,
+                              "expected a multiple of the patch size %d for 'local_size', found %d", patch,
+                              c->crops.local_size);
+    return 0;
+}
+
+static int check_run_config(const void *object, const ConfigPlaces *places, DdError *err) {
+    const RunConfig *c = object;
+    if (c->warmup > c->iterations)
+        return CONFIG_FAIL_AT(places, &c->warmup, err, "expected at most iterations (%d) for 'warmup', found %d",
+                              c->iterations, c->warmup);
+    for (int i = 0; i < c->student_count; i++)
+        for (int j = 0; j < i; j++)
+            if (strcmp(c->students[i].name, c->students[j].name) == 0)
+                return CONFIG_FAIL_AT(places, &c->students[i].name, err,
+                                      "expected a student name not used before, found '%s' again", c->students[i].name);
+    if (check_patch_grid(c, places, err) || check_prototypes(c, places, err)) return -1;
+    return check_crop_sizes(c, places, err);
+}
+
+const ConfigSchema run_config_schema = CONFIG_SCHEMA("run", RunConfig, run_fields, check_run_config);
+
+int run_config_load(RunConfig *config, const char *path, DdError *err) {
+    return config_load(&run_config_schema, config, path, err);
+}

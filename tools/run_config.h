@@ -1,0 +1,57 @@
+/*
+ * run_config.h - a whole distillation run as read from configs/runs/NAME.yaml:
+ * the teacher, the students, the schedule length, the batch and the crops.
+ * Schema and defaults in run_config.c; later sections (data, schedule, comm,
+ * monitor) are added there as fields of RunConfig.
+ */
+#ifndef DD_TOOLS_RUN_CONFIG_H
+#define DD_TOOLS_RUN_CONFIG_H
+
+#include <stdint.h>
+
+#include "nn/error.h"
+#include "nn/vit_config.h"
+#include "nn/yaml_config.h"
+
+enum { RUN_MAX_STUDENTS = 16 };
+
+/* The multi-crop recipe: every image gives global_count crops of
+ * global_size px (the teacher sees these) and local_count of local_size. */
+typedef struct CropConfig {
+    int global_size;
+    int global_count;
+    int local_size;
+    int local_count;
+} CropConfig;
+
+typedef struct TeacherConfig {
+    ViTConfig model;          /* usually `model: ../models/NAME.yaml` */
+} TeacherConfig;
+
+typedef struct StudentConfig {
+    char name[64];            /* the group's name in logs, metrics and checkpoints */
+    ViTConfig model;
+} StudentConfig;
+
+typedef struct RunConfig {
+    char name[64];
+    uint64_t seed;            /* every random choice of the run derives from it */
+    int iterations;           /* main phase */
+    int cooldown;             /* iterations after the main phase */
+    int warmup;               /* first iterations of the main phase with a rising learning rate */
+    int global_batch;         /* images per iteration, over all ranks of a group */
+    CropConfig crops;
+    TeacherConfig teacher;
+    StudentConfig students[RUN_MAX_STUDENTS];
+    int student_count;
+} RunConfig;
+
+extern const ConfigSchema run_config_schema;
+/* The crops section alone, for tools that take a model file and need the
+ * default recipe (config_set_defaults). */
+extern const ConfigSchema crop_config_schema;
+
+/* Loads and checks a run file; errors read "file:line:column: expected X, found Y". */
+int run_config_load(RunConfig *config, const char *path, DdError *err);
+
+#endif
