@@ -5,6 +5,8 @@
 #ifndef DD_NN_VIT_CONFIG_H
 #define DD_NN_VIT_CONFIG_H
 
+#include <stddef.h>
+
 #include "nn/error.h"
 #include "nn/yaml_config.h"
 
@@ -50,5 +52,12 @@ int vit_config_load(ViTConfig *config, const char *path, DdError *err);
 
 /* Cross-field checks (dim divisible by heads, head dim divisible by 4, ...). */
 int vit_config_validate(const ViTConfig *config, DdError *err);
+
+/* Parameters of a head on a backbone of width in_dim: the MLP (in_dim ->
+ * hidden -> ... -> bottleneck, `layers` linear layers with biases), the
+ * prototype layer (bottleneck x prototypes, no bias), and both. */
+size_t head_mlp_param_count(const HeadConfig *head, int in_dim);
+size_t head_prototype_param_count(const HeadConfig *head);
+size_t head_param_count(const HeadConfig *head, int in_dim);
 
 #endif

@@ -27,9 +27,14 @@
  * Every error is one line, `FILE:LINE:COLUMN: expected X, found Y`, where
  * FILE is the path as given (includes: joined to the including file's
  * folder), LINE and COLUMN are 1-based and point at the offending value, key,
- * or, for a missing key, the start of the mapping. Only a file that cannot be
- * opened at all has no line: `FILE: expected a readable file, found ...`
- * (when an include cannot be opened, the place of the include is given).
+ * or, for a missing key, the start of the mapping. Only a problem with the
+ * whole top-level file (missing, a folder, over the size limit) has no line:
+ * `FILE: expected a readable file, found No such file or directory`; for an
+ * included file the place of its include is given instead.
+ *
+ * Limits, so that no input hangs or exhausts the loader: the sizes below;
+ * libyaml's quadratic corners (deep nesting, many anchors) are cut off
+ * before they are reached.
  */
 #ifndef DD_NN_YAML_CONFIG_H
 #define DD_NN_YAML_CONFIG_H
@@ -42,6 +47,8 @@
 enum {
     CONFIG_MAX_INCLUDE_DEPTH = 16,       /* files open at once through includes */
     CONFIG_MAX_FILE_BYTES = 1 << 20,     /* larger files are refused unread */
+    CONFIG_MAX_NESTING = 64,             /* mappings and sequences inside each other */
+    CONFIG_MAX_ANCHORS = 256,            /* &anchors in one file */
     CONFIG_MAX_FIELDS = 64,              /* fields of one schema */
 };
 
