@@ -42,10 +42,16 @@ void cpu_matmul_backward(float *dinp, float *dweight, float *dbias, const float 
     }
 }
 
+/* An OpenMP build of OpenBLAS already runs single-threaded inside our
+ * parallel regions (and its openblas_set_num_threads would change OpenMP's
+ * own thread count); a pthreads build must be told. */
 int cpu_blas_threads_begin_serial(void) {
+    if (openblas_get_parallel() == OPENBLAS_OPENMP) return 0;
     int saved = openblas_get_num_threads();
     openblas_set_num_threads(1);
     return saved;
 }
 
-void cpu_blas_threads_end_serial(int saved) { openblas_set_num_threads(saved); }
+void cpu_blas_threads_end_serial(int saved) {
+    if (saved > 0) openblas_set_num_threads(saved);
+}
