@@ -18,6 +18,18 @@ DdRandom dd_random_seed(uint64_t seed, uint64_t stream) {
     return r;
 }
 
+DdRandom dd_random_keyed(uint64_t seed, DdRandomPurpose purpose, uint64_t a, uint64_t b, uint64_t c) {
+    /* each coordinate passes through the mixer, so nearby keys give unrelated streams */
+    uint64_t key = seed;
+    const uint64_t parts[4] = {(uint64_t)purpose, a, b, c};
+    for (int i = 0; i < 4; i++) {
+        key ^= parts[i] + 0x9E3779B97F4A7C15ull + (key << 6) + (key >> 2);
+        key = splitmix64(&key);
+    }
+    DdRandom r = {key};
+    return r;
+}
+
 uint64_t dd_random_u64(DdRandom *r) { return splitmix64(&r->state); }
 
 double dd_random_uniform(DdRandom *r) { return (double)(dd_random_u64(r) >> 11) * 0x1.0p-53; }
