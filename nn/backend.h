@@ -114,8 +114,9 @@ typedef struct NnBackend {
     void (*layerscale_residual_forward)(float *out, const float *res, const float *y,
                                         const float *gamma, int N, int C);
     /* dres += dout; dy += dout * gamma; dgamma[C] += sum over N of dout * y.
-     * dres may alias dout's buffer only if the caller wants dout kept:
-     * it must not be the same pointer. */
+     * dres may be NULL: the caller then keeps dout itself as the gradient of
+     * the residual input and adds the branch's gradient into it afterwards
+     * (how vit_backward runs the residual stream in one buffer). */
     void (*layerscale_residual_backward)(float *dres, float *dy, float *dgamma,
                                          const float *dout, const float *y,
                                          const float *gamma, int N, int C);

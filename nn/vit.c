@@ -228,7 +228,6 @@ static void activation_walk(const ViTConfig *cfg, ViTActivations *a, ActivationW
     a->rope_cos = take(w, Np * Dh);
     if (a->training) {
         a->d_resid = take(w, BT * D);
-        a->d_resid_mid = take(w, BT * D);
         a->d_ln = take(w, BT * D);
         a->d_attn = take(w, BT * D);
         a->d_branch = take(w, BT * D);
@@ -361,6 +360,8 @@ void vit_backward(const NnBackend *be, const ViTConfig *cfg, const ViTParams *p,
     be->layernorm_backward(a->d_resid, g->norm_w, g->norm_b, dout, x_last, p->norm_w,
                            a->out_mean, a->out_rstd, BT, D);
 
+    /* a->d_resid carries the gradient of the residual stream down the
+     * blocks: each branch adds its input gradient into it in place. */
     for (int l = cfg->depth - 1; l >= 0; l--) {
         const ViTBlockParams *w = &p->blocks[l];
         ViTBlockParams *gw = &g->blocks[l];
@@ -368,10 +369,8 @@ void vit_backward(const NnBackend *be, const ViTConfig *cfg, const ViTParams *p,
         const float *x_in = l > 0 ? a->blocks[l - 1].resid_out : a->tokens;
 
         /* resid_out = resid_mid + ls2 * fc2(act(fc1(norm2(resid_mid)))) */
-        be->zero(a->d_resid_mid, row_bytes);
         be->zero(a->d_branch, row_bytes);
-        be->layerscale_residual_backward(a->d_resid_mid, a->d_branch, gw->ls2, a->d_resid, s->fc2,
-                                         w->ls2, BT, D);
+        be->layerscale_residual_backward(NULL, a->d_branch, gw->ls2, a->d_resid, s->fc2, w->ls2, BT, D);
         be->zero(a->d_act, (size_t)BT * F * sizeof(float));
         be->matmul_backward(a->d_act, gw->fc2_w, gw->fc2_b, a->d_branch, s->act, w->fc2_w, BT, F, D);
         be->zero(a->d_fc1, (size_t)BT * F1 * sizeof(float));
@@ -381,14 +380,12 @@ void vit_backward(const NnBackend *be, const ViTConfig *cfg, const ViTParams *p,
             be->gelu_backward(a->d_fc1, a->d_act, s->fc1, (long)BT * F);
         be->zero(a->d_ln, row_bytes);
         be->matmul_backward(a->d_ln, gw->fc1_w, gw->fc1_b, a->d_fc1, s->ln2, w->fc1_w, BT, D, F1);
-        be->layernorm_backward(a->d_resid_mid, gw->norm2_w, gw->norm2_b, a->d_ln, s->resid_mid,
+        be->layernorm_backward(a->d_resid, gw->norm2_w, gw->norm2_b, a->d_ln, s->resid_mid,
                                w->norm2_w, s->ln2_mean, s->ln2_rstd, BT, D);
 
         /* resid_mid = x_in + ls1 * proj(attention(rope(qkv(norm1(x_in))))) */
-        be->zero(a->d_resid, row_bytes);
         be->zero(a->d_branch, row_bytes);
-        be->layerscale_residual_backward(a->d_resid, a->d_branch, gw->ls1, a->d_resid_mid, s->proj,
-                                         w->ls1, BT, D);
+        be->layerscale_residual_backward(NULL, a->d_branch, gw->ls1, a->d_resid, s->proj, w->ls1, BT, D);
         be->zero(a->d_attn, row_bytes);
         be->matmul_backward(a->d_attn, gw->proj_w, gw->proj_b, a->d_branch, s->attn, w->proj_w, BT, D, D);
         be->zero(a->d_qkv, 3 * row_bytes);

@@ -110,7 +110,6 @@ typedef struct ViTActivations {
     float *rope_sin, *rope_cos;         /* [Np, Dh] */
     /* backward scratch, reused by every block */
     float *d_resid;                     /* [B,T,D] gradient of the residual stream */
-    float *d_resid_mid;                 /* [B,T,D] */
     float *d_ln, *d_attn, *d_branch;    /* [B,T,D] */
     float *d_qkv;                       /* [B,T,3D] */
     float *d_fc1;                       /* [B,T,F or 2F] */

@@ -134,11 +134,12 @@ void cpu_layerscale_residual_backward(float *dres, float *dy, float *dgamma, con
         #pragma omp for schedule(static)
         for (int n = 0; n < N; n++) {
             const long o = (long)n * C;
-            #pragma omp simd
-            for (int c = 0; c < C; c++) {
-                dres[o + c] += dout[o + c];
-                dy[o + c] += dout[o + c] * gamma[c];
+            if (dres) {
+                #pragma omp simd
+                for (int c = 0; c < C; c++) dres[o + c] += dout[o + c];
             }
+            #pragma omp simd
+            for (int c = 0; c < C; c++) dy[o + c] += dout[o + c] * gamma[c];
         }
         #pragma omp for schedule(static)
         for (int c0 = 0; c0 < C; c0 += 16) {
