@@ -1,0 +1,64 @@
+/*
+ * comm.h - the communication layer's one header: MPI bootstrap, the
+ * communicators of the rank layout, in-group sums, and the delivery of
+ * teacher outputs to student ranks. (The CUDA build adds NCCL underneath
+ * the same calls.)
+ */
+#ifndef DD_COMM_COMM_H
+#define DD_COMM_COMM_H
+
+#include <mpi.h>
+#include <stdint.h>
+
+#include "comm/bf16.h"
+#include "comm/rank_layout.h"
+#include "nn/error.h"
+
+typedef struct Comm {
+    MPI_Comm world;       /* a private duplicate of MPI_COMM_WORLD */
+    MPI_Comm group;       /* the ranks of this rank's group */
+    int world_rank, world_size;
+    int group_index;      /* LAYOUT_TEACHER_GROUP or a student group 1.. */
+    int group_rank, group_size;
+} Comm;
+
+/* MPI must be initialised. Fails (on every rank alike) when the world size
+ * differs from the layout's. Collective over MPI_COMM_WORLD. */
+int comm_init(Comm *comm, const RankLayout *layout, DdError *err);
+void comm_free(Comm *comm);
+
+/* buffer[count] <- its sum over the ranks of this rank's group. */
+int comm_group_sum(Comm *comm, float *buffer, long count, DdError *err);
+/* The same with the signature of a reduction hook (ctx is the Comm). */
+int comm_group_sum_hook(void *comm, float *buffer, long count, DdError *err);
+
+/* ---- teacher -> student delivery --------------------------------------- */
+
+/* One batch's teacher payload is a row per sample, laid out sample after
+ * sample in batch order: row i holds payload_offsets[i + 1] - payload_offsets[i]
+ * values (the DINO bottlenecks of both global crops, then the iBOT
+ * bottlenecks of the masked patches). Every rank knows the offsets
+ * ([global_batch + 1] prefix sums), since masks derive from the seed. A
+ * teacher rank holds the rows of its slice, a student rank receives the rows
+ * of its own slice, in bf16, from whichever teacher ranks own them. */
+typedef struct DeliveryTransfer {
+    MPI_Request *requests;
+    int count, capacity;
+    long bytes_sent, bytes_received;   /* of the transfer in flight */
+} DeliveryTransfer;
+
+int delivery_transfer_init(DeliveryTransfer *transfer, const RankLayout *layout, DdError *err);
+void delivery_transfer_free(DeliveryTransfer *transfer);
+
+/* Teacher rank: sends slice_rows (the rows of its slice, bf16) to every
+ * student rank of every group that owns some of them. tag tells batches
+ * apart when several are in flight (iteration modulo 32768). */
+int delivery_post_sends(const Comm *comm, const RankLayout *layout, const long *payload_offsets,
+                        const uint16_t *slice_rows, int tag, DeliveryTransfer *transfer, DdError *err);
+/* Student rank: receives the rows of its slice into slice_rows. */
+int delivery_post_receives(const Comm *comm, const RankLayout *layout, const long *payload_offsets,
+                           uint16_t *slice_rows, int tag, DeliveryTransfer *transfer, DdError *err);
+/* Completes the posted transfer. */
+int delivery_wait(DeliveryTransfer *transfer, DdError *err);
+
+#endif

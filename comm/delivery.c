@@ -1,0 +1,91 @@
+/*
+ * delivery.c - teacher rows to the student ranks that own them (see the
+ * delivery part of comm.h). Each (teacher rank, student rank) pair whose
+ * slices overlap exchanges one message: the rows of the overlap, in bf16.
+ * Both sides derive every message's size from the layout and the payload
+ * offsets, so nothing but the rows themselves crosses the wire.
+ */
+#include <limits.h>
+#include <stdlib.h>
+
+#include "comm/comm.h"
+
+int delivery_transfer_init(DeliveryTransfer *transfer, const RankLayout *layout, DdError *err) {
+    transfer->count = 0;
+    transfer->bytes_sent = transfer->bytes_received = 0;
+    transfer->capacity = layout->world_size;   /* at most one message per other rank */
+    transfer->requests = malloc((size_t)transfer->capacity * sizeof *transfer->requests);
+    if (!transfer->requests) return dd_fail(err, "delivery: out of memory for %d requests", transfer->capacity);
+    return 0;
+}
+
+void delivery_transfer_free(DeliveryTransfer *transfer) {
+    free(transfer->requests);
+    transfer->requests = NULL;
+    transfer->count = transfer->capacity = 0;
+}
+
+/* Walks the ranks of the groups on the other side of the delivery whose
+ * slice overlaps [begin, end), posting one message each. */
+static int post_overlaps(const Comm *comm, const RankLayout *layout, const long *payload_offsets,
+                         int begin, int end, uint16_t *rows, int sending, int tag,
+                         DeliveryTransfer *transfer, DdError *err) {
+    const long base = payload_offsets[begin];
+    const int first_group = sending ? 1 : LAYOUT_TEACHER_GROUP;
+    const int last_group = sending ? layout->group_count - 1 : LAYOUT_TEACHER_GROUP;
+    for (int g = first_group; g <= last_group; g++) {
+        for (int r = 0; r < layout->ranks[g]; r++) {
+            int peer_begin, peer_end;
+            rank_layout_slice(layout, g, r, &peer_begin, &peer_end);
+            int lo = begin > peer_begin ? begin : peer_begin;
+            int hi = end < peer_end ? end : peer_end;
+            if (lo >= hi) continue;
+            long values = payload_offsets[hi] - payload_offsets[lo];
+            if (values == 0) continue;
+            if (values > INT_MAX)
+                return dd_fail(err, "delivery: a message of %ld values exceeds MPI's int count", values);
+            if (transfer->count == transfer->capacity)
+                return dd_fail(err, "delivery: more than %d messages in one transfer", transfer->capacity);
+            uint16_t *start = rows + (payload_offsets[lo] - base);
+            int peer = layout->first_rank[g] + r;
+            MPI_Request *request = &transfer->requests[transfer->count];
+            int code = sending ? MPI_Isend(start, (int)values, MPI_UINT16_T, peer, tag, comm->world, request)
+                               : MPI_Irecv(start, (int)values, MPI_UINT16_T, peer, tag, comm->world, request);
+            if (code != MPI_SUCCESS)
+                return dd_fail(err, "delivery: %s of %ld values with rank %d failed (MPI error %d)",
+                               sending ? "MPI_Isend" : "MPI_Irecv", values, peer, code);
+            transfer->count++;
+            if (sending) transfer->bytes_sent += values * (long)sizeof(uint16_t);
+            else transfer->bytes_received += values * (long)sizeof(uint16_t);
+        }
+    }
+    return 0;
+}
+
+int delivery_post_sends(const Comm *comm, const RankLayout *layout, const long *payload_offsets,
+                        const uint16_t *slice_rows, int tag, DeliveryTransfer *transfer, DdError *err) {
+    if (comm->group_index != LAYOUT_TEACHER_GROUP)
+        return dd_fail(err, "delivery: rank %d is not a teacher rank", comm->world_rank);
+    int begin, end;
+    rank_layout_slice(layout, comm->group_index, comm->group_rank, &begin, &end);
+    transfer->bytes_sent = 0;
+    return post_overlaps(comm, layout, payload_offsets, begin, end, (uint16_t *)slice_rows, 1, tag,
+                         transfer, err);
+}
+
+int delivery_post_receives(const Comm *comm, const RankLayout *layout, const long *payload_offsets,
+                           uint16_t *slice_rows, int tag, DeliveryTransfer *transfer, DdError *err) {
+    if (comm->group_index == LAYOUT_TEACHER_GROUP)
+        return dd_fail(err, "delivery: rank %d is a teacher rank, not a student rank", comm->world_rank);
+    int begin, end;
+    rank_layout_slice(layout, comm->group_index, comm->group_rank, &begin, &end);
+    transfer->bytes_received = 0;
+    return post_overlaps(comm, layout, payload_offsets, begin, end, slice_rows, 0, tag, transfer, err);
+}
+
+int delivery_wait(DeliveryTransfer *transfer, DdError *err) {
+    int code = MPI_Waitall(transfer->count, transfer->requests, MPI_STATUSES_IGNORE);
+    transfer->count = 0;
+    if (code != MPI_SUCCESS) return dd_fail(err, "delivery: MPI_Waitall failed (MPI error %d)", code);
+    return 0;
+}

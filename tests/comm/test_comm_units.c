@@ -1,0 +1,98 @@
+/*
+ * test_comm_units.c - the parts of comm/ that need no MPI: rank layouts
+ * and bf16 conversion.
+ */
+#include <math.h>
+#include <stdint.h>
+
+#include "comm/bf16.h"
+#include "comm/rank_layout.h"
+#include "nn/random.h"
+#include "tests/test.h"
+
+static void even_slices_cover_the_batch_once_per_group(void) {
+    RankLayout layout;
+    DdError err;
+    const int ranks[3] = {3, 1, 4};
+    CHECK(rank_layout_init(&layout, 3, ranks, 10, &err) == 0, "%s", err.message);
+    CHECK(layout.world_size == 8, "world size %d", layout.world_size);
+    const int expected_teacher[3][2] = {{0, 4}, {4, 7}, {7, 10}};
+    for (int r = 0; r < 3; r++) {
+        int b, e;
+        rank_layout_slice(&layout, 0, r, &b, &e);
+        CHECK(b == expected_teacher[r][0] && e == expected_teacher[r][1], "teacher rank %d: [%d, %d)", r, b, e);
+    }
+    int b, e;
+    rank_layout_slice(&layout, 1, 0, &b, &e);
+    CHECK(b == 0 && e == 10, "a one-rank group owns the batch: [%d, %d)", b, e);
+    int group_rank = -1;
+    CHECK(rank_layout_group_of(&layout, 0, &group_rank) == 0 && group_rank == 0, "rank 0");
+    CHECK(rank_layout_group_of(&layout, 3, &group_rank) == 1 && group_rank == 0, "rank 3");
+    CHECK(rank_layout_group_of(&layout, 7, &group_rank) == 2 && group_rank == 3, "rank 7");
+    CHECK(rank_layout_group_of(&layout, 8, &group_rank) == -1, "rank 8 is outside");
+    rank_layout_free(&layout);
+}
+
+static void uneven_slices_are_checked(void) {
+    RankLayout layout;
+    DdError err;
+    const int ranks[2] = {2, 2};
+    CHECK(rank_layout_init(&layout, 2, ranks, 10, &err) == 0, "%s", err.message);
+    const int good[2] = {7, 3}, short_sum[2] = {7, 2}, negative[2] = {11, -1};
+    CHECK(rank_layout_set_slices(&layout, 1, good, &err) == 0, "%s", err.message);
+    int b, e;
+    rank_layout_slice(&layout, 1, 1, &b, &e);
+    CHECK(b == 7 && e == 10, "[%d, %d)", b, e);
+    CHECK(rank_layout_set_slices(&layout, 1, short_sum, &err) != 0, "a short sum was accepted");
+    CHECK(strcmp(err.message, "rank layout: group 1: expected slices summing to the global batch 10, found 9") == 0,
+          "%s", err.message);
+    CHECK(rank_layout_set_slices(&layout, 0, negative, &err) != 0, "a negative slice was accepted");
+    CHECK(strcmp(err.message, "rank layout: group 0 rank 1: expected images >= 0, found -1") == 0, "%s", err.message);
+    rank_layout_free(&layout);
+}
+
+static void impossible_layouts_are_refused(void) {
+    RankLayout layout;
+    DdError err;
+    const int one[1] = {1}, zero[2] = {1, 0}, many[2] = {1, 5};
+    CHECK(rank_layout_init(&layout, 1, one, 4, &err) != 0, "no student group accepted");
+    CHECK(rank_layout_init(&layout, 2, zero, 4, &err) != 0, "an empty group accepted");
+    CHECK(strcmp(err.message, "rank layout: expected at least 1 rank in group 1, found 0") == 0, "%s", err.message);
+    CHECK(rank_layout_init(&layout, 2, many, 4, &err) != 0, "more ranks than images accepted");
+}
+
+static void bf16_rounds_to_nearest_even(void) {
+    /* 1 + 2^-8 lies halfway between bf16 1.0 and 1 + 2^-7: ties go to even (1.0);
+     * 1 + 3 * 2^-8 ties to 1 + 2^-6 (even); just above halfway rounds up */
+    const float in[5] = {1.0f + 0x1p-8f, 1.0f + 3 * 0x1p-8f, 1.0f + 0x1p-8f + 0x1p-20f, -2.5f, INFINITY};
+    const float out[5] = {1.0f, 1.0f + 0x1p-6f, 1.0f + 0x1p-7f, -2.5f, INFINITY};
+    uint16_t wire[5];
+    float back[5];
+    bf16_from_float(wire, in, 5);
+    bf16_to_float(back, wire, 5);
+    for (int i = 0; i < 5; i++) CHECK(back[i] == out[i], "value %d: %a, expected %a", i, back[i], out[i]);
+    const float nan_in = NAN;
+    bf16_from_float(wire, &nan_in, 1);
+    bf16_to_float(back, wire, 1);
+    CHECK(isnan(back[0]), "NaN did not survive the wire");
+}
+
+static void bf16_relative_error_is_at_most_2_to_minus_8(void) {
+    DdRandom rng = dd_random_seed(7, 0);
+    double worst = 0;
+    for (int i = 0; i < 100000; i++) {
+        float x = (float)(dd_random_normal(&rng) * pow(10.0, 6 * dd_random_uniform(&rng) - 3));
+        uint16_t wire;
+        float back;
+        bf16_from_float(&wire, &x, 1);
+        bf16_to_float(&back, &wire, 1);
+        double rel = fabs((double)back - x) / fabs((double)x);
+        if (rel > worst) worst = rel;
+    }
+    printf("  bf16 worst relative error over 100000 values: %.3g (bound 2^-8 = %.3g)\n", worst, 0x1p-8);
+    CHECK(worst <= 0x1p-8, "worst relative error %g", worst);
+}
+
+TEST_MAIN(TEST(even_slices_cover_the_batch_once_per_group), TEST(uneven_slices_are_checked),
+          TEST(impossible_layouts_are_refused), TEST(bf16_rounds_to_nearest_even),
+          TEST(bf16_relative_error_is_at_most_2_to_minus_8))

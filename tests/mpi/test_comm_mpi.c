@@ -1,0 +1,147 @@
+/*
+ * test_comm_mpi.c - comm/ under mpirun with 5 ranks: a teacher group of 2
+ * and student groups of 1 and 2 ranks. Communicators, in-group sums, and
+ * the teacher -> student delivery (uneven slices, rows of different
+ * lengths, two batches in flight at once, bytes counted).
+ */
+#include <math.h>
+#include <stdlib.h>
+
+#include "comm/comm.h"
+#include "tests/mpi/mpi_test.h"
+
+enum { BATCH = 7 };
+static const int ranks_per_group[3] = {2, 1, 2};
+
+static int make_layout(RankLayout *layout) {
+    DdError err;
+    if (rank_layout_init(layout, 3, ranks_per_group, BATCH, &err) != 0) return -1;
+    const int teacher_slices[2] = {4, 3}, student_slices[2] = {2, 5};
+    if (rank_layout_set_slices(layout, 0, teacher_slices, &err) != 0) return -1;
+    return rank_layout_set_slices(layout, 2, student_slices, &err);
+}
+
+/* Sample i of batch `batch` has 3 + (5i + batch) % 4 values; value j of it is
+ * a small integer, exact in bf16, that names both. */
+static long row_values(int batch, int i) { return 3 + (5 * i + batch) % 4; }
+static float row_value(int batch, int i, long j) { return (float)(batch * 128 + i * 16 + j); }
+
+static void offsets_of(int batch, long *offsets) {
+    offsets[0] = 0;
+    for (int i = 0; i < BATCH; i++) offsets[i + 1] = offsets[i] + row_values(batch, i);
+}
+
+static void groups_follow_the_layout(void) {
+    RankLayout layout;
+    CHECK(make_layout(&layout) == 0, "layout");
+    Comm comm;
+    DdError err;
+    CHECK(comm_init(&comm, &layout, &err) == 0, "%s", err.message);
+    int expected_group = comm.world_rank < 2 ? 0 : comm.world_rank < 3 ? 1 : 2;
+    CHECK(comm.group_index == expected_group, "rank %d: group %d, expected %d", comm.world_rank,
+          comm.group_index, expected_group);
+    CHECK(comm.group_size == ranks_per_group[expected_group], "group size %d", comm.group_size);
+    comm_free(&comm);
+    rank_layout_free(&layout);
+}
+
+static void a_world_of_the_wrong_size_is_refused(void) {
+    RankLayout layout;
+    const int too_many[3] = {2, 2, 2};
+    DdError err;
+    CHECK(rank_layout_init(&layout, 3, too_many, BATCH, &err) == 0, "%s", err.message);
+    Comm comm;
+    CHECK(comm_init(&comm, &layout, &err) != 0, "a 6-rank plan on 5 ranks was accepted");
+    CHECK(strcmp(err.message, "the plan needs 6 ranks (teacher 2 + students), found 5 MPI ranks") == 0,
+          "message: %s", err.message);
+    rank_layout_free(&layout);
+}
+
+static void group_sum_adds_within_the_group_only(void) {
+    RankLayout layout;
+    CHECK(make_layout(&layout) == 0, "layout");
+    Comm comm;
+    DdError err;
+    CHECK(comm_init(&comm, &layout, &err) == 0, "%s", err.message);
+    float values[5];
+    for (int i = 0; i < 5; i++) values[i] = (float)((comm.world_rank + 1) * (i + 1));
+    CHECK(comm_group_sum_hook(&comm, values, 5, &err) == 0, "%s", err.message);
+    /* world ranks by group: {0, 1}, {2}, {3, 4} */
+    int rank_sum = comm.group_index == 0 ? 1 + 2 : comm.group_index == 1 ? 3 : 4 + 5;
+    for (int i = 0; i < 5; i++)
+        CHECK(values[i] == (float)(rank_sum * (i + 1)), "value %d: %g, expected %d", i, values[i],
+              rank_sum * (i + 1));
+    comm_free(&comm);
+    rank_layout_free(&layout);
+}
+
+static void students_receive_exactly_their_rows(void) {
+    RankLayout layout;
+    CHECK(make_layout(&layout) == 0, "layout");
+    Comm comm;
+    DdError err;
+    CHECK(comm_init(&comm, &layout, &err) == 0, "%s", err.message);
+    DeliveryTransfer transfers[2];
+    long offsets[2][BATCH + 1];
+    uint16_t *rows[2];
+    int begin, end;
+    rank_layout_slice(&layout, comm.group_index, comm.group_rank, &begin, &end);
+    for (int batch = 0; batch < 2; batch++) {
+        CHECK(delivery_transfer_init(&transfers[batch], &layout, &err) == 0, "%s", err.message);
+        offsets_of(batch, offsets[batch]);
+        rows[batch] = calloc((size_t)(offsets[batch][end] - offsets[batch][begin]) + 1, sizeof(uint16_t));
+    }
+    /* teachers post both batches before anyone waits; students post them in reverse order */
+    for (int k = 0; k < 2; k++) {
+        int batch = comm.group_index == 0 ? k : 1 - k;
+        long *o = offsets[batch];
+        if (comm.group_index == 0) {
+            float *values = malloc((size_t)(o[end] - o[begin]) * sizeof(float));
+            for (int i = begin; i < end; i++)
+                for (long j = 0; j < row_values(batch, i); j++) values[o[i] - o[begin] + j] = row_value(batch, i, j);
+            bf16_from_float(rows[batch], values, o[end] - o[begin]);
+            free(values);
+            CHECK(delivery_post_sends(&comm, &layout, o, rows[batch], batch, &transfers[batch], &err) == 0,
+                  "%s", err.message);
+        } else {
+            CHECK(delivery_post_receives(&comm, &layout, o, rows[batch], batch, &transfers[batch], &err) == 0,
+                  "%s", err.message);
+        }
+    }
+    long bytes[2] = {0, 0};
+    for (int batch = 0; batch < 2; batch++) {
+        bytes[0] += transfers[batch].bytes_sent;
+        bytes[1] += transfers[batch].bytes_received;
+        CHECK(delivery_wait(&transfers[batch], &err) == 0, "%s", err.message);
+    }
+    if (comm.group_index != 0) {
+        for (int batch = 0; batch < 2; batch++) {
+            long *o = offsets[batch];
+            float *values = malloc((size_t)(o[end] - o[begin]) * sizeof(float));
+            bf16_to_float(values, rows[batch], o[end] - o[begin]);
+            int wrong = 0;
+            for (int i = begin; i < end; i++)
+                for (long j = 0; j < row_values(batch, i); j++)
+                    wrong += values[o[i] - o[begin] + j] != row_value(batch, i, j);
+            CHECK(wrong == 0, "batch %d: %d values differ on rank %d", batch, wrong, comm.world_rank);
+            free(values);
+        }
+    }
+    /* every student group receives the whole payload once; teachers send it once per group */
+    long totals[2];
+    MPI_Allreduce(bytes, totals, 2, MPI_LONG, MPI_SUM, MPI_COMM_WORLD);
+    long payload_bytes = 0;
+    for (int batch = 0; batch < 2; batch++) payload_bytes += offsets[batch][BATCH] * (long)sizeof(uint16_t);
+    CHECK(totals[0] == 2 * payload_bytes, "teachers sent %ld bytes, expected %ld", totals[0], 2 * payload_bytes);
+    CHECK(totals[1] == 2 * payload_bytes, "students received %ld bytes, expected %ld", totals[1],
+          2 * payload_bytes);
+    for (int batch = 0; batch < 2; batch++) {
+        delivery_transfer_free(&transfers[batch]);
+        free(rows[batch]);
+    }
+    comm_free(&comm);
+    rank_layout_free(&layout);
+}
+
+MPI_TEST_MAIN(TEST(groups_follow_the_layout), TEST(a_world_of_the_wrong_size_is_refused),
+              TEST(group_sum_adds_within_the_group_only), TEST(students_receive_exactly_their_rows))
