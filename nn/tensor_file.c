@@ -17,6 +17,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 _Static_assert(sizeof(hid_t) == sizeof(int64_t), "TensorFile.handle holds an hid_t");
@@ -358,6 +360,31 @@ int tensor_writer_open(TensorFileWriter *writer, const char *path, DdError *err)
     return status;
 }
 
+/* Room for `bytes` more in the file, checked before HDF5 writes them: HDF5
+ * 1.10 does not survive a write that fails half-way (a full disk leaves the
+ * file in a state that crashes the library when it shuts down), so a full
+ * disk or a file-size limit is reported here instead, cleanly. The margin
+ * covers the metadata HDF5 writes when the file closes. */
+static int check_room(TensorFileWriter *writer, const char *name, long long bytes, DdError *err) {
+    const long long margin = 1 << 20;
+    hsize_t current = 0;
+    H5Fget_filesize(writer->handle, &current);
+    struct statvfs fs;
+    if (statvfs(writer->temp_path, &fs) == 0) {
+        long long free_bytes = (long long)fs.f_bavail * (long long)fs.f_frsize;
+        if (bytes + margin > free_bytes)
+            return dd_fail(err, "%s: tensor '%s': disk full: expected room for %lld bytes, found %lld free",
+                           writer->path, name, bytes + margin, free_bytes);
+    }
+    struct rlimit limit;
+    if (getrlimit(RLIMIT_FSIZE, &limit) == 0 && limit.rlim_cur != RLIM_INFINITY &&
+        (long long)current + bytes + margin > (long long)limit.rlim_cur)
+        return dd_fail(err, "%s: tensor '%s': file size limit: expected room for %lld bytes, found a limit of "
+                       "%lld bytes", writer->path, name, (long long)current + bytes + margin,
+                       (long long)limit.rlim_cur);
+    return 0;
+}
+
 static int add_tensor(TensorFileWriter *writer, const char *name, const TensorShape *shape,
                       const float *data, DdError *err) {
     const char *path = writer->path;
@@ -372,6 +399,8 @@ static int add_tensor(TensorFileWriter *writer, const char *name, const TensorSh
                        tensor_shape_format(shape, text));
     if (H5Lexists(writer->handle, name, H5P_DEFAULT) > 0)
         return dd_fail(err, "%s: tensor '%s' written twice", path, name);
+    if (check_room(writer, name, (long long)tensor_shape_count(shape) * (long long)sizeof(float), err) != 0)
+        return -1;
 
     hsize_t dims[TENSOR_MAX_DIMS];
     for (int i = 0; i < shape->ndim; i++) dims[i] = (hsize_t)shape->dims[i];

@@ -29,6 +29,7 @@ int test_main(const TestCase *cases, int count, int argc, char **argv) {
         fflush(stdout);
     }
     printf("%d passed, %d failed, %d skipped\n", passed, failed, skipped);
+    fflush(stdout);
     return failed ? 1 : 0;
 }
 
