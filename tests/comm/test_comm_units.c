@@ -6,6 +6,7 @@
 #include <stdint.h>
 
 #include "comm/bf16.h"
+#include "comm/proportional_plan.h"
 #include "comm/rank_layout.h"
 #include "nn/random.h"
 #include "tests/test.h"
@@ -93,6 +94,27 @@ static void bf16_relative_error_is_at_most_2_to_minus_8(void) {
     CHECK(worst <= 0x1p-8, "worst relative error %g", worst);
 }
 
-TEST_MAIN(TEST(even_slices_cover_the_batch_once_per_group), TEST(uneven_slices_are_checked),
+static void ranks_follow_cost_with_one_at_least(void) {
+    DdError err;
+    int ranks[5];
+    /* costs 7 : 1 : 2 : 4 : 6 over 25 ranks: 5 fixed, 20 shared as 7, 1, 2, 4, 6 */
+    const double costs[5] = {7, 1, 2, 4, 6};
+    CHECK(proportional_plan(ranks, costs, 5, 25, 64, &err) == 0, "%s", err.message);
+    const int expected[5] = {8, 2, 3, 5, 7};
+    for (int g = 0; g < 5; g++) CHECK(ranks[g] == expected[g], "group %d: %d ranks, expected %d", g, ranks[g], expected[g]);
+    /* a tiny group still gets one rank; the remainder goes to the largest fraction */
+    const double skewed[3] = {100, 1e-6, 1};
+    CHECK(proportional_plan(ranks, skewed, 3, 5, 64, &err) == 0, "%s", err.message);
+    CHECK(ranks[0] == 3 && ranks[1] == 1 && ranks[2] == 1, "skewed: %d %d %d", ranks[0], ranks[1], ranks[2]);
+    /* never more ranks than images: the surplus moves to the other groups */
+    CHECK(proportional_plan(ranks, skewed, 3, 6, 2, &err) == 0, "%s", err.message);
+    CHECK(ranks[0] == 2 && ranks[1] + ranks[2] == 4 && ranks[1] <= 2 && ranks[2] <= 2, "capped: %d %d %d", ranks[0],
+          ranks[1], ranks[2]);
+    CHECK(proportional_plan(ranks, costs, 5, 4, 64, &err) != 0, "4 ranks for 5 groups accepted");
+    CHECK(strcmp(err.message, "plan: expected at least one rank per group (5 ranks), found 4 ranks") == 0, "%s",
+          err.message);
+}
+
+TEST_MAIN(TEST(ranks_follow_cost_with_one_at_least), TEST(even_slices_cover_the_batch_once_per_group), TEST(uneven_slices_are_checked),
           TEST(impossible_layouts_are_refused), TEST(bf16_rounds_to_nearest_even),
           TEST(bf16_relative_error_is_at_most_2_to_minus_8))

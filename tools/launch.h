@@ -1,0 +1,16 @@
+/*
+ * launch.h - `distill run` started by hand re-launches itself under mpirun
+ * with the rank count the run needs, so one command starts the whole job.
+ */
+#ifndef DD_TOOLS_LAUNCH_H
+#define DD_TOOLS_LAUNCH_H
+
+/* 1 when this process was started by an MPI launcher (mpirun, srun, ...). */
+int launched_under_mpi(void);
+
+/* Replaces this process with `mpirun -n ranks <this executable> argv[1..]`
+ * (argv as main received it). Returns only on failure, with the reason
+ * written to stderr; the exit status to use. */
+int relaunch_under_mpirun(int ranks, int argc, char **argv);
+
+#endif
