@@ -131,6 +131,74 @@ typedef struct NnBackend {
     double (*sum_squares)(const float *x, long n);
     /* x[n] *= s. */
     void (*scale)(float *x, float s, long n);
+
+    /* ---- heads, losses, Sinkhorn-Knopp, EMA (students/) --------------------
+     * Appended for the distillation objective. A backend that does not
+     * implement them yet leaves them NULL (tests/nn skips those cases). */
+
+    /* Rows to unit L2 norm: out[N, C] = inp / max(norm, eps) with
+     * norm[N] = ||inp[n]||_2 (saved for the backward), as
+     * torch.nn.functional.normalize. out may be NULL: only norm is written
+     * (the row norms of a weight matrix). */
+    void (*l2norm_forward)(float *out, float *norm, const float *inp, int N, int C, float eps);
+    /* dinp[N, C] accumulates the gradient of the forward from dout[N, C]:
+     * (dout - y (y . dout)) / norm with y = inp / norm where norm > eps,
+     * dout / eps where the norm was clamped. */
+    void (*l2norm_backward)(float *dinp, const float *dout, const float *inp, const float *norm,
+                            int N, int C, float eps);
+
+    /* out[N, C] = inp[rows[n], :]: picks rows (the CLS tokens, the masked
+     * patch tokens) of a larger [*, C] tensor; rows[N] are int32 indices. */
+    void (*gather_rows)(float *out, const float *inp, const int32_t *rows, int N, int C);
+    /* dinp[rows[n], :] += dout[n, :] (rows may repeat; each adds). */
+    void (*gather_rows_backward)(float *dinp, const float *dout, const int32_t *rows, int N, int C);
+
+    /* Cross-entropy of the student's tempered softmax against teacher
+     * distributions, one row of K prototype scores at a time (K up to
+     * 262,144: no [N, K] temporary, the rows are read a few times instead):
+     *   loss[n] = - sum_r sum_k t_r[k] * log_softmax(logits[n] / temperature)[k]
+     * with t_r = targets[target_rows[n * R + r], :], R targets per row
+     * (a local crop against both teacher globals: R = 2). target_rows may be
+     * NULL when R = 1: row n uses targets row n. Saves
+     * lse[n] = logsumexp(logits[n] / temperature) for the backward.
+     * logits[N, K], targets[M, K], target_rows[N, R] (int32). */
+    void (*softmax_cross_entropy_forward)(float *loss, float *lse, const float *logits,
+                                          const float *targets, const int32_t *target_rows,
+                                          int N, int K, int R, float temperature);
+    /* dlogits[N, K] accumulates dloss[n] * (p * sum_r sum_k t_r[k] - sum_r t_r) / temperature,
+     * p = softmax(logits[n] / temperature) from the saved lse. dlogits must
+     * not alias logits. */
+    void (*softmax_cross_entropy_backward)(float *dlogits, const float *dloss, const float *logits,
+                                           const float *targets, const int32_t *target_rows,
+                                           const float *lse, int N, int K, int R, float temperature);
+
+    /* KoLeo on unit rows inp[N, C] (N >= 2): neighbor[n] = the other row of
+     * largest inner product (the nearest; the first on ties), and
+     * loss[n] = -log(||inp[n] - inp[neighbor[n]] + eps||_2 + eps), the
+     * pairwise distance of torch.nn.PairwiseDistance(eps). neighbor is int32. */
+    void (*koleo_forward)(float *loss, int32_t *neighbor, const float *inp, int N, int C, float eps);
+    /* dinp[N, C] accumulates the gradient of sum_n dloss[n] * loss[n] for the
+     * saved neighbours (held fixed), into both rows of each pair. */
+    void (*koleo_backward)(float *dinp, const float *dloss, const float *inp, const int32_t *neighbor,
+                           int N, int C, float eps);
+
+    /* Sinkhorn-Knopp's building blocks on scores [M, K] (M samples, K prototypes):
+     * out[m, k] = exp((inp[m, k] - shift[k]) / temperature); shift[K] may be
+     * NULL (no shift); out may be inp (in place). */
+    void (*exp_with_temperature)(float *out, const float *inp, const float *shift, int M, int K,
+                                 float temperature);
+    /* sums[K] = sum over m of x[m, k] (overwrites). */
+    void (*column_sums)(float *sums, const float *x, int M, int K);
+    /* maxes[K] = max over m of x[m, k] (overwrites; -infinity when M = 0). */
+    void (*column_max)(float *maxes, const float *x, int M, int K);
+    /* x[m, k] /= divisors[k] in place; a column whose divisor is 0 is set to 0. */
+    void (*divide_columns)(float *x, const float *divisors, int M, int K);
+    /* Each row of x[M, K] divided by its own sum, in place; a row summing
+     * to 0 stays 0. */
+    void (*normalize_rows)(float *x, int M, int K);
+
+    /* Exponential moving average: ema[n] = momentum * ema + (1 - momentum) * params. */
+    void (*ema_update)(float *ema, const float *params, long n, float momentum);
 } NnBackend;
 
 /* The CPU backend (C + OpenMP + OpenBLAS); always present. */

@@ -39,7 +39,8 @@ static void print_bench_help(FILE *out) {
             "  --image-size PX  square crop side, a multiple of the patch size (default 224)\n"
             "  --steps N        timed steps; the median is reported (default 5)\n"
             "  --warmup N       untimed steps first (default 1)\n"
-            "  --backend NAME   cpu (default) or cuda\n");
+            "  --backend NAME   cpu (default) or cuda\n\n"
+            "distill bench data --help: crops/s per core of the data loader instead.\n");
 }
 
 static double now_seconds(void) {
@@ -142,6 +143,7 @@ static int parse_bench_options(BenchOptions *o, int argc, char **argv) {
 }
 
 int cmd_bench(int argc, char **argv) {
+    if (argc > 1 && strcmp(argv[1], "data") == 0) return cmd_bench_data(argc - 1, argv + 1);
     if (wants_help(argc, argv)) {
         print_bench_help(stdout);
         return 0;

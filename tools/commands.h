@@ -14,6 +14,10 @@ typedef struct Command {
 
 int cmd_info(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
+int cmd_bench_data(int argc, char **argv);
+int cmd_pack(int argc, char **argv);
+int cmd_import(int argc, char **argv);
+int cmd_export(int argc, char **argv);
 
 /* 1 if argv holds -h or --help. */
 int wants_help(int argc, char **argv);

@@ -11,6 +11,9 @@
 static const Command commands[] = {
     {"info", "print parameters, FLOPs and memory of a model or run config", cmd_info},
     {"bench", "time a training step and a teacher forward against the sgemm ceiling", cmd_bench},
+    {"pack", "turn an image folder into HDF5 shards", cmd_pack},
+    {"import", "convert DINOv3 safetensors weights into a teacher weights file", cmd_import},
+    {"export", "write a student's EMA weights as a Hugging Face DINOv3ViT folder", cmd_export},
 };
 static const int command_count = (int)(sizeof commands / sizeof commands[0]);
 

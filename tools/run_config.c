@@ -9,14 +9,6 @@
 #include <stddef.h>
 #include <string.h>
 
-static const ConfigField crop_fields[] = {
-    {CONFIG_MEMBER(CropConfig, global_size), .type = CONFIG_INT, .min = 1, .max = 8192, .fallback = 256},
-    {CONFIG_MEMBER(CropConfig, global_count), .type = CONFIG_INT, .min = 1, .max = 64, .fallback = 2},
-    {CONFIG_MEMBER(CropConfig, local_size), .type = CONFIG_INT, .min = 1, .max = 8192, .fallback = 112},
-    {CONFIG_MEMBER(CropConfig, local_count), .type = CONFIG_INT, .min = 0, .max = 64, .fallback = 8},
-};
-const ConfigSchema crop_config_schema = CONFIG_SCHEMA("crops", CropConfig, crop_fields, NULL);
-
 static const ConfigField teacher_fields[] = {
     {CONFIG_MEMBER(TeacherConfig, model), .type = CONFIG_STRUCT, .required = 1, .schema = &vit_config_schema},
 };
@@ -36,6 +28,10 @@ static const ConfigField run_fields[] = {
     {CONFIG_MEMBER(RunConfig, warmup), .type = CONFIG_INT, .min = 0, .max = 1e9, .fallback = 0},
     {CONFIG_MEMBER(RunConfig, global_batch), .type = CONFIG_INT, .required = 1, .min = 1, .max = 1 << 24},
     {CONFIG_MEMBER(RunConfig, crops), .type = CONFIG_STRUCT, .schema = &crop_config_schema},
+    {CONFIG_MEMBER(RunConfig, data), .type = CONFIG_STRUCT, .schema = &data_config_schema},
+    {CONFIG_MEMBER(RunConfig, objective), .type = CONFIG_STRUCT, .schema = &objective_config_schema},
+    {CONFIG_MEMBER(RunConfig, optimizer), .type = CONFIG_STRUCT, .schema = &optimizer_config_schema},
+    {CONFIG_MEMBER(RunConfig, schedules), .type = CONFIG_STRUCT, .schema = &schedules_config_schema},
     {CONFIG_MEMBER(RunConfig, teacher), .type = CONFIG_STRUCT, .required = 1, .schema = &teacher_schema},
     {CONFIG_MEMBER(RunConfig, students), .type = CONFIG_LIST, .required = 1, .min = 1,
      .schema = &student_schema, .count_offset = offsetof(RunConfig, student_count)},
@@ -85,6 +81,18 @@ static int check_crop_sizes(const RunConfig *c, const ConfigPlaces *places, DdEr
     return 0;
 }
 
+/* Each schedule's warmup (its own, or the run's) fits in the main phase. */
+static int check_schedules(const RunConfig *c, const ConfigPlaces *places, DdError *err) {
+    const ScheduleConfig *each[] = {&c->schedules.lr, &c->schedules.weight_decay,
+                                    &c->schedules.teacher_temperature, &c->schedules.ema_momentum};
+    for (size_t i = 0; i < sizeof each / sizeof each[0]; i++)
+        if (each[i]->warmup > c->iterations)
+            return CONFIG_FAIL_AT(places, &each[i]->warmup, err,
+                                  "expected at most iterations (%d) for 'warmup', found %d", c->iterations,
+                                  each[i]->warmup);
+    return 0;
+}
+
 static int check_run_config(const void *object, const ConfigPlaces *places, DdError *err) {
     const RunConfig *c = object;
     if (c->warmup > c->iterations)
@@ -95,7 +103,8 @@ static int check_run_config(const void *object, const ConfigPlaces *places, DdEr
             if (strcmp(c->students[i].name, c->students[j].name) == 0)
                 return CONFIG_FAIL_AT(places, &c->students[i].name, err,
                                       "expected a student name not used before, found '%s' again", c->students[i].name);
-    if (check_patch_grid(c, places, err) || check_prototypes(c, places, err)) return -1;
+    if (check_patch_grid(c, places, err) || check_prototypes(c, places, err) || check_schedules(c, places, err))
+        return -1;
     return check_crop_sizes(c, places, err);
 }
 

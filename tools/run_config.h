@@ -9,20 +9,17 @@
 
 #include <stdint.h>
 
+#include "data/data_config.h"
 #include "nn/error.h"
 #include "nn/vit_config.h"
 #include "nn/yaml_config.h"
+#include "schedule/schedule.h"
+#include "students/students.h"
 
 enum { RUN_MAX_STUDENTS = 16 };
 
-/* The multi-crop recipe: every image gives global_count crops of
- * global_size px (the teacher sees these) and local_count of local_size. */
-typedef struct CropConfig {
-    int global_size;
-    int global_count;
-    int local_size;
-    int local_count;
-} CropConfig;
+/* CropConfig (the `crops:` section) and DataConfig (the `data:` section)
+ * come from data/data_config.h. */
 
 typedef struct TeacherConfig {
     ViTConfig model;          /* usually `model: ../models/NAME.yaml` */
@@ -41,15 +38,18 @@ typedef struct RunConfig {
     int warmup;               /* first iterations of the main phase with a rising learning rate */
     int global_batch;         /* images per iteration, over all ranks of a group */
     CropConfig crops;
+    DataConfig data;          /* sources, augmentation, loader threads; synthetic by default */
+    ObjectiveConfig objective;    /* loss weights, temperatures, iBOT masks (students/students.h) */
+    OptimizerConfig optimizer;    /* AdamW, parameter groups, clipping (students/students.h) */
+    SchedulesConfig schedules;    /* lr, weight decay, teacher temperature, EMA momentum (schedule/schedule.h) */
     TeacherConfig teacher;
     StudentConfig students[RUN_MAX_STUDENTS];
     int student_count;
 } RunConfig;
 
 extern const ConfigSchema run_config_schema;
-/* The crops section alone, for tools that take a model file and need the
- * default recipe (config_set_defaults). */
-extern const ConfigSchema crop_config_schema;
+/* crop_config_schema (data/data_config.h): the crops section alone, for
+ * tools that take a model file and need the default recipe. */
 
 /* Loads and checks a run file; errors read "file:line:column: expected X, found Y". */
 int run_config_load(RunConfig *config, const char *path, DdError *err);

@@ -63,4 +63,33 @@ void cpu_adamw_update(float *params, const float *grads, float *m, float *v, lon
 double cpu_sum_squares(const float *x, long n);
 void cpu_scale(float *x, float s, long n);
 
+/* cpu_rows.c */
+void cpu_l2norm_forward(float *out, float *norm, const float *inp, int N, int C, float eps);
+void cpu_l2norm_backward(float *dinp, const float *dout, const float *inp, const float *norm,
+                         int N, int C, float eps);
+void cpu_gather_rows(float *out, const float *inp, const int32_t *rows, int N, int C);
+void cpu_gather_rows_backward(float *dinp, const float *dout, const int32_t *rows, int N, int C);
+
+/* cpu_loss.c */
+void cpu_softmax_cross_entropy_forward(float *loss, float *lse, const float *logits,
+                                       const float *targets, const int32_t *target_rows,
+                                       int N, int K, int R, float temperature);
+void cpu_softmax_cross_entropy_backward(float *dlogits, const float *dloss, const float *logits,
+                                        const float *targets, const int32_t *target_rows,
+                                        const float *lse, int N, int K, int R, float temperature);
+void cpu_koleo_forward(float *loss, int32_t *neighbor, const float *inp, int N, int C, float eps);
+void cpu_koleo_backward(float *dinp, const float *dloss, const float *inp, const int32_t *neighbor,
+                        int N, int C, float eps);
+
+/* cpu_sinkhorn.c */
+void cpu_exp_with_temperature(float *out, const float *inp, const float *shift, int M, int K,
+                              float temperature);
+void cpu_column_sums(float *sums, const float *x, int M, int K);
+void cpu_column_max(float *maxes, const float *x, int M, int K);
+void cpu_divide_columns(float *x, const float *divisors, int M, int K);
+void cpu_normalize_rows(float *x, int M, int K);
+
+/* cpu_ema.c */
+void cpu_ema_update(float *ema, const float *params, long n, float momentum);
+
 #endif

@@ -36,7 +36,8 @@ static const struct {
     {"D", offsetof(OpShape, D)},   {"height", offsetof(OpShape, image_height)},
     {"width", offsetof(OpShape, image_width)}, {"P", offsetof(OpShape, P)},
     {"F", offsetof(OpShape, F)},   {"n", offsetof(OpShape, n)},
-    {"t", offsetof(OpShape, step)},
+    {"t", offsetof(OpShape, step)},   {"K", offsetof(OpShape, K)},
+    {"M", offsetof(OpShape, M)},
 };
 
 /* "odd N=7 C=13 OC=5" */

@@ -36,6 +36,7 @@ typedef struct OpShape {
     int image_height, image_width, P;   /* patchify (C = channels) */
     int F;                          /* swiglu hidden features */
     int n;                          /* element count of pointwise and optimiser ops */
+    int K, M;                       /* losses, Sinkhorn-Knopp: prototypes, rows of targets */
     int step;                       /* adamw: t */
     double input_range;             /* inputs uniform in [-range, range]; 0 means 1 */
     double tolerance;               /* backend against float64, relative */

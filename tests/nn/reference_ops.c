@@ -373,3 +373,161 @@ double ref_sum_squares(const double *x, long n) {
 void ref_scale(double *x, double s, long n) {
     for (long i = 0; i < n; i++) x[i] *= s;
 }
+
+/* ---- heads, losses, Sinkhorn-Knopp, EMA ----------------------------------------- */
+
+void ref_l2norm_forward(double *out, double *norm, const double *inp, int N, int C, double eps) {
+    for (int n = 0; n < N; n++) {
+        double sum = 0.0;
+        for (int c = 0; c < C; c++) sum += inp[(long)n * C + c] * inp[(long)n * C + c];
+        norm[n] = sqrt(sum);
+        if (out)
+            for (int c = 0; c < C; c++) out[(long)n * C + c] = inp[(long)n * C + c] / fmax(norm[n], eps);
+    }
+}
+
+void ref_l2norm_backward(double *dinp, const double *dout, const double *inp, const double *norm,
+                         int N, int C, double eps) {
+    for (int n = 0; n < N; n++) {
+        const double *x = inp + (long)n * C, *dy = dout + (long)n * C;
+        if (norm[n] <= eps) {
+            for (int c = 0; c < C; c++) dinp[(long)n * C + c] += dy[c] / eps;
+            continue;
+        }
+        double dot = 0.0;   /* y . dout */
+        for (int c = 0; c < C; c++) dot += x[c] / norm[n] * dy[c];
+        for (int c = 0; c < C; c++) dinp[(long)n * C + c] += (dy[c] - x[c] / norm[n] * dot) / norm[n];
+    }
+}
+
+void ref_gather_rows(double *out, const double *inp, const int32_t *rows, int N, int C) {
+    for (int n = 0; n < N; n++)
+        for (int c = 0; c < C; c++) out[(long)n * C + c] = inp[(long)rows[n] * C + c];
+}
+
+void ref_gather_rows_backward(double *dinp, const double *dout, const int32_t *rows, int N, int C) {
+    for (int n = 0; n < N; n++)
+        for (int c = 0; c < C; c++) dinp[(long)rows[n] * C + c] += dout[(long)n * C + c];
+}
+
+/* The r-th target row of logits row n. */
+static const double *ref_target(const double *targets, const int32_t *target_rows, int n, int r,
+                                int R, int K) {
+    return targets + (long)(target_rows ? target_rows[(long)n * R + r] : n) * K;
+}
+
+void ref_softmax_cross_entropy_forward(double *loss, double *lse, const double *logits,
+                                       const double *targets, const int32_t *target_rows,
+                                       int N, int K, int R, double temperature) {
+    for (int n = 0; n < N; n++) {
+        const double *x = logits + (long)n * K;
+        double max = -INFINITY, sum = 0.0;
+        for (int k = 0; k < K; k++) max = fmax(max, x[k] / temperature);
+        for (int k = 0; k < K; k++) sum += exp(x[k] / temperature - max);
+        lse[n] = max + log(sum);
+        loss[n] = 0.0;
+        for (int r = 0; r < R; r++) {
+            const double *t = ref_target(targets, target_rows, n, r, R, K);
+            for (int k = 0; k < K; k++) loss[n] -= t[k] * (x[k] / temperature - lse[n]);
+        }
+    }
+}
+
+void ref_softmax_cross_entropy_backward(double *dlogits, const double *dloss, const double *logits,
+                                        const double *targets, const int32_t *target_rows,
+                                        const double *lse, int N, int K, int R, double temperature) {
+    for (int n = 0; n < N; n++) {
+        const double *x = logits + (long)n * K;
+        for (int r = 0; r < R; r++) {
+            const double *t = ref_target(targets, target_rows, n, r, R, K);
+            double mass = 0.0;
+            for (int k = 0; k < K; k++) mass += t[k];
+            for (int k = 0; k < K; k++) {
+                const double p = exp(x[k] / temperature - lse[n]);
+                dlogits[(long)n * K + k] += dloss[n] * (p * mass - t[k]) / temperature;
+            }
+        }
+    }
+}
+
+/* ||a - b + eps||_2 */
+static double ref_pair_distance(const double *a, const double *b, int C, double eps) {
+    double sum = 0.0;
+    for (int c = 0; c < C; c++) sum += (a[c] - b[c] + eps) * (a[c] - b[c] + eps);
+    return sqrt(sum);
+}
+
+void ref_koleo_pair_loss(double *loss, const double *inp, const int32_t *neighbor, int N, int C,
+                         double eps) {
+    for (int n = 0; n < N; n++)
+        loss[n] = -log(ref_pair_distance(inp + (long)n * C, inp + (long)neighbor[n] * C, C, eps) + eps);
+}
+
+void ref_koleo_forward(double *loss, int32_t *neighbor, const double *inp, int N, int C, double eps) {
+    for (int n = 0; n < N; n++) {
+        double best = -INFINITY;
+        for (int j = 0; j < N; j++) {
+            if (j == n) continue;
+            double dot = 0.0;
+            for (int c = 0; c < C; c++) dot += inp[(long)n * C + c] * inp[(long)j * C + c];
+            if (dot > best) {
+                best = dot;
+                neighbor[n] = j;
+            }
+        }
+    }
+    ref_koleo_pair_loss(loss, inp, neighbor, N, C, eps);
+}
+
+void ref_koleo_backward(double *dinp, const double *dloss, const double *inp, const int32_t *neighbor,
+                        int N, int C, double eps) {
+    for (int n = 0; n < N; n++) {
+        const double *x = inp + (long)n * C, *y = inp + (long)neighbor[n] * C;
+        const double d = ref_pair_distance(x, y, C, eps);
+        for (int c = 0; c < C; c++) {
+            const double g = -dloss[n] / (d + eps) * (x[c] - y[c] + eps) / d;
+            dinp[(long)n * C + c] += g;
+            dinp[(long)neighbor[n] * C + c] -= g;
+        }
+    }
+}
+
+void ref_exp_with_temperature(double *out, const double *inp, const double *shift, int M, int K,
+                              double temperature) {
+    for (int m = 0; m < M; m++)
+        for (int k = 0; k < K; k++)
+            out[(long)m * K + k] = exp((inp[(long)m * K + k] - (shift ? shift[k] : 0.0)) / temperature);
+}
+
+void ref_column_sums(double *sums, const double *x, int M, int K) {
+    for (int k = 0; k < K; k++) {
+        sums[k] = 0.0;
+        for (int m = 0; m < M; m++) sums[k] += x[(long)m * K + k];
+    }
+}
+
+void ref_column_max(double *maxes, const double *x, int M, int K) {
+    for (int k = 0; k < K; k++) {
+        maxes[k] = -INFINITY;
+        for (int m = 0; m < M; m++) maxes[k] = fmax(maxes[k], x[(long)m * K + k]);
+    }
+}
+
+void ref_divide_columns(double *x, const double *divisors, int M, int K) {
+    for (int m = 0; m < M; m++)
+        for (int k = 0; k < K; k++)
+            x[(long)m * K + k] = divisors[k] != 0.0 ? x[(long)m * K + k] / divisors[k] : 0.0;
+}
+
+void ref_normalize_rows(double *x, int M, int K) {
+    for (int m = 0; m < M; m++) {
+        double sum = 0.0;
+        for (int k = 0; k < K; k++) sum += x[(long)m * K + k];
+        if (sum != 0.0)
+            for (int k = 0; k < K; k++) x[(long)m * K + k] /= sum;
+    }
+}
+
+void ref_ema_update(double *ema, const double *params, long n, double momentum) {
+    for (long i = 0; i < n; i++) ema[i] = momentum * ema[i] + (1.0 - momentum) * params[i];
+}

@@ -94,4 +94,47 @@ double ref_sum_squares(const double *x, long n);
 /* x[n] *= s. */
 void ref_scale(double *x, double s, long n);
 
+/* out[N, C] = inp / max(||inp||, eps) per row (out may be NULL), norm[N];
+ * backward: dinp[N, C] += the gradient through the forward. */
+void ref_l2norm_forward(double *out, double *norm, const double *inp, int N, int C, double eps);
+void ref_l2norm_backward(double *dinp, const double *dout, const double *inp, const double *norm,
+                         int N, int C, double eps);
+
+/* out[N, C] = inp[rows[n], :]; backward: dinp[rows[n], :] += dout[n, :]. */
+void ref_gather_rows(double *out, const double *inp, const int32_t *rows, int N, int C);
+void ref_gather_rows_backward(double *dinp, const double *dout, const int32_t *rows, int N, int C);
+
+/* loss[N] = - sum_r targets[target_rows[n, r]] . log_softmax(logits[n] / temperature),
+ * lse[N] = logsumexp(logits[n] / temperature); target_rows NULL: row n, R = 1.
+ * Backward: dlogits[N, K] += dloss[n] * sum_r (softmax * mass_r - t_r) / temperature. */
+void ref_softmax_cross_entropy_forward(double *loss, double *lse, const double *logits,
+                                       const double *targets, const int32_t *target_rows,
+                                       int N, int K, int R, double temperature);
+void ref_softmax_cross_entropy_backward(double *dlogits, const double *dloss, const double *logits,
+                                        const double *targets, const int32_t *target_rows,
+                                        const double *lse, int N, int K, int R, double temperature);
+
+/* KoLeo on rows inp[N, C]: neighbor[n] = argmax over j != n of inp[n] . inp[j];
+ * loss[n] = -log(||inp[n] - inp[neighbor[n]] + eps|| + eps). pair_loss is
+ * the same for given neighbours (what the backward differentiates). */
+void ref_koleo_forward(double *loss, int32_t *neighbor, const double *inp, int N, int C, double eps);
+void ref_koleo_pair_loss(double *loss, const double *inp, const int32_t *neighbor, int N, int C,
+                         double eps);
+void ref_koleo_backward(double *dinp, const double *dloss, const double *inp, const int32_t *neighbor,
+                        int N, int C, double eps);
+
+/* Sinkhorn-Knopp blocks on x[M, K]: out = exp((inp - shift[k]) / temperature)
+ * (shift may be NULL); sums[K] = column sums; maxes[K] = column maxima
+ * (-infinity for M = 0); x /= divisors[k] (0 where the divisor is 0); each
+ * row divided by its sum (rows summing to 0 stay). */
+void ref_exp_with_temperature(double *out, const double *inp, const double *shift, int M, int K,
+                              double temperature);
+void ref_column_sums(double *sums, const double *x, int M, int K);
+void ref_column_max(double *maxes, const double *x, int M, int K);
+void ref_divide_columns(double *x, const double *divisors, int M, int K);
+void ref_normalize_rows(double *x, int M, int K);
+
+/* ema[n] = momentum * ema + (1 - momentum) * params. */
+void ref_ema_update(double *ema, const double *params, long n, double momentum);
+
 #endif

@@ -1,0 +1,390 @@
+/*
+ * students.h - a student of the distillation run: its model (the ViT
+ * backbone with DINO and iBOT heads), the objective it learns from the
+ * frozen teacher (Sinkhorn-Knopp targets, DINO, iBOT and KoLeo losses),
+ * and its optimisation (AdamW with parameter groups, per-module clipping,
+ * the EMA copy that a run delivers). Everything runs on the op API of
+ * nn/backend.h.
+ *
+ * One iteration on a student rank (DESIGN, steps 2 and 4):
+ *
+ *     teacher rank:  vit_forward (frozen) -> head_mlp_forward of the teacher's
+ *                    heads -> L2-normalised bottlenecks, sent to the students
+ *     student rank:  student_forward_backward: the teacher's prototype layers
+ *                    and Sinkhorn-Knopp (sums over the group through a
+ *                    GroupSum hook) give the targets; the student's own
+ *                    backbone and heads give its scores; the losses and every
+ *                    gradient follow;
+ *                    student_update: gradients summed over the group, clipped
+ *                    per module, one AdamW step, the EMA.
+ *
+ * Memory: a backbone and its two heads share one buffer (ModelLayout); a
+ * Student holds five such buffers (parameters, gradients, two AdamW moments,
+ * EMA), each with named views. Per-iteration buffers are allocated once in a
+ * StudentWorkspace; nothing is allocated in the iteration loop.
+ *
+ * Crops and rows: an iteration of B images on this rank has G global crops
+ * and L local crops per image; global crop g of image b is row g*B + b of
+ * every global-crop tensor (images, masks, teacher bottlenecks), local crop
+ * l of image b row l*B + b.
+ */
+#ifndef DD_STUDENTS_STUDENTS_H
+#define DD_STUDENTS_STUDENTS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "data/ibot_mask.h"
+#include "nn/backend.h"
+#include "nn/error.h"
+#include "nn/tensor_file.h"
+#include "nn/vit.h"
+#include "nn/vit_config.h"
+#include "nn/yaml_config.h"
+
+/* ==== configuration: the `objective` and `optimizer` sections of a run ==== */
+
+typedef struct ObjectiveConfig {
+    float student_temperature;   /* of the student's softmax: 0.1 */
+    int sinkhorn_iterations;     /* Sinkhorn-Knopp iterations: 3 */
+    /* Each term's coefficient is its weight times the scale DINOv3 bakes in
+     * (see LossWeights): with 2 global and 8 local crops and weights 1, 1,
+     * 1, 0.1 the total is (16/18) DINO_local + (2/18) DINO_global + 1.0 iBOT
+     * + 0.1 * 2 KoLeo. */
+    float dino_local_weight;
+    float dino_global_weight;
+    float ibot_weight;
+    float koleo_weight;
+    IbotMaskConfig ibot_mask;    /* which global-crop patches the student sees masked */
+} ObjectiveConfig;
+
+typedef struct OptimizerConfig {
+    float beta1, beta2, eps;           /* AdamW: 0.9, 0.999, 1e-8 */
+    float layerwise_decay;             /* lr multiplier decay^(depth + 1 - layer): 0.99 */
+    float patch_embed_lr_multiplier;   /* times the patch embedding's lr: 0.2 */
+    float clip_grad_norm;              /* per module (backbone, DINO head, iBOT head); 0: off. 3.0 */
+} OptimizerConfig;
+
+extern const ConfigSchema objective_config_schema;
+extern const ConfigSchema optimizer_config_schema;
+
+/* The coefficient of each loss term in the total. With G global and L local
+ * crops, DINO compares G(G-1) global pairs (no crop with itself) and GL local
+ * ones: dino_global = dino_global_weight * G(G-1) / (G(G-1) + GL),
+ * dino_local = dino_local_weight * GL / (G(G-1) + GL), ibot = ibot_weight,
+ * koleo = koleo_weight * G (KoLeo is the mean over the global crops). */
+typedef struct LossWeights {
+    double dino_local, dino_global, ibot, koleo;
+} LossWeights;
+
+LossWeights objective_loss_weights(const ObjectiveConfig *config, int global_count, int local_count);
+
+/* ==== heads ================================================================ */
+
+enum { HEAD_MAX_LAYERS = 16 };
+
+/* Views of one head's parameters: an MLP of `layers` linear layers (GELU
+ * between them) from the backbone's dim to the bottleneck, L2-normalised,
+ * then the prototype layer. */
+typedef struct HeadParams {
+    float *weight[HEAD_MAX_LAYERS];   /* layer i: [out_i, in_i]; out = hidden, ..., bottleneck */
+    float *bias[HEAD_MAX_LAYERS];     /* layer i: [out_i] */
+    float *prototypes;                /* [prototypes, bottleneck], no bias */
+} HeadParams;
+
+/* Which buffers a HeadActivations holds. */
+enum {
+    HEAD_PART_MLP = 1,          /* the MLP and the normalised bottleneck */
+    HEAD_PART_PROTOTYPES = 2,   /* the scores of the prototype layer */
+    HEAD_PART_BACKWARD = 4,     /* gradient scratch of both */
+};
+
+/* A head's activations for up to `capacity` rows, in one allocation; a call
+ * may use fewer rows (the first N of each buffer). */
+typedef struct HeadActivations {
+    int capacity, parts;
+    float *memory;
+    size_t count;
+    float *linear[HEAD_MAX_LAYERS];   /* [rows, out_i] MLP layer outputs before GELU */
+    float *hidden[HEAD_MAX_LAYERS];   /* [rows, hidden] GELU(linear[i]) for i < layers - 1 */
+    float *norm;                      /* [rows] ||bottleneck|| */
+    float *features;                  /* [rows, bottleneck] the L2-normalised bottleneck */
+    float *logits;                    /* [rows, prototypes] */
+    float *d_logits;                  /* [rows, prototypes] */
+    float *d_features;                /* [rows, bottleneck] */
+    float *d_linear;                  /* [rows, max(hidden, bottleneck)] of the current layer */
+    float *d_hidden;                  /* [rows, hidden] */
+} HeadActivations;
+
+/* eps of the bottleneck's L2 normalisation (torch's default). */
+#define HEAD_NORM_EPS 1e-12f
+
+int head_activations_alloc(HeadActivations *a, const HeadConfig *head, int in_dim, int capacity,
+                           int parts, const NnBackend *be, DdError *err);
+void head_activations_free(HeadActivations *a, const NnBackend *be);
+
+/* The MLP half, run by the teacher's ranks on frozen heads and by the
+ * student on its own: inp[N, in_dim] -> a->features[N, bottleneck]. */
+void head_mlp_forward(const NnBackend *be, const HeadConfig *head, int in_dim, const HeadParams *p,
+                      HeadActivations *a, const float *inp, int N);
+/* The prototype half: logits[N, prototypes] = features[N, bottleneck] @ prototypes^T.
+ * Student ranks run it on the teacher's delivered bottlenecks with the
+ * teacher's frozen prototypes, and on their own. */
+void head_prototypes_forward(const NnBackend *be, const HeadConfig *head, const float *prototypes,
+                             const float *features, float *logits, int N);
+/* Backward of the prototype half from a->d_logits: dprototypes accumulates,
+ * a->d_features is overwritten. */
+void head_prototypes_backward(const NnBackend *be, const HeadConfig *head, const HeadParams *p,
+                              HeadParams *grads, HeadActivations *a, int N);
+/* Backward of the MLP half from a->d_features: the parameter gradients
+ * accumulate into grads, the input's into d_input[N, in_dim] (may be NULL). */
+void head_mlp_backward(const NnBackend *be, const HeadConfig *head, int in_dim, const HeadParams *p,
+                       HeadParams *grads, HeadActivations *a, const float *inp, float *d_input, int N);
+
+/* ==== a backbone with its heads: layout and parameters ======================= */
+
+typedef enum ModelModule {
+    MODULE_BACKBONE = 0,
+    MODULE_DINO_HEAD = 1,
+    MODULE_IBOT_HEAD = 2,
+    MODULE_COUNT = 3,
+} ModelModule;
+
+extern const char *const model_module_names[MODULE_COUNT];   /* "backbone", "dino_head", "ibot_head" */
+
+/* One tensor of the layout. Backbone tensors keep vit_tensor_layout's names;
+ * head tensors are "dino_head.mlp.{i}.weight", "dino_head.mlp.{i}.bias",
+ * "dino_head.prototypes.weight", and the same for "ibot_head". */
+typedef struct ModelTensor {
+    ViTTensorInfo info;     /* name, shape, offset in the buffer, decays, masked */
+    ModelModule module;
+    int layer;              /* 0: embeddings and tokens; i + 1: block i; depth + 1: final norm, heads */
+    int patch_embedding;    /* 1 for embeddings.patch_embeddings.* */
+} ModelTensor;
+
+/* The layout of a backbone and its two heads in one buffer: the backbone
+ * first, then the DINO head, then the iBOT head. */
+typedef struct ModelLayout {
+    int tensor_count;
+    ModelTensor *tensors;                     /* [tensor_count], host */
+    size_t count;                             /* floats */
+    size_t module_offset[MODULE_COUNT + 1];   /* module m spans [offset[m], offset[m + 1]) */
+} ModelLayout;
+
+int model_layout_create(ModelLayout *layout, const ViTConfig *cfg, DdError *err);
+void model_layout_free(ModelLayout *layout);
+
+/* Named views into one buffer of the layout. */
+typedef struct ModelParams {
+    float *memory;
+    size_t count;
+    ViTParams backbone;
+    HeadParams dino_head, ibot_head;
+} ModelParams;
+
+/* Points p's views into memory (host or backend; layout.count floats). */
+int model_params_view(ModelParams *p, const ViTConfig *cfg, float *memory, DdError *err);
+/* Allocates a zeroed buffer on the backend and points the views. */
+int model_params_alloc(ModelParams *p, const ViTConfig *cfg, const NnBackend *be, DdError *err);
+/* Frees the buffer (when be is not NULL) and the views. */
+void model_params_free(ModelParams *p, const NnBackend *be);
+/* The backbone as vit_params_init makes it; the heads truncated-normal
+ * (std 0.02) matrices and zero biases, from dd_random_keyed(seed,
+ * DD_RANDOM_INIT, model_index, tensor index, 0). */
+int model_params_init(ModelParams *p, const ViTConfig *cfg, const NnBackend *be, uint64_t seed,
+                      uint64_t model_index, DdError *err);
+
+/* Tensor files: every tensor of the layout as prefix + name, from or into a
+ * host buffer of layout->count floats. Reading checks every name and shape. */
+int model_params_read(const TensorFile *file, const char *prefix, const ModelLayout *layout,
+                      float *host, DdError *err);
+int model_params_write(TensorFileWriter *writer, const char *prefix, const ModelLayout *layout,
+                       const float *host, DdError *err);
+
+/* ==== Sinkhorn-Knopp over a student group ==================================== */
+
+/* Sums buffer[count] (backend memory) in place over the ranks of a student
+ * group. comm_group_sum_hook (comm/comm.h) is one; group_sum_single_process
+ * leaves the buffer alone (a group of one rank). */
+typedef int (*GroupSum)(void *context, float *buffer, long count, DdError *err);
+/* The same with the maximum in place of the sum (MPI_MAX). */
+typedef int (*GroupMax)(void *context, float *buffer, long count, DdError *err);
+
+typedef struct StudentGroup {
+    GroupSum sum;
+    GroupMax max;
+    void *context;     /* given to both */
+    int size;          /* ranks in the group */
+} StudentGroup;
+
+/* A group of one rank: the local sums and maxima are the group's. */
+int group_reduce_single_process(void *context, float *buffer, long count, DdError *err);
+#define STUDENT_GROUP_SINGLE_PROCESS                                                           \
+    ((StudentGroup){group_reduce_single_process, group_reduce_single_process, NULL, 1})
+
+/* Sinkhorn-Knopp centering in fp32, in place on scores[M, K] (this rank's
+ * M rows of teacher prototype scores): on return each row is the target
+ * distribution of its sample. With Q = exp((scores - max[k]) / temperature),
+ * max[k] the prototype's largest score over all rows of the group, each
+ * iteration divides every prototype's column by its sum over the group,
+ * then every row by its own sum. This is DINOv3's algorithm with its global
+ * normalisations and its B and K factors left out, as each is undone by the
+ * next normalisation; the per-prototype shift is undone exactly by the first
+ * column normalisation, and keeps exp() from overflowing (the largest value
+ * of a column is 1, so no column underflows either). column[K] is the
+ * backend scratch the group reduces. Every rank of the group must call it
+ * (also with M = 0), as the reductions are collective. */
+int sinkhorn_knopp(const NnBackend *be, float *scores, float *column, int M, int K, float temperature,
+                   int iterations, const StudentGroup *group, DdError *err);
+
+/* The teacher's frozen prototype layers, on a student rank. */
+typedef struct TeacherPrototypes {
+    HeadConfig dino, ibot;                 /* the teacher's heads */
+    float *memory;                         /* one allocation: */
+    size_t count;
+    float *dino_weight;                    /* [dino.prototypes, dino.bottleneck] */
+    float *ibot_weight;                    /* [ibot.prototypes, ibot.bottleneck] */
+} TeacherPrototypes;
+
+int teacher_prototypes_alloc(TeacherPrototypes *t, const ViTConfig *teacher, const NnBackend *be,
+                             DdError *err);
+/* Copies the prototype weights (backend memory, e.g. the teacher's
+ * ModelParams views). */
+void teacher_prototypes_set(TeacherPrototypes *t, const NnBackend *be, const float *dino_weight,
+                            const float *ibot_weight);
+void teacher_prototypes_free(TeacherPrototypes *t, const NnBackend *be);
+
+/* Targets from the teacher's delivered bottlenecks: features[M, bottleneck]
+ * -> teacher prototype scores -> Sinkhorn-Knopp -> targets[M, prototypes]. */
+int teacher_targets(const NnBackend *be, const HeadConfig *head, const float *prototypes,
+                    const float *features, float *targets, float *column, int M, float temperature,
+                    int iterations, const StudentGroup *group, DdError *err);
+
+/* ==== the student and one iteration ========================================== */
+
+/* The student's state: five buffers of one layout. The EMA is the model a
+ * run delivers. */
+typedef struct Student {
+    ViTConfig cfg;
+    ModelLayout layout;
+    ModelParams params, grads, adam_m, adam_v, ema;
+    long steps;                /* AdamW steps taken (bias correction uses steps + 1) */
+} Student;
+
+/* Initialises the parameters (model_params_init), the EMA to them, zero moments. */
+int student_create(Student *s, const ViTConfig *cfg, const NnBackend *be, uint64_t seed,
+                   uint64_t model_index, DdError *err);
+void student_free(Student *s, const NnBackend *be);
+
+/* The shape of one rank's iteration. */
+typedef struct StudentShape {
+    int images;          /* B */
+    int global_count;    /* G >= 1 */
+    int global_size;     /* px, square */
+    int local_count;     /* L >= 0 */
+    int local_size;      /* px */
+    int max_masked;      /* masked patches one iteration may hold, over all G*B global crops */
+} StudentShape;
+
+/* The bound of max_masked for a mask config: every global crop masked at
+ * the largest ratio. */
+int student_max_masked(const StudentShape *shape, const ObjectiveConfig *objective, int patch_size);
+
+/* What a rank trains on in one iteration. */
+typedef struct StudentBatch {
+    const float *global_crops;   /* [G*B, C, S, S] backend */
+    const float *local_crops;    /* [L*B, C, s, s] backend; NULL when L = 0 */
+    const uint8_t *masks;        /* [G*B, Np] host; 1 = masked (from ibot_mask_generate) */
+    const float *teacher_dino;   /* [G*B, teacher dino bottleneck] backend: the teacher's
+                                  * L2-normalised DINO bottleneck of each global crop */
+    const float *teacher_ibot;   /* [M, teacher ibot bottleneck] backend: its iBOT bottlenecks at
+                                  * the masked patches, crop row by crop row, patches in order */
+    float global_rope_rescale;   /* the RoPE rescale of each forward (drawn by data/) */
+    float local_rope_rescale;
+} StudentBatch;
+
+/* Every per-iteration buffer of one student rank, allocated once. */
+typedef struct StudentWorkspace {
+    StudentShape shape;
+    ObjectiveConfig objective;
+    LossWeights weights;                 /* from the objective; a test may change them */
+    int D, Np, prototypes_dino, prototypes_ibot;
+    ViTActivations global, local;        /* G*B global crops (masked), L*B local crops */
+    HeadActivations dino, ibot;          /* (G+L)*B CLS rows, up to max_masked patch rows */
+    float *memory;                       /* one allocation for: */
+    size_t count;
+    float *cls;                          /* [(G+L)*B, D] pre-head CLS: global rows, then local */
+    float *d_cls;                        /* [(G+L)*B, D] */
+    float *patches;                      /* [max_masked, D] masked patch tokens of the global crops */
+    float *d_patches;                    /* [max_masked, D] */
+    float *dout_global;                  /* [G*B, T_global, D] gradient of the backbone outputs */
+    float *dout_local;                   /* [L*B, T_local, D] */
+    float *koleo_unit;                   /* [G*B, D] global CLS, L2-normalised */
+    float *koleo_norm;                   /* [G*B] */
+    float *d_koleo_unit;                 /* [G*B, D] */
+    float *dino_targets;                 /* [G*B, dino prototypes] */
+    float *ibot_targets;                 /* [max_masked, ibot prototypes] */
+    float *column;                       /* [max(prototypes)] Sinkhorn-Knopp scratch */
+    float *row_loss;                     /* [rows] per-row losses: DINO, iBOT, KoLeo */
+    float *row_dloss;                    /* [rows] their weights in the total */
+    float *row_lse;                      /* [(G+L)*B + max_masked] */
+    int32_t *indices;                    /* one int32 allocation for: */
+    int32_t *cls_rows_global;            /* [G*B] CLS rows of global.out as [G*B*T, D] */
+    int32_t *cls_rows_local;             /* [L*B] */
+    int32_t *patch_rows;                 /* [max_masked] masked patch rows of global.out */
+    int32_t *dino_global_targets;        /* [G*B, G-1] target rows of each global crop */
+    int32_t *dino_local_targets;         /* [L*B, G] target rows of each local crop */
+    int32_t *koleo_neighbor;             /* [G*B] */
+    uint8_t *masks;                      /* [G*B, Np] backend copy of the batch's masks */
+    void *host;                          /* one host allocation for: */
+    float *host_row_loss, *host_row_dloss;   /* [rows] */
+    int32_t *host_patch_rows;            /* [max_masked] */
+    float *host_patch_weight;            /* [max_masked] 1 / (masked patches of its crop) */
+    int rows;                            /* per-row loss slots */
+    int masked;                          /* M of the last iteration */
+} StudentWorkspace;
+
+int student_workspace_alloc(StudentWorkspace *w, const ViTConfig *student, const ViTConfig *teacher,
+                            const StudentShape *shape, const ObjectiveConfig *objective,
+                            const NnBackend *be, DdError *err);
+void student_workspace_free(StudentWorkspace *w, const NnBackend *be);
+
+/* The loss of one iteration, term by term (each as defined in DESIGN; the
+ * total is the weighted sum of LossWeights). */
+typedef struct LossTerms {
+    double dino_local;    /* mean CE of each local crop against each teacher global crop */
+    double dino_global;   /* mean CE of each global crop against the other teacher global crops */
+    double ibot;          /* sum over masked crops of the mean CE of their masked patches, / (G*B) */
+    double koleo;         /* mean over global crops of KoLeo on the pre-head CLS */
+    double total;
+    int masked;           /* M, masked patches */
+} LossTerms;
+
+/* Forward, targets and loss of one iteration; with backward != 0 also every
+ * gradient (s->grads is zeroed first, then filled). Fails on a masked count
+ * over the workspace's capacity, a failing group sum, or a loss that is not
+ * finite (the state is left as it was). */
+int student_forward_backward(const NnBackend *be, Student *s, StudentWorkspace *w,
+                             const TeacherPrototypes *teacher, const StudentBatch *batch,
+                             float teacher_temperature, const StudentGroup *group, int backward,
+                             LossTerms *losses, DdError *err);
+
+/* What an update measured, per module. */
+typedef struct UpdateReport {
+    double grad_norm[MODULE_COUNT];    /* before clipping */
+    double clip_scale[MODULE_COUNT];   /* applied factor, 1 when not clipped */
+} UpdateReport;
+
+/* The learning-rate multiplier of a tensor: layer-wise decay, and the
+ * patch embedding's multiplier. */
+double student_lr_multiplier(const OptimizerConfig *config, const ViTConfig *cfg, const ModelTensor *t);
+
+/* Averages the gradients over the group (a sum, then 1/size), clips each
+ * module to clip_grad_norm, takes one AdamW step (lr * multiplier per
+ * tensor, weight decay where the tensor decays), then updates the EMA.
+ * Fails, leaving the parameters alone, on a gradient that is not finite. */
+int student_update(const NnBackend *be, Student *s, const OptimizerConfig *config, double lr,
+                   double weight_decay, double ema_momentum, const StudentGroup *group,
+                   UpdateReport *report, DdError *err);
+
+#endif
