@@ -46,16 +46,28 @@ void comm_free(Comm *comm) {
     comm->group = comm->world = MPI_COMM_NULL;
 }
 
-int comm_group_sum(Comm *comm, float *buffer, long count, DdError *err) {
+static int group_allreduce(Comm *comm, float *buffer, long count, MPI_Op op, DdError *err) {
     for (long done = 0; done < count;) {   /* MPI counts are ints */
         int chunk = count - done > INT_MAX ? INT_MAX : (int)(count - done);
-        int code = MPI_Allreduce(MPI_IN_PLACE, buffer + done, chunk, MPI_FLOAT, MPI_SUM, comm->group);
+        int code = MPI_Allreduce(MPI_IN_PLACE, buffer + done, chunk, MPI_FLOAT, op, comm->group);
         if (code != MPI_SUCCESS) return mpi_fail(err, code, "in-group MPI_Allreduce");
         done += chunk;
     }
     return 0;
 }
 
+int comm_group_sum(Comm *comm, float *buffer, long count, DdError *err) {
+    return group_allreduce(comm, buffer, count, MPI_SUM, err);
+}
+
+int comm_group_max(Comm *comm, float *buffer, long count, DdError *err) {
+    return group_allreduce(comm, buffer, count, MPI_MAX, err);
+}
+
 int comm_group_sum_hook(void *comm, float *buffer, long count, DdError *err) {
     return comm_group_sum(comm, buffer, count, err);
+}
+
+int comm_group_max_hook(void *comm, float *buffer, long count, DdError *err) {
+    return comm_group_max(comm, buffer, count, err);
 }

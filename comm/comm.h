@@ -29,8 +29,11 @@ void comm_free(Comm *comm);
 
 /* buffer[count] <- its sum over the ranks of this rank's group. */
 int comm_group_sum(Comm *comm, float *buffer, long count, DdError *err);
+/* buffer[count] <- its maximum over the ranks of this rank's group. */
+int comm_group_max(Comm *comm, float *buffer, long count, DdError *err);
 /* The same with the signature of a reduction hook (ctx is the Comm). */
 int comm_group_sum_hook(void *comm, float *buffer, long count, DdError *err);
+int comm_group_max_hook(void *comm, float *buffer, long count, DdError *err);
 
 /* ---- teacher -> student delivery --------------------------------------- */
 

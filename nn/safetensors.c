@@ -310,14 +310,18 @@ int safetensors_open(SafetensorsFile *file, const char *path, DdError *err) {
     if (strlen(path) >= sizeof file->path)
         return dd_fail(err, "%.200s...: expected a path of at most %zu bytes", path, sizeof file->path - 1);
     snprintf(file->path, sizeof file->path, "%s", path);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);   /* a FIFO must not block the open */
     if (fd < 0) return dd_fail(err, "%s: cannot open: %s", path, strerror(errno));
     struct stat info;
-    if (fstat(fd, &info) != 0 || !S_ISREG(info.st_mode)) {
+    if (fstat(fd, &info) != 0) {
         int saved = errno;
         close(fd);
+        return dd_fail(err, "%s: cannot stat: %s", path, strerror(saved));
+    }
+    if (!S_ISREG(info.st_mode)) {
+        close(fd);
         return dd_fail(err, "%s: expected a regular file, found %s", path,
-                       S_ISDIR(info.st_mode) ? "a folder" : saved ? strerror(saved) : "something else");
+                       S_ISDIR(info.st_mode) ? "a folder" : "a special file");
     }
     uint64_t size = (uint64_t)info.st_size;
     if (size >= 8) {

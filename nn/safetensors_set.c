@@ -103,7 +103,7 @@ void safetensors_index_free(SafetensorsIndex *index) {
 
 /* The whole of a small text file (at most SAFETENSORS_MAX_HEADER_BYTES). */
 static int read_text_file(const char *path, char **text, size_t *length, DdError *err) {
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);   /* a FIFO must not block the open */
     if (fd < 0) return dd_fail(err, "%s: cannot open: %s", path, strerror(errno));
     struct stat info;
     int status = 0;

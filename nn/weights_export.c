@@ -98,6 +98,8 @@ static int collect_tensors(const ViTConfig *cfg, const ViTParams *params, const 
             (*count)++;
         }
     }
+    if (cfg->registers == 0)   /* DINOv3ViTModel holds the parameter even when it is empty */
+        tensors[(*count)++] = (NamedTensor){"embeddings.register_tokens", {3, {1, 0, cfg->dim}}, NULL};
     return 0;
 }
 
@@ -111,7 +113,7 @@ int weights_export_hugging_face(const char *folder, const ViTConfig *cfg, const 
 
     int n = vit_tensor_count(cfg);
     ForeignTensor *layout = malloc((size_t)n * sizeof *layout);
-    NamedTensor *tensors = malloc((size_t)n * FOREIGN_MAX_PIECES * sizeof *tensors);
+    NamedTensor *tensors = malloc(((size_t)n * FOREIGN_MAX_PIECES + 1) * sizeof *tensors);
     int count = 0, status = 0;
     if (!layout || !tensors) status = dd_fail(err, "model '%s': out of memory", cfg->name);
     if (status == 0) status = foreign_tensor_layout(cfg, WEIGHT_NAMING_HUGGING_FACE, layout, err);

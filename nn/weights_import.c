@@ -147,6 +147,7 @@ static int check_leftovers(Source *s, const char *within, WeightNaming naming, c
         const char *name = s->set->entries[i].tensor->name;
         if (s->used[i] || !starts_with(name, s->prefix) || (within && !starts_with(name + skip, within))) continue;
         if (!within && foreign_tensor_skip_reason(name + skip, naming)) continue;
+        if (tensor_shape_count(&s->set->entries[i].tensor->shape) == 0) continue;   /* carries nothing */
         if (count < 3 && used < sizeof list)
             used += (size_t)snprintf(list + used, sizeof list - used, "%s'%s'", count ? ", " : "", name);
         count++;
@@ -293,7 +294,7 @@ int weights_import(const WeightsImport *job, DdError *err) {
         safetensors_set_close(&source);
     }
     if (status == 0 && in.has_heads && (status = safetensors_set_open(&heads, job->heads, err)) == 0) {
-        status = weights_read_heads(&heads, job->prefix, cfg, in.dino, in.ibot, err);
+        status = weights_read_heads(&heads, NULL, cfg, in.dino, in.ibot, err);
         if (status == 0 && job->log)
             fprintf(job->log, "import: %s: DINO head (%zu parameters) and iBOT head (%zu parameters)\n", job->heads,
                     dino_count, ibot_count);

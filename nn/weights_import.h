@@ -10,7 +10,9 @@
  * ("teacher.backbone." in a training checkpoint), unless one is given.
  * Every tensor of the model YAML must be there with its exact shape; every
  * tensor of the file (under the prefix) must have a place in the model,
- * except buffers that carry nothing (weights_names.h lists them); each error
+ * except buffers that carry nothing (weights_names.h lists them) and empty
+ * tensors (Hugging Face's register_tokens [1, 0, D] of a model without
+ * registers); each error
  * names the file, the tensor, the shape expected and the shape found.
  * Values are converted to fp32 (F32, F16, BF16, F64); the key third of a
  * fused qkv bias is set to zero, as DINOv3's bias mask does.
@@ -41,7 +43,7 @@
 typedef struct WeightsImport {
     const char *source;       /* backbone: file, index or model folder */
     const char *heads;        /* heads: file, index or folder; NULL when there are none */
-    const char *prefix;       /* in front of every name of source and heads; NULL: found */
+    const char *prefix;       /* in front of every name of source; NULL: found (the heads' always is) */
     const char *output;       /* the HDF5 file to write (atomically) */
     const ViTConfig *model;   /* what the weights must be */
     FILE *log;                /* what was done, and the notice about random heads; may be NULL */

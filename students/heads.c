@@ -15,7 +15,6 @@ int head_layer_out(const HeadConfig *head, int i) {
 
 int head_layer_in(const HeadConfig *head, int in_dim, int i) { return i == 0 ? in_dim : head->hidden; }
 
-int head_tensor_count(const HeadConfig *head) { return 2 * head->layers + 1; }
 
 /* Records one tensor [rows, cols] (cols 0: a vector) and returns its address. */
 static float *add_tensor(LayoutCursor *c, ModelModule module, int layer, int decays, int64_t rows,

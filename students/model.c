@@ -101,6 +101,13 @@ void model_params_free(ModelParams *p, const NnBackend *be) {
     memset(p, 0, sizeof *p);
 }
 
+void model_head_tensor_draw(const ModelLayout *layout, int index, uint64_t seed, uint64_t model_index, float *x) {
+    const ModelTensor *t = &layout->tensors[index];
+    DdRandom rng = dd_random_keyed(seed, DD_RANDOM_INIT, model_index, (uint64_t)index, 0);
+    for (size_t j = 0; j < t->info.count; j++)
+        x[j] = t->info.decays ? (float)dd_random_truncated_normal(&rng, 0.02) : 0.0f;
+}
+
 int model_params_init(ModelParams *p, const ViTConfig *cfg, const NnBackend *be, uint64_t seed,
                       uint64_t model_index, DdError *err) {
     /* the backbone as vit_params_init draws it, from a seed of its own per model */
@@ -118,11 +125,8 @@ int model_params_init(ModelParams *p, const ViTConfig *cfg, const NnBackend *be,
     }
     for (int i = 0; i < layout.tensor_count; i++) {
         const ModelTensor *t = &layout.tensors[i];
-        if (t->module == MODULE_BACKBONE) continue;
-        float *x = host + (t->info.offset - heads_begin);
-        DdRandom rng = dd_random_keyed(seed, DD_RANDOM_INIT, model_index, (uint64_t)i, 0);
-        for (size_t j = 0; j < t->info.count; j++)
-            x[j] = t->info.decays ? (float)dd_random_truncated_normal(&rng, 0.02) : 0.0f;
+        if (t->module != MODULE_BACKBONE)
+            model_head_tensor_draw(&layout, i, seed, model_index, host + (t->info.offset - heads_begin));
     }
     be->copy_to_device(p->memory + heads_begin, host, heads_count * sizeof(float));
     free(host);

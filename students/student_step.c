@@ -30,26 +30,33 @@ static RowSlots row_slots(const StudentWorkspace *w) {
     return (RowSlots){.global = 0, .local = GB, .ibot = GB + LB, .koleo = GB + LB + w->shape.max_masked};
 }
 
-/* The masked patches of the batch: their rows in global.out, the weight
- * 1 / (masked patches of their crop) of each, uploaded with the masks.
- * Returns M, or -1 when it exceeds the workspace. */
-static int place_masked_patches(StudentWorkspace *w, const NnBackend *be, int registers,
-                                const uint8_t *masks, DdError *err) {
-    const int crops = w->shape.global_count * w->shape.images, Np = w->Np, T = w->global.T;
+int masked_patch_rows(const uint8_t *masks, int crops, int Np, int T, int prefix, int capacity, int32_t *rows,
+                      float *weights) {
     int M = 0;
     for (int i = 0; i < crops; i++) {
         int in_crop = 0;
         for (int p = 0; p < Np; p++) in_crop += masks[(long)i * Np + p] != 0;
-        if (M + in_crop > w->shape.max_masked)
-            return dd_fail(err, "batch: expected at most %d masked patches (the workspace's max_masked), found "
-                           "more by global crop row %d", w->shape.max_masked, i);
+        if (M + in_crop > capacity) return -1;
         for (int p = 0; p < Np; p++) {
             if (!masks[(long)i * Np + p]) continue;
-            w->host_patch_rows[M] = i * T + 1 + registers + p;
-            w->host_patch_weight[M] = 1.0f / (float)in_crop;
+            rows[M] = i * T + prefix + p;
+            if (weights) weights[M] = 1.0f / (float)in_crop;
             M++;
         }
     }
+    return M;
+}
+
+/* The masked patches of the batch: their rows in global.out and weights,
+ * uploaded with the masks. Returns M, or -1 when it exceeds the workspace. */
+static int place_masked_patches(StudentWorkspace *w, const NnBackend *be, int registers,
+                                const uint8_t *masks, DdError *err) {
+    const int crops = w->shape.global_count * w->shape.images, Np = w->Np;
+    const int M = masked_patch_rows(masks, crops, Np, w->global.T, 1 + registers, w->shape.max_masked,
+                                    w->host_patch_rows, w->host_patch_weight);
+    if (M < 0)
+        return dd_fail(err, "batch: expected at most %d masked patches (the workspace's max_masked) over %d "
+                       "global crops, found more", w->shape.max_masked, crops);
     be->copy_to_device(w->masks, masks, (size_t)crops * Np);
     be->copy_to_device(w->patch_rows, w->host_patch_rows, (size_t)M * sizeof(int32_t));
     return M;

@@ -11,8 +11,8 @@
  *     teacher rank:  vit_forward (frozen) -> head_mlp_forward of the teacher's
  *                    heads -> L2-normalised bottlenecks, sent to the students
  *     student rank:  student_forward_backward: the teacher's prototype layers
- *                    and Sinkhorn-Knopp (sums over the group through a
- *                    GroupSum hook) give the targets; the student's own
+ *                    and Sinkhorn-Knopp (column maxima and sums over the group
+ *                    through the StudentGroup hooks) give the targets; the student's own
  *                    backbone and heads give its scores; the losses and every
  *                    gradient follow;
  *                    student_update: gradients summed over the group, clipped
@@ -194,6 +194,10 @@ void model_params_free(ModelParams *p, const NnBackend *be);
 int model_params_init(ModelParams *p, const ViTConfig *cfg, const NnBackend *be, uint64_t seed,
                       uint64_t model_index, DdError *err);
 
+/* Draws head tensor `index` of the layout into x[count] (host) exactly as
+ * model_params_init does, so one head tensor can be made without the rest. */
+void model_head_tensor_draw(const ModelLayout *layout, int index, uint64_t seed, uint64_t model_index, float *x);
+
 /* Tensor files: every tensor of the layout as prefix + name, from or into a
  * host buffer of layout->count floats. Reading checks every name and shape. */
 int model_params_read(const TensorFile *file, const char *prefix, const ModelLayout *layout,
@@ -268,7 +272,7 @@ typedef struct Student {
     ViTConfig cfg;
     ModelLayout layout;
     ModelParams params, grads, adam_m, adam_v, ema;
-    long steps;                /* AdamW steps taken (bias correction uses steps + 1) */
+    long steps;                /* AdamW steps taken; the next one's bias correction uses steps + 1 */
 } Student;
 
 /* Initialises the parameters (model_params_init), the EMA to them, zero moments. */
@@ -289,6 +293,15 @@ typedef struct StudentShape {
 /* The bound of max_masked for a mask config: every global crop masked at
  * the largest ratio. */
 int student_max_masked(const StudentShape *shape, const ObjectiveConfig *objective, int patch_size);
+
+/* Where the masked patches of `crops` global crops sit in a backbone output
+ * seen as [crops * T, D] (T tokens, the first `prefix` not patches), crop
+ * by crop, patches in order: the order of the teacher's iBOT bottlenecks.
+ * masks[crops, Np] (host). Writes rows[M] and, when weights is not NULL,
+ * weights[M] = 1 / (masked patches of the row's crop). Returns M, or -1
+ * when it would exceed capacity. Teacher and student ranks use the same. */
+int masked_patch_rows(const uint8_t *masks, int crops, int Np, int T, int prefix, int capacity, int32_t *rows,
+                      float *weights);
 
 /* What a rank trains on in one iteration. */
 typedef struct StudentBatch {

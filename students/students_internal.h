@@ -6,6 +6,7 @@
 #ifndef DD_STUDENTS_INTERNAL_H
 #define DD_STUDENTS_INTERNAL_H
 
+#include "nn/weights_names.h"   /* head_tensor_count */
 #include "students/students.h"
 
 /* Walks a layout in memory order: with tensors it records each one, with
@@ -22,7 +23,6 @@ typedef struct LayoutCursor {
  * p, its views are pointed at the cursor's memory. */
 void head_layout(LayoutCursor *cursor, const HeadConfig *head, int in_dim, ModelModule module,
                  int layer, const char *prefix, HeadParams *p);
-int head_tensor_count(const HeadConfig *head);
 
 /* Output and input width of MLP layer i of a head on a backbone of in_dim. */
 int head_layer_out(const HeadConfig *head, int i);

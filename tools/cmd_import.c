@@ -26,8 +26,8 @@ static void print_import_help(FILE *out) {
             "  --heads FILE   DINO and iBOT heads in DINOv3 names (dino_head.mlp.0.weight, ...,\n"
             "                 dino_head.last_layer.weight, ibot_head.*); without it the teacher\n"
             "                 heads will be random, and OUT.h5 records that\n"
-            "  --prefix P     the prefix in front of every name (default: found from the file,\n"
-            "                 e.g. 'teacher.backbone.')\n");
+            "  --prefix P     the prefix in front of every name of SRC (default: found from\n"
+            "                 the file, e.g. 'teacher.backbone.'; that of the heads always is)\n");
 }
 
 int cmd_import(int argc, char **argv) {

@@ -13,6 +13,7 @@ typedef struct Command {
 } Command;
 
 int cmd_info(int argc, char **argv);
+int cmd_run(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
 int cmd_bench_data(int argc, char **argv);
 int cmd_pack(int argc, char **argv);

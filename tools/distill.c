@@ -9,6 +9,7 @@
 #include "tools/commands.h"
 
 static const Command commands[] = {
+    {"run", "distil the teacher into every student of a run (the demo without CONFIG)", cmd_run},
     {"info", "print parameters, FLOPs and memory of a model or run config", cmd_info},
     {"bench", "time a training step and a teacher forward against the sgemm ceiling", cmd_bench},
     {"pack", "turn an image folder into HDF5 shards", cmd_pack},

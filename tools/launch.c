@@ -1,5 +1,5 @@
 /*
- * launch.c - re-launching under mpirun (see launch.h).
+ * launch.c - running this executable under mpirun (see launch.h).
  *
  * mpirun is told --oversubscribe (a demo runs more ranks than cores) and
  * --bind-to none (OpenMP threads of a rank may use any core); as root it also
@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 int launched_under_mpi(void) {
@@ -20,7 +21,7 @@ int launched_under_mpi(void) {
     return 0;
 }
 
-int relaunch_under_mpirun(int ranks, int argc, char **argv) {
+int run_under_mpirun(int ranks, int argc, char **argv) {
     char self[4096];
     ssize_t length = readlink("/proc/self/exe", self, sizeof self - 1);
     if (length <= 0) {
@@ -42,8 +43,20 @@ int relaunch_under_mpirun(int ranks, int argc, char **argv) {
     for (int i = 1; i < argc; i++) args[n++] = argv[i];
     args[n] = NULL;
     fflush(stdout);
-    execvp(mpirun, args);
-    fprintf(stderr, "distill: cannot start %s to launch %d ranks: %s\n", mpirun, ranks, strerror(errno));
+    fflush(stderr);
+    pid_t child = fork();
+    if (child == 0) {
+        execvp(mpirun, args);
+        fprintf(stderr, "distill: cannot start %s to launch %d ranks: %s\n", mpirun, ranks, strerror(errno));
+        _exit(127);
+    }
     free(args);
-    return 1;
+    if (child < 0) {
+        fprintf(stderr, "distill: cannot fork to launch %d ranks: %s\n", ranks, strerror(errno));
+        return 1;
+    }
+    int status = 0;
+    while (waitpid(child, &status, 0) < 0)
+        if (errno != EINTR) return 1;
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 }

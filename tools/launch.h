@@ -8,9 +8,10 @@
 /* 1 when this process was started by an MPI launcher (mpirun, srun, ...). */
 int launched_under_mpi(void);
 
-/* Replaces this process with `mpirun -n ranks <this executable> argv[1..]`
- * (argv as main received it). Returns only on failure, with the reason
- * written to stderr; the exit status to use. */
-int relaunch_under_mpirun(int ranks, int argc, char **argv);
+/* Runs `mpirun -n ranks <this executable> argv[1..]` (argv as main
+ * received it) as a child process and waits for it; returns its exit
+ * status (128 + signal when killed), or 1 with the reason on stderr when it
+ * could not start. */
+int run_under_mpirun(int ranks, int argc, char **argv);
 
 #endif

@@ -11,6 +11,7 @@
 
 static const ConfigField teacher_fields[] = {
     {CONFIG_MEMBER(TeacherConfig, model), .type = CONFIG_STRUCT, .required = 1, .schema = &vit_config_schema},
+    {CONFIG_MEMBER(TeacherConfig, weights), .type = CONFIG_STRING, .fallback_text = ""},
 };
 static const ConfigSchema teacher_schema = CONFIG_SCHEMA("teacher", TeacherConfig, teacher_fields, NULL);
 
@@ -19,6 +20,19 @@ static const ConfigField student_fields[] = {
     {CONFIG_MEMBER(StudentConfig, model), .type = CONFIG_STRUCT, .required = 1, .schema = &vit_config_schema},
 };
 static const ConfigSchema student_schema = CONFIG_SCHEMA("student", StudentConfig, student_fields, NULL);
+
+static const ConfigField checkpoint_fields[] = {
+    {CONFIG_MEMBER(CheckpointConfig, every), .type = CONFIG_INT, .min = 1, .max = 1e9, .fallback = 1000},
+    {CONFIG_MEMBER(CheckpointConfig, keep), .type = CONFIG_INT, .min = 1, .max = 1000, .fallback = 3},
+};
+static const ConfigSchema checkpoint_schema = CONFIG_SCHEMA("checkpoint", CheckpointConfig, checkpoint_fields, NULL);
+
+static const ConfigField monitor_fields[] = {
+    {CONFIG_MEMBER(MonitorConfig, every), .type = CONFIG_INT, .min = 1, .max = 1e9, .fallback = 10},
+};
+static const ConfigSchema monitor_schema = CONFIG_SCHEMA("monitor", MonitorConfig, monitor_fields, NULL);
+
+static const char *const nan_policy_names[] = {"stop", "rollback", NULL};
 
 static const ConfigField run_fields[] = {
     {CONFIG_MEMBER(RunConfig, name), .type = CONFIG_STRING, .required = 1, .min = 1},
@@ -35,6 +49,11 @@ static const ConfigField run_fields[] = {
     {CONFIG_MEMBER(RunConfig, teacher), .type = CONFIG_STRUCT, .required = 1, .schema = &teacher_schema},
     {CONFIG_MEMBER(RunConfig, students), .type = CONFIG_LIST, .required = 1, .min = 1,
      .schema = &student_schema, .count_offset = offsetof(RunConfig, student_count)},
+    {CONFIG_MEMBER(RunConfig, ranks), .type = CONFIG_INT, .min = 0, .max = 1 << 20, .fallback = 0},
+    {CONFIG_MEMBER(RunConfig, prefetch), .type = CONFIG_INT, .min = 1, .max = 16, .fallback = 2},
+    {CONFIG_MEMBER(RunConfig, checkpoint), .type = CONFIG_STRUCT, .schema = &checkpoint_schema},
+    {CONFIG_MEMBER(RunConfig, monitor), .type = CONFIG_STRUCT, .schema = &monitor_schema},
+    {CONFIG_MEMBER(RunConfig, on_nan), .type = CONFIG_ENUM, .names = nan_policy_names, .fallback = 0},
 };
 
 /* The teacher's patch features are matched to the students' patches, so all
@@ -103,6 +122,10 @@ static int check_run_config(const void *object, const ConfigPlaces *places, DdEr
             if (strcmp(c->students[i].name, c->students[j].name) == 0)
                 return CONFIG_FAIL_AT(places, &c->students[i].name, err,
                                       "expected a student name not used before, found '%s' again", c->students[i].name);
+    if (c->ranks != 0 && c->ranks < 1 + c->student_count)
+        return CONFIG_FAIL_AT(places, &c->ranks, err,
+                              "expected at least one rank for the teacher and each of the %d students (%d) for "
+                              "'ranks', found %d", c->student_count, 1 + c->student_count, c->ranks);
     if (check_patch_grid(c, places, err) || check_prototypes(c, places, err) || check_schedules(c, places, err))
         return -1;
     return check_crop_sizes(c, places, err);

@@ -23,7 +23,27 @@ enum { RUN_MAX_STUDENTS = 16 };
 
 typedef struct TeacherConfig {
     ViTConfig model;          /* usually `model: ../models/NAME.yaml` */
+    char weights[512];        /* HDF5 weights (`distill import`); empty: drawn from the seed */
 } TeacherConfig;
+
+/* `checkpoint:` one consistent checkpoint of every group each `every`
+ * iterations, the newest `keep` kept. */
+typedef struct CheckpointConfig {
+    int every;
+    int keep;
+} CheckpointConfig;
+
+/* `monitor:` a status line per group every `every` iterations. */
+typedef struct MonitorConfig {
+    int every;
+} MonitorConfig;
+
+/* What a loss that is not finite does: stop the run, or roll back to the
+ * last checkpoint and skip that iteration's batch. */
+typedef enum NanPolicy {
+    NAN_STOP = 0,
+    NAN_ROLLBACK = 1,
+} NanPolicy;
 
 typedef struct StudentConfig {
     char name[64];            /* the group's name in logs, metrics and checkpoints */
@@ -45,6 +65,11 @@ typedef struct RunConfig {
     TeacherConfig teacher;
     StudentConfig students[RUN_MAX_STUDENTS];
     int student_count;
+    int ranks;                /* MPI ranks of the job: teacher and students (0: one per group) */
+    int prefetch;             /* iterations the teacher may run ahead of the students */
+    CheckpointConfig checkpoint;
+    MonitorConfig monitor;
+    NanPolicy on_nan;
 } RunConfig;
 
 extern const ConfigSchema run_config_schema;

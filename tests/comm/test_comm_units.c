@@ -7,6 +7,7 @@
 
 #include "comm/bf16.h"
 #include "comm/proportional_plan.h"
+#include "comm/teacher_payload.h"
 #include "comm/rank_layout.h"
 #include "nn/random.h"
 #include "tests/test.h"
@@ -115,6 +116,34 @@ static void ranks_follow_cost_with_one_at_least(void) {
           err.message);
 }
 
-TEST_MAIN(TEST(ranks_follow_cost_with_one_at_least), TEST(even_slices_cover_the_batch_once_per_group), TEST(uneven_slices_are_checked),
+static void payload_rows_round_trip_through_bf16(void) {
+    /* B = 3 images, G = 2 global crops of Np = 4 patches, Kd = 3, Ki = 2 */
+    const PayloadShape shape = {3, 2, 4, 3, 2};
+    const uint8_t masks[6 * 4] = {1, 0, 0, 1, /* crop 0 of image 0 */ 0, 0, 0, 0, /* image 1 */ 1, 1, 1, 0,
+                                  0, 1, 0, 0, /* crop 1 of image 0 */ 0, 0, 0, 0, 0, 0, 0, 1};
+    long offsets[8];
+    long masked = payload_offsets(&shape, masks, 2, offsets);
+    CHECK(masked == 7, "masked %ld", masked);
+    /* image 0: 2*3 + (2 + 1)*2 = 12; image 1: 6; image 2: 6 + (3 + 1)*2 = 14 */
+    CHECK(offsets[2] == 0 && offsets[3] == 12 && offsets[4] == 18 && offsets[5] == 32, "offsets %ld %ld %ld %ld",
+          offsets[2], offsets[3], offsets[4], offsets[5]);
+    float dino[6 * 3], ibot[7 * 2], rows[32], dino_back[6 * 3], ibot_back[7 * 2];
+    for (int i = 0; i < 18; i++) dino[i] = (float)(i + 1);
+    for (int i = 0; i < 14; i++) ibot[i] = (float)(100 + i);
+    long starts[6];
+    payload_pack(&shape, masks, dino, ibot, rows, starts);
+    /* image 0's row: its DINO rows (crop rows 0 and 3), then its masked patches:
+     * crop 0 has ibot rows 0, 1; crop 1 (crop row 3) has ibot row 5 */
+    const float image0[12] = {1, 2, 3, 10, 11, 12, 100, 101, 102, 103, 110, 111};
+    CHECK(memcmp(rows, image0, sizeof image0) == 0, "image 0 row: %g %g %g ... %g", rows[0], rows[1], rows[2],
+          rows[11]);
+    uint16_t wire[32];
+    bf16_from_float(wire, rows, 32);
+    payload_unpack(&shape, masks, wire, dino_back, ibot_back, starts);
+    CHECK(memcmp(dino, dino_back, sizeof dino) == 0, "DINO rows differ after the round trip");
+    CHECK(memcmp(ibot, ibot_back, sizeof ibot) == 0, "iBOT rows differ after the round trip");
+}
+
+TEST_MAIN(TEST(payload_rows_round_trip_through_bf16), TEST(ranks_follow_cost_with_one_at_least), TEST(even_slices_cover_the_batch_once_per_group), TEST(uneven_slices_are_checked),
           TEST(impossible_layouts_are_refused), TEST(bf16_rounds_to_nearest_even),
           TEST(bf16_relative_error_is_at_most_2_to_minus_8))

@@ -1,7 +1,8 @@
 /*
  * test_learning.c - a student learns from a teacher: tiny_s (a ViT-S-shaped
- * student, configs/models/tiny_s.yaml) trained against tiny_teacher (random,
- * frozen; configs/models/tiny_teacher.yaml) on a few fixed synthetic images,
+ * student, configs/models/tiny_s.yaml, DINOv3 init) trained against
+ * tiny_teacher (configs/models/tiny_teacher.yaml, frozen, a random init with
+ * unit-gain matrices: see init_informative_teacher) on fixed synthetic images,
  * on one process, through the whole path of an iteration: teacher
  * bottlenecks, Sinkhorn-Knopp targets, the four loss terms, backward, AdamW
  * with parameter groups and clipping, the EMA, the schedules of a run.
@@ -16,15 +17,17 @@
  * first iteration's:
  *   - the total falls below TOTAL_MARGIN times its start;
  *   - so that KoLeo (large at the start, when every image gives nearly the
- *     same CLS) cannot carry it alone: DINO global closes GAP_CLOSED of the
- *     gap between its start and its floor, the mean entropy of the teacher's
- *     targets; DINO local and iBOT each fall below TERM_MARGIN times their
- *     start (their floors are not the targets' entropy alone);
+ *     same CLS) cannot carry it alone: DINO global and DINO local each close
+ *     part of the gap between their start and their floor (the least
+ *     cross-entropy any student could reach: the mean entropy of the teacher
+ *     targets for a global crop, of the mixture of an image's two targets for
+ *     a local crop, which is compared with both), and iBOT falls below
+ *     TERM_MARGIN times its start;
  *   - the EMA model (what a run delivers) scores below the start.
  * Sinkhorn-Knopp over 16 rows and 256 prototypes spreads each target over
- * many prototypes (entropy ~4.9 of at most 5.5 nats): the learnable part of
- * DINO is that gap. A debug build (no NDEBUG: the sanitizer build) runs fewer
- * iterations and asserts smaller margins. The figures are printed.
+ * many prototypes (entropy ~4.4 of at most 5.5 nats): the learnable part of
+ * DINO is that gap. The figures are printed. About 1 s in a release build
+ * on 2 cores, 15 s under AddressSanitizer.
  */
 #include <math.h>
 #include <stdio.h>
@@ -38,17 +41,11 @@
 #include "tests/students/test_teacher.h"
 #include "tests/test.h"
 
-#ifdef NDEBUG
 enum { ITERATIONS = 300 };
-#define TOTAL_MARGIN 0.75      /* the total falls by a quarter or more */
-#define GAP_CLOSED 0.75        /* DINO global closes three quarters of its gap to the floor */
-#define TERM_MARGIN 0.95       /* DINO local and iBOT each fall by 5% or more */
-#else
-enum { ITERATIONS = 60 };
-#define TOTAL_MARGIN 0.8
-#define GAP_CLOSED 0.4
-#define TERM_MARGIN 0.98
-#endif
+#define TOTAL_MARGIN 0.7       /* the total falls by 30% or more (measured: 41%) */
+#define GLOBAL_GAP_CLOSED 0.75 /* DINO global closes 3/4 of its gap to the floor (91%) */
+#define LOCAL_GAP_CLOSED 0.75  /* DINO local too (99%) */
+#define TERM_MARGIN 0.85       /* iBOT falls by 15% or more (31%) */
 enum { IMAGES = 8, IMAGE_SIZE = 48, GLOBAL_CROPS = 2, GLOBAL_SIZE = 32, LOCAL_CROPS = 4, LOCAL_SIZE = 16 };
 enum { CHANNELS = 3, COOLDOWN = ITERATIONS / 5, WARMUP = ITERATIONS / 10 };
 static const uint64_t seed = 2024;
@@ -126,10 +123,10 @@ static int init_informative_teacher(ModelParams *p, const ViTConfig *cfg, const 
         const ViTTensorInfo *t = &layout.tensors[i].info;
         const char *leaf = strrchr(t->name, '.') + 1;
         DdRandom rng = dd_random_keyed(seed, DD_RANDOM_INIT, 0, (uint64_t)i, 0);
+        const double gain = strstr(t->name, "prototypes") ? PROTOTYPE_NORM : 1.0;
         for (size_t j = 0; j < t->count; j++) {
             float value = 0.0f;                                              /* biases */
-            if (t->decays) value = (float)(dd_random_normal(&rng) / sqrt((double)t->shape[1]));
-            if (strstr(t->name, "prototypes")) value *= PROTOTYPE_NORM;
+            if (t->decays) value = (float)(gain * dd_random_normal(&rng) / sqrt((double)t->shape[1]));
             else if (!strcmp(leaf, "lambda1")) value = 0.5f;
             else if (strstr(t->name, "_token")) value = (float)dd_random_normal(&rng);
             else if (!strcmp(leaf, "weight")) value = 1.0f;                  /* norms */
@@ -142,15 +139,22 @@ static int init_informative_teacher(ModelParams *p, const ViTConfig *cfg, const 
     return 0;
 }
 
-/* Mean entropy of the rows of targets[rows, K] (backend), in nats. */
-static double mean_entropy(const NnBackend *be, const float *targets, int rows, int K) {
-    float *host = malloc((size_t)rows * K * sizeof(float));
+/* Mean entropy of the rows of targets[rows, K] (backend), in nats; with
+ * mix_with > 0, of the mixture of row r and row r + mix_with, averaged over
+ * the first mix_with rows (the two global crops of each image). */
+static double mean_entropy(const NnBackend *be, const float *targets, int rows, int K, int mix_with) {
+    float *host = malloc((size_t)rows * K * sizeof(float));   /* [rows, K] */
     be->copy_to_host(host, targets, (size_t)rows * K * sizeof(float));
+    const int counted = mix_with > 0 ? mix_with : rows;
     double entropy = 0.0;
-    for (long i = 0; i < (long)rows * K; i++)
-        if (host[i] > 0) entropy -= host[i] * log(host[i]);
+    for (int r = 0; r < counted; r++)
+        for (int k = 0; k < K; k++) {
+            double p = host[(size_t)r * K + k];
+            if (mix_with > 0) p = 0.5 * (p + host[(size_t)(r + mix_with) * K + k]);
+            if (p > 0) entropy -= p * log(p);
+        }
     free(host);
-    return entropy / rows;
+    return entropy / counted;
 }
 
 /* ---- the run -------------------------------------------------------------------- */
@@ -238,7 +242,7 @@ static void a_tiny_student_learns_from_a_tiny_teacher(void) {
 
     const StudentGroup group = STUDENT_GROUP_SINGLE_PROCESS;
     LossTerms first = {0}, losses = {0}, last_terms = {0};
-    double dino_floor = 0.0;
+    double global_floor = 0.0, local_floor = 0.0;
     double last_sum = 0.0;
     const double started = seconds_now();
     for (long it = 0; it < ITERATIONS && !test_state.failed_checks; it++) {
@@ -253,10 +257,11 @@ static void a_tiny_student_learns_from_a_tiny_teacher(void) {
               "iteration %ld: %s", it, err.message);
         if (it == 0) {
             first = losses;
-            dino_floor = mean_entropy(be, work.dino_targets, crops, work.prototypes_dino);
-            printf("  teacher targets: mean entropy %.3f nats (DINO, uniform: %.3f), %.3f (iBOT, uniform: %.3f)\n",
-                   dino_floor, log(work.prototypes_dino), mean_entropy(be, work.ibot_targets, M, work.prototypes_ibot),
-                   log(work.prototypes_ibot));
+            global_floor = mean_entropy(be, work.dino_targets, crops, work.prototypes_dino, 0);
+            local_floor = mean_entropy(be, work.dino_targets, crops, work.prototypes_dino, IMAGES);
+            printf("  teacher targets: mean entropy %.3f nats (DINO, uniform: %.3f; mixture of an image's two: %.3f), "
+                   "%.3f (iBOT, uniform: %.3f)\n", global_floor, log(work.prototypes_dino), local_floor,
+                   mean_entropy(be, work.ibot_targets, M, work.prototypes_ibot, 0), log(work.prototypes_ibot));
         }
         if (it >= ITERATIONS - 10) {
             last_terms.dino_local += losses.dino_local / 10;
@@ -279,19 +284,19 @@ static void a_tiny_student_learns_from_a_tiny_teacher(void) {
     printf("  loss %.4f at the start, %.4f over the last 10 iterations (%.1f%% lower), EMA model %.4f; "
            "%d iterations in %.2f s (%.1f ms each)\n", first.total, last, 100.0 * (1.0 - last / first.total),
            ema.total, ITERATIONS, elapsed, 1e3 * elapsed / ITERATIONS);
-    const double closed = (first.dino_global - last_terms.dino_global) / (first.dino_global - dino_floor);
+    const double global_closed = (first.dino_global - last_terms.dino_global) / (first.dino_global - global_floor);
+    const double local_closed = (first.dino_local - last_terms.dino_local) / (first.dino_local - local_floor);
     printf("  over the last 10 iterations: DINO global %.4f (start %.4f, floor %.4f: %.0f%% of the gap closed), "
-           "DINO local %.4f (%.4f, %.1f%% lower), iBOT %.4f (%.4f, %.1f%% lower)\n", last_terms.dino_global,
-           first.dino_global, dino_floor, 100 * closed, last_terms.dino_local, first.dino_local,
-           100 * (1 - last_terms.dino_local / first.dino_local), last_terms.ibot, first.ibot,
-           100 * (1 - last_terms.ibot / first.ibot));
+           "DINO local %.4f (%.4f, floor %.4f: %.0f%%), iBOT %.4f (%.4f, %.1f%% lower)\n", last_terms.dino_global,
+           first.dino_global, global_floor, 100 * global_closed, last_terms.dino_local, first.dino_local, local_floor,
+           100 * local_closed, last_terms.ibot, first.ibot, 100 * (1 - last_terms.ibot / first.ibot));
     CHECK(last < TOTAL_MARGIN * first.total, "the loss went from %.4f to %.4f: expected below %.2f x the start",
           first.total, last, TOTAL_MARGIN);
-    CHECK(closed > GAP_CLOSED, "DINO global closed %.2f of its gap to the targets' entropy, expected > %.2f", closed,
-          GAP_CLOSED);
-    CHECK(last_terms.dino_local < TERM_MARGIN * first.dino_local && last_terms.ibot < TERM_MARGIN * first.ibot,
-          "DINO local (%.4f -> %.4f) or iBOT (%.4f -> %.4f) did not fall below %.2f x its start", first.dino_local,
-          last_terms.dino_local, first.ibot, last_terms.ibot, TERM_MARGIN);
+    CHECK(global_closed > GLOBAL_GAP_CLOSED && local_closed > LOCAL_GAP_CLOSED,
+          "DINO global closed %.2f (expected > %.2f) and DINO local %.2f (expected > %.2f) of their gaps to the floor",
+          global_closed, GLOBAL_GAP_CLOSED, local_closed, LOCAL_GAP_CLOSED);
+    CHECK(last_terms.ibot < TERM_MARGIN * first.ibot, "iBOT went from %.4f to %.4f: expected below %.2f x the start",
+          first.ibot, last_terms.ibot, TERM_MARGIN);
     CHECK(ema.total < first.total, "the EMA model scores %.4f, not below the start %.4f", ema.total, first.total);
 
     student_workspace_free(&work, be);

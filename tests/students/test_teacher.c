@@ -43,15 +43,11 @@ void test_teacher_free(TestTeacher *t, const NnBackend *be) {
 }
 
 int test_teacher_forward(TestTeacher *t, const NnBackend *be, const float *global_crops, const uint8_t *masks) {
-    const int D = t->cfg.dim, Np = t->acts.Np, T = t->acts.T, prefix = 1 + t->cfg.registers;
-    int M = 0;
+    const int D = t->cfg.dim, T = t->acts.T;
     for (int i = 0; i < t->crops; i++) t->host_rows[i] = i * T;
-    for (int i = 0; i < t->crops; i++)
-        for (int p = 0; p < Np; p++) {
-            if (!masks[(long)i * Np + p]) continue;
-            if (M == t->max_masked) return -1;
-            t->host_rows[t->crops + M++] = i * T + prefix + p;
-        }
+    const int M = masked_patch_rows(masks, t->crops, t->acts.Np, T, 1 + t->cfg.registers, t->max_masked,
+                                    t->host_rows + t->crops, NULL);
+    if (M < 0) return -1;
     be->copy_to_device(t->rows, t->host_rows, ((size_t)t->crops + M) * sizeof(int32_t));
     vit_forward(be, &t->cfg, &t->params.backbone, &t->acts, global_crops, NULL);
     be->gather_rows(t->tokens, t->acts.out, t->rows, t->crops + M, D);

@@ -328,6 +328,43 @@ static void files_that_do_not_fit_the_yaml_are_refused(void) {
     free_all(&all);
 }
 
+/* A training checkpoint: original names under "teacher.backbone.", a
+ * training-only norm, and perhaps a second model beside it. */
+static void prefixed_names_are_found_or_chosen(void) {
+    ViTConfig cfg = load_model(tiny_ref.yaml);
+    LoadedTensors all;
+    load_all(&all, tiny_ref.original);
+    if (test_state.failed_checks) return;
+    for (int i = 0; i < all.count; i++) {
+        char name[TENSOR_NAME_MAX];
+        snprintf(name, sizeof name, "teacher.backbone.%.200s", all.names[i]);
+        memcpy(all.names[i], name, sizeof name);
+    }
+    int n = all.count;
+    all.tensors[n] = (NamedTensor){"teacher.backbone.local_cls_norm.weight", {1, {32}}, all.data[0]};
+    all.count = n + 1;
+    const char *path = scratch_path("prefixed.safetensors");
+    DdError err = {{0}};
+    CHECK(safetensors_write(path, all.tensors, all.count, SAFETENSORS_F32, &err) == 0, "%.900s", err.message);
+    const char *found = import_into(path, NULL, &cfg, "prefixed.h5");
+    const char *reference = import_into(tiny_ref.hf, NULL, &cfg, "unprefixed.h5");
+    if (found && reference) {
+        float *a = read_params(found, &cfg), *b = read_params(reference, &cfg);
+        CHECK(a && b && memcmp(a, b, vit_tensor_layout(&cfg, NULL) * sizeof(float)) == 0, "the same weights");
+        free(a);
+        free(b);
+    }
+    const NamedTensor *patch = find_loaded(&all, "teacher.backbone.patch_embed.proj.weight");
+    all.tensors[all.count++] = (NamedTensor){"student.backbone.patch_embed.proj.weight", patch->shape, patch->data};
+    CHECK(safetensors_write(path, all.tensors, all.count, SAFETENSORS_F32, &err) == 0, "%.900s", err.message);
+    WeightsImport job = {.source = path, .output = scratch_path("two.h5"), .model = &cfg};
+    CHECK(weights_import(&job, &err) != 0 && strstr(err.message, "two prefixes") && strstr(err.message, "--prefix"),
+          "two models: %.900s", err.message);
+    job.prefix = "teacher.backbone.";
+    CHECK(weights_import(&job, &err) == 0, "with --prefix: %.900s", err.message);
+    free_all(&all);
+}
+
 /* ---- export ---------------------------------------------------------------------------------- */
 
 /* RUN_DIR with config.yaml (teacher and student 's' of the model, every
@@ -545,7 +582,44 @@ static void export_errors_name_the_problem(void) {
     free(weights);
 }
 
+/* Export then import of initialised weights is the identity, also for a
+ * model without registers (Hugging Face keeps an empty register tensor). */
+static void a_model_without_registers_round_trips(void) {
+    ViTConfig cfg = load_model(tiny_ref.yaml);
+    cfg.registers = 0;
+    ViTParams params = {0};
+    DdError err = {{0}};
+    CHECK(vit_params_alloc(&params, &cfg, &nn_cpu_backend, &err) == 0 &&
+          vit_params_init(&params, &cfg, &nn_cpu_backend, 5, &err) == 0, "%.900s", err.message);
+    if (test_state.failed_checks) return;
+    float *host = malloc(params.count * sizeof(float));
+    ViTParams view = {0};
+    nn_cpu_backend.copy_to_host(host, params.memory, params.count * sizeof(float));
+    CHECK(vit_params_view(&view, &cfg, host, &err) == 0, "%.900s", err.message);
+    const char *folder = scratch_path("no_registers");
+    CHECK(weights_export_hugging_face(folder, &cfg, &view, 32, &err) == 0, "%.900s", err.message);
+    SafetensorsSet set;
+    CHECK(safetensors_set_open(&set, folder, &err) == 0, "%.900s", err.message);
+    if (!test_state.failed_checks) {
+        const SafetensorsEntry *registers = safetensors_set_find(&set, "embeddings.register_tokens");
+        CHECK(registers && registers->tensor->shape.ndim == 3 && registers->tensor->shape.dims[1] == 0,
+              "an empty [1, 0, D] register tensor is written");
+        safetensors_set_close(&set);
+    }
+    const char *back = import_into(folder, NULL, &cfg, "no_registers.h5");
+    if (back) {
+        float *again = read_params(back, &cfg);
+        CHECK(again && memcmp(again, host, params.count * sizeof(float)) == 0, "export then import is the identity");
+        free(again);
+    }
+    free(view.blocks);
+    free(host);
+    vit_params_free(&params, &nn_cpu_backend);
+}
+
 TEST_MAIN(TEST(hf_and_original_names_import_to_the_pytorch_forward),
           TEST(sharded_bf16_and_f16_files_import_to_the_pytorch_forward), TEST(heads_import_from_their_own_file),
-          TEST(files_that_do_not_fit_the_yaml_are_refused), TEST(the_ema_exports_as_the_pytorch_files),
-          TEST(a_swiglu_ema_exports_as_the_pytorch_files), TEST(export_errors_name_the_problem))
+          TEST(files_that_do_not_fit_the_yaml_are_refused), TEST(prefixed_names_are_found_or_chosen),
+          TEST(the_ema_exports_as_the_pytorch_files),
+          TEST(a_swiglu_ema_exports_as_the_pytorch_files), TEST(export_errors_name_the_problem),
+          TEST(a_model_without_registers_round_trips))

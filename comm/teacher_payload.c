@@ -1,0 +1,95 @@
+/*
+ * teacher_payload.c - image rows of teacher outputs (see teacher_payload.h).
+ */
+#include "comm/teacher_payload.h"
+
+#include <string.h>
+
+#include "comm/bf16.h"
+
+static int masked_in(const uint8_t *mask, int patches) {
+    int count = 0;
+    for (int p = 0; p < patches; p++) count += mask[p] != 0;
+    return count;
+}
+
+long payload_offsets(const PayloadShape *s, const uint8_t *masks, int first, long *offsets) {
+    long masked_total = 0;
+    offsets[first] = 0;
+    for (int b = 0; b < s->images; b++) {
+        long values = (long)s->global_count * s->dino_dim;
+        for (int g = 0; g < s->global_count; g++) {
+            int m = masked_in(masks + ((long)g * s->images + b) * s->patches, s->patches);
+            values += (long)m * s->ibot_dim;
+            masked_total += m;
+        }
+        offsets[first + b + 1] = offsets[first + b] + values;
+    }
+    return masked_total;
+}
+
+/* First masked row (in the crop-major ibot tensor) of each crop row g*B+b. */
+static void masked_row_starts(const PayloadShape *s, const uint8_t *masks, long *starts) {
+    long row = 0;
+    for (int r = 0; r < s->global_count * s->images; r++) {
+        starts[r] = row;
+        row += masked_in(masks + (long)r * s->patches, s->patches);
+    }
+}
+
+/* Walks every image row in order, calling copy(row part, feature row, values). */
+static void walk(const PayloadShape *s, const uint8_t *masks, long *starts,
+                 void (*copy)(void *ctx, long row_offset, int is_ibot, long feature_row, int values), void *ctx) {
+    masked_row_starts(s, masks, starts);
+    long offset = 0;
+    for (int b = 0; b < s->images; b++) {
+        for (int g = 0; g < s->global_count; g++) {
+            copy(ctx, offset, 0, (long)g * s->images + b, s->dino_dim);
+            offset += s->dino_dim;
+        }
+        for (int g = 0; g < s->global_count; g++) {
+            const long crop_row = (long)g * s->images + b;
+            int m = masked_in(masks + crop_row * s->patches, s->patches);
+            for (int k = 0; k < m; k++) {
+                copy(ctx, offset, 1, starts[crop_row] + k, s->ibot_dim);
+                offset += s->ibot_dim;
+            }
+        }
+    }
+}
+
+typedef struct PackContext {
+    const float *dino, *ibot;
+    float *rows;
+    const PayloadShape *shape;
+} PackContext;
+
+static void pack_one(void *ctx, long row_offset, int is_ibot, long feature_row, int values) {
+    PackContext *c = ctx;
+    const float *src = is_ibot ? c->ibot + feature_row * c->shape->ibot_dim : c->dino + feature_row * c->shape->dino_dim;
+    memcpy(c->rows + row_offset, src, (size_t)values * sizeof(float));
+}
+
+typedef struct UnpackContext {
+    float *dino, *ibot;
+    const uint16_t *rows;
+    const PayloadShape *shape;
+} UnpackContext;
+
+static void unpack_one(void *ctx, long row_offset, int is_ibot, long feature_row, int values) {
+    UnpackContext *c = ctx;
+    float *dst = is_ibot ? c->ibot + feature_row * c->shape->ibot_dim : c->dino + feature_row * c->shape->dino_dim;
+    bf16_to_float(dst, c->rows + row_offset, values);
+}
+
+void payload_pack(const PayloadShape *shape, const uint8_t *masks, const float *dino, const float *ibot,
+                  float *rows, long *row_starts) {
+    PackContext c = {dino, ibot, rows, shape};
+    walk(shape, masks, row_starts, pack_one, &c);
+}
+
+void payload_unpack(const PayloadShape *shape, const uint8_t *masks, const uint16_t *rows, float *dino,
+                    float *ibot, long *row_starts) {
+    UnpackContext c = {dino, ibot, rows, shape};
+    walk(shape, masks, row_starts, unpack_one, &c);
+}

@@ -1,0 +1,199 @@
+/*
+ * student_rank.c - a student rank's iteration and its checkpoint state
+ * (see student_rank.h).
+ */
+#include "students/student_rank.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+static double now_seconds(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+int student_rank_open(StudentRank *rank, const StudentRankOptions *o, Comm *comm, const RankLayout *layout,
+                      const NnBackend *be, DdError *err) {
+    memset(rank, 0, sizeof *rank);
+    rank->options = *o;
+    rank_layout_slice(layout, comm->group_index, comm->group_rank, &rank->begin, &rank->end);
+    const int B = rank->end - rank->begin;
+    if (B < 1) return dd_fail(err, "student '%s': expected a slice of at least 1 image, found %d", o->model->name, B);
+    const CropConfig *c = o->crops;
+    const int side = c->global_size / o->model->patch_size, Np = side * side;
+    const int Kd = o->teacher->dino_head.bottleneck, Ki = o->teacher->ibot_head.bottleneck;
+    rank->masks = (IbotMaskHookContext){o->objective->ibot_mask, side, side, c->global_count};
+    rank->group = (StudentGroup){comm_group_sum_hook, comm_group_max_hook, comm, comm->group_size};
+    StudentShape shape = {B, c->global_count, c->global_size, c->local_count, c->local_size, 0};
+    shape.max_masked = student_max_masked(&shape, o->objective, o->model->patch_size);
+    if (student_create(&rank->student, o->model, be, o->seed, (uint64_t)o->model_index, err) != 0 ||
+        student_workspace_alloc(&rank->workspace, o->model, o->teacher, &shape, o->objective, be, err) != 0 ||
+        teacher_prototypes_load(&rank->prototypes, o->teacher, o->teacher_weights, o->seed, be, err) != 0)
+        return -1;
+
+    const size_t global_floats = (size_t)c->global_count * B * 3 * c->global_size * c->global_size;
+    const size_t local_floats = (size_t)c->local_count * B * 3 * c->local_size * c->local_size;
+    const size_t dino_floats = (size_t)c->global_count * B * Kd, ibot_floats = (size_t)(shape.max_masked + 1) * Ki;
+    rank->memory = be->alloc((global_floats + local_floats + dino_floats + ibot_floats) * sizeof(float));
+    const size_t max_values = (size_t)B * c->global_count * ((size_t)Kd + (size_t)Np * Ki);
+    rank->wire = malloc((max_values + 1) * sizeof(uint16_t));
+    rank->offsets = calloc((size_t)o->global_batch + 1, sizeof *rank->offsets);
+    rank->row_starts = malloc((size_t)c->global_count * B * sizeof *rank->row_starts);
+    rank->host_dino = malloc((dino_floats + ibot_floats) * sizeof(float));
+    if (!rank->memory || !rank->wire || !rank->offsets || !rank->row_starts || !rank->host_dino)
+        return dd_fail(err, "student '%s': out of memory for a slice of %d images", o->model->name, B);
+    rank->host_ibot = rank->host_dino + dino_floats;
+    rank->global_crops = rank->memory;
+    rank->local_crops = rank->global_crops + global_floats;
+    rank->teacher_dino = rank->local_crops + local_floats;
+    rank->teacher_ibot = rank->teacher_dino + dino_floats;
+    if (delivery_transfer_init(&rank->transfer, layout, err) != 0) return -1;
+
+    DataLoaderOptions loader = {
+        .data = o->data, .crops = o->crops, .seed = o->seed, .global_batch = o->global_batch,
+        .begin = rank->begin, .end = rank->end, .build_locals = 1, .first_iteration = (uint64_t)o->first_iteration,
+        .mask_hook = ibot_mask_hook, .mask_context = &rank->masks,
+        .mask_bytes = ibot_mask_batch_bytes(&rank->masks, B),
+    };
+    return data_loader_open(&rank->loader, &loader, err);
+}
+
+int student_rank_step(StudentRank *rank, long iteration, Comm *comm, const RankLayout *layout,
+                      const NnBackend *be, StudentStepReport *report, DdError *err) {
+    const StudentRankOptions *o = &rank->options;
+    const CropConfig *c = o->crops;
+    memset(report, 0, sizeof *report);
+    const DataBatch *batch;
+    double start = now_seconds();
+    if (data_loader_next(rank->loader, &batch, err) != 0) return -1;
+    if ((long)batch->iteration != iteration) {
+        data_loader_release(rank->loader, batch);
+        return dd_fail(err, "student '%s': expected the batch of iteration %ld, found %llu", o->model->name,
+                       iteration, (unsigned long long)batch->iteration);
+    }
+    const int B = batch->count;
+    const uint8_t *masks = batch->masks;
+    rank->shape = (PayloadShape){B, c->global_count, rank->masks.Hp * rank->masks.Wp,
+                                 o->teacher->dino_head.bottleneck, o->teacher->ibot_head.bottleneck};
+    payload_offsets(&rank->shape, masks, rank->begin, rank->offsets);
+
+    /* the teacher's rows of this slice */
+    double wait_start = now_seconds();
+    if (delivery_post_receives(comm, layout, rank->offsets, rank->wire, (int)(iteration % 32768), &rank->transfer,
+                               err) != 0 ||
+        delivery_wait(&rank->transfer, err) != 0) {
+        data_loader_release(rank->loader, batch);
+        return -1;
+    }
+    report->wait_seconds = now_seconds() - wait_start;
+    report->bytes_received = rank->transfer.bytes_received;
+    payload_unpack(&rank->shape, masks, rank->wire, rank->host_dino, rank->host_ibot, rank->row_starts);
+
+    const size_t global_floats = (size_t)c->global_count * B * 3 * c->global_size * c->global_size;
+    const size_t local_floats = (size_t)c->local_count * B * 3 * c->local_size * c->local_size;
+    long masked = 0;
+    for (size_t i = 0; i < (size_t)c->global_count * B * rank->shape.patches; i++) masked += masks[i] != 0;
+    be->copy_to_device(rank->global_crops, batch->global_crops, global_floats * sizeof(float));
+    if (local_floats) be->copy_to_device(rank->local_crops, batch->local_crops, local_floats * sizeof(float));
+    be->copy_to_device(rank->teacher_dino, rank->host_dino,
+                       (size_t)c->global_count * B * rank->shape.dino_dim * sizeof(float));
+    if (masked)
+        be->copy_to_device(rank->teacher_ibot, rank->host_ibot, (size_t)masked * rank->shape.ibot_dim * sizeof(float));
+
+    const DataRange *rescale = &o->data->rope_rescale;
+    StudentBatch student_batch = {
+        .global_crops = rank->global_crops,
+        .local_crops = local_floats ? rank->local_crops : NULL,
+        .masks = masks,
+        .teacher_dino = rank->teacher_dino,
+        .teacher_ibot = rank->teacher_ibot,
+        .global_rope_rescale = data_rope_rescale(o->seed, (uint64_t)iteration, 0, rescale->min, rescale->max),
+        .local_rope_rescale = data_rope_rescale(o->seed, (uint64_t)iteration, 1, rescale->min, rescale->max),
+    };
+    report->values = run_schedules_at(o->schedules, iteration);
+    report->images = B;
+    int status = student_forward_backward(be, &rank->student, &rank->workspace, &rank->prototypes, &student_batch,
+                                          (float)report->values.teacher_temperature, &rank->group, 1,
+                                          &report->losses, err);
+    data_loader_release(rank->loader, batch);
+    if (status == 0)
+        status = student_update(be, &rank->student, o->optimizer, report->values.lr, report->values.weight_decay,
+                                report->values.ema_momentum, &rank->group, &report->update, err);
+    if (status != 0) return dd_fail_context(err, "student '%s', iteration %ld", o->model->name, iteration);
+    report->busy_seconds = now_seconds() - start - report->wait_seconds;
+    return 0;
+}
+
+void student_rank_close(StudentRank *rank, const NnBackend *be) {
+    if (rank->loader) data_loader_close(rank->loader);
+    student_workspace_free(&rank->workspace, be);
+    student_free(&rank->student, be);
+    teacher_prototypes_free(&rank->prototypes, be);
+    delivery_transfer_free(&rank->transfer);
+    if (rank->memory) be->free(rank->memory);
+    free(rank->wire);
+    free(rank->offsets);
+    free(rank->row_starts);
+    free(rank->host_dino);
+    memset(rank, 0, sizeof *rank);
+}
+
+/* ---- checkpoint state ---------------------------------------------------- */
+
+typedef struct StateBuffer {
+    const char *prefix;
+    ModelParams *params;
+} StateBuffer;
+
+static void state_buffers(Student *s, StateBuffer buffers[4]) {
+    buffers[0] = (StateBuffer){"params.", &s->params};
+    buffers[1] = (StateBuffer){"ema.", &s->ema};
+    buffers[2] = (StateBuffer){"adam_m.", &s->adam_m};
+    buffers[3] = (StateBuffer){"adam_v.", &s->adam_v};
+}
+
+int student_state_save(const Student *s, const NnBackend *be, const char *path, DdError *err) {
+    StateBuffer buffers[4];
+    state_buffers((Student *)s, buffers);
+    float *host = malloc(s->layout.count * sizeof(float));
+    if (!host) return dd_fail(err, "%s: out of host memory for the student state", path);
+    TensorFileWriter writer;
+    int status = tensor_writer_open(&writer, path, err);
+    for (int i = 0; status == 0 && i < 4; i++) {
+        be->copy_to_host(host, buffers[i].params->memory, s->layout.count * sizeof(float));
+        status = model_params_write(&writer, buffers[i].prefix, &s->layout, host, err);
+    }
+    float steps = (float)s->steps;
+    TensorShape scalar = {1, {1}};
+    if (status == 0) status = tensor_writer_add(&writer, "state.steps", &scalar, &steps, err);
+    if (status == 0) status = tensor_writer_commit(&writer, err);
+    else tensor_writer_abort(&writer);
+    free(host);
+    return status;
+}
+
+int student_state_load(Student *s, const NnBackend *be, const char *path, DdError *err) {
+    StateBuffer buffers[4];
+    state_buffers(s, buffers);
+    float *host = malloc(s->layout.count * sizeof(float));
+    if (!host) return dd_fail(err, "%s: out of host memory for the student state", path);
+    TensorFile file;
+    int status = tensor_file_open(&file, path, err);
+    if (status != 0) {
+        free(host);
+        return -1;
+    }
+    for (int i = 0; status == 0 && i < 4; i++) {
+        status = model_params_read(&file, buffers[i].prefix, &s->layout, host, err);
+        if (status == 0) be->copy_to_device(buffers[i].params->memory, host, s->layout.count * sizeof(float));
+    }
+    float steps = 0;
+    TensorShape scalar = {1, {1}};
+    if (status == 0) status = tensor_file_read(&file, "state.steps", &scalar, &steps, err);
+    if (status == 0) s->steps = (long)steps;
+    tensor_file_close(&file);
+    free(host);
+    return status;
+}

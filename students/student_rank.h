@@ -1,0 +1,88 @@
+/*
+ * student_rank.h - one student rank of a run: its loader (all crops and
+ * the iBOT masks of its slice), its student, the teacher's prototype layers,
+ * and the receipt of the teacher's rows (DESIGN, step 4). All ranks of a
+ * group hold the same student and move in lockstep: gradients are averaged
+ * over the group inside student_update.
+ */
+#ifndef DD_STUDENTS_STUDENT_RANK_H
+#define DD_STUDENTS_STUDENT_RANK_H
+
+#include "comm/comm.h"
+#include "comm/teacher_payload.h"
+#include "data/data.h"
+#include "data/ibot_mask_hook.h"
+#include "schedule/schedule.h"
+#include "students/students.h"
+
+/* The model index every rank draws the teacher's random weights with
+ * (students are 1, 2, ...), so a student rank can draw the teacher's
+ * prototypes alone. */
+enum { TEACHER_MODEL_INDEX = 0 };
+
+/* The teacher's prototype layers for a student rank: read from the weights
+ * file (when it has trained heads), or drawn from the seed exactly as the
+ * teacher ranks draw them. */
+int teacher_prototypes_load(TeacherPrototypes *prototypes, const ViTConfig *cfg, const char *weights_path,
+                            uint64_t seed, const NnBackend *be, DdError *err);
+
+typedef struct StudentRankOptions {
+    const ViTConfig *model;
+    const ViTConfig *teacher;
+    const char *teacher_weights;       /* NULL: the teacher's prototypes are drawn from the seed */
+    int model_index;                   /* 1 + the student's index in the run */
+    uint64_t seed;
+    const DataConfig *data;
+    const CropConfig *crops;
+    const ObjectiveConfig *objective;
+    const OptimizerConfig *optimizer;
+    const RunSchedules *schedules;
+    int global_batch;
+    long first_iteration;
+} StudentRankOptions;
+
+/* What one iteration of a student rank measured. */
+typedef struct StudentStepReport {
+    LossTerms losses;
+    ScheduleValues values;            /* lr, weight decay, teacher temperature, EMA momentum */
+    UpdateReport update;
+    double busy_seconds;              /* compute, not waiting for the teacher */
+    double wait_seconds;              /* waiting for the teacher's rows */
+    long bytes_received;
+    int images;                       /* this rank's slice */
+} StudentStepReport;
+
+typedef struct StudentRank {
+    Student student;
+    StudentWorkspace workspace;
+    TeacherPrototypes prototypes;
+    StudentGroup group;
+    DataLoader *loader;
+    IbotMaskHookContext masks;
+    StudentRankOptions options;
+    int begin, end;
+    PayloadShape shape;
+    long *offsets;                    /* [global_batch + 1] */
+    long *row_starts;                 /* [G * B] */
+    uint16_t *wire;                   /* the slice's bf16 rows */
+    DeliveryTransfer transfer;
+    float *host_dino, *host_ibot;     /* unpacked teacher rows, crop-major */
+    float *memory;                    /* one backend allocation for: */
+    float *global_crops, *local_crops, *teacher_dino, *teacher_ibot;
+} StudentRank;
+
+int student_rank_open(StudentRank *rank, const StudentRankOptions *options, Comm *comm, const RankLayout *layout,
+                      const NnBackend *be, DdError *err);
+/* One iteration: the batch, the teacher's rows, targets, forward and
+ * backward, the update. A loss that is not finite fails with a message that
+ * names the group's model, the iteration and the term. */
+int student_rank_step(StudentRank *rank, long iteration, Comm *comm, const RankLayout *layout,
+                      const NnBackend *be, StudentStepReport *report, DdError *err);
+void student_rank_close(StudentRank *rank, const NnBackend *be);
+
+/* The student's state in a checkpoint file: parameters, EMA, AdamW moments
+ * and step count under "params.", "ema.", "adam_m.", "adam_v.", "state.". */
+int student_state_save(const Student *s, const NnBackend *be, const char *path, DdError *err);
+int student_state_load(Student *s, const NnBackend *be, const char *path, DdError *err);
+
+#endif

@@ -1,0 +1,54 @@
+/*
+ * teacher_rank.h - one teacher rank of a run: its loader (global crops and
+ * iBOT masks of its slice), the frozen teacher, and a ring of `prefetch`
+ * wire buffers, so the teacher computes up to `prefetch` iterations ahead of
+ * the students while earlier rows are still on the wire (DESIGN, steps 2-3).
+ */
+#ifndef DD_TEACHER_TEACHER_RANK_H
+#define DD_TEACHER_TEACHER_RANK_H
+
+#include "comm/comm.h"
+#include "data/data.h"
+#include "data/ibot_mask_hook.h"
+#include "teacher/teacher.h"
+
+typedef struct TeacherRankOptions {
+    const ViTConfig *model;
+    const char *weights_path;        /* NULL: drawn from the seed */
+    uint64_t seed;
+    const DataConfig *data;
+    const CropConfig *crops;
+    const IbotMaskConfig *ibot_mask;
+    int max_masked;                  /* bound of masked patches in one slice */
+    int global_batch;
+    int prefetch;                    /* iterations the teacher may run ahead, >= 1 */
+    long first_iteration;
+} TeacherRankOptions;
+
+enum { TEACHER_MAX_PREFETCH = 16 };
+
+typedef struct TeacherRank {
+    Teacher teacher;
+    DataLoader *loader;
+    IbotMaskHookContext masks;
+    int begin, end;                          /* slice of the global batch */
+    int prefetch;
+    long *offsets;                           /* [global_batch + 1] */
+    float *rows;                             /* one slice of image rows, floats */
+    uint16_t *wire[TEACHER_MAX_PREFETCH];    /* bf16 rows on the wire */
+    DeliveryTransfer transfers[TEACHER_MAX_PREFETCH];
+    int in_flight[TEACHER_MAX_PREFETCH];
+    double busy_seconds;                     /* compute of the last step (not waiting) */
+    long bytes_sent;                         /* of the last step */
+} TeacherRank;
+
+int teacher_rank_open(TeacherRank *rank, const TeacherRankOptions *options, const Comm *comm,
+                      const RankLayout *layout, const NnBackend *be, DdError *err);
+/* Computes iteration k's rows and posts them to the students. */
+int teacher_rank_step(TeacherRank *rank, long iteration, const Comm *comm, const RankLayout *layout,
+                      const NnBackend *be, DdError *err);
+/* Waits until every posted row has left. */
+int teacher_rank_drain(TeacherRank *rank, DdError *err);
+void teacher_rank_close(TeacherRank *rank, const NnBackend *be);
+
+#endif

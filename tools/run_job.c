@@ -1,0 +1,433 @@
+/*
+ * run_job.c - one rank of a `distill run` job (see run_job.h).
+ *
+ * Every rank loads the same config and derives the same plan, so roles need
+ * no messages. Rank 0 (the first teacher rank) owns the run folder: the
+ * effective config, the plan, the status lines, the checkpoint commits.
+ * Group leaders (rank 0 of each student group) write their student's state
+ * into the checkpoint and send rank 0 a status record every monitor.every
+ * iterations.
+ */
+#include "tools/run_job.h"
+
+#include <errno.h>
+#include <math.h>
+#include <mpi.h>
+#include <omp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "comm/comm.h"
+#include "comm/proportional_plan.h"
+#include "nn/checkpoint.h"
+#include "students/student_rank.h"
+#include "teacher/teacher_rank.h"
+
+enum { STATUS_TAG = 32767 + 1, MAX_SKIPS = 256 };
+
+/* What a group leader tells rank 0 about the last monitor window. */
+typedef struct StatusRecord {
+    double iteration, images_per_second, loss, dino_local, dino_global, ibot, koleo, lr, busy_fraction,
+        bytes_per_image;
+    double group;
+} StatusRecord;
+
+typedef struct Job {
+    RunConfig config;
+    RunJobOptions options;
+    RankLayout layout;
+    Comm comm;
+    const NnBackend *be;
+    RunSchedules schedules;
+    long total;                      /* iterations + cooldown */
+    long first;                      /* first iteration to run (resume) */
+    char resume_folder[CHECKPOINT_PATH_MAX];
+    long skips[MAX_SKIPS];           /* iterations whose batch is skipped (rollback after a NaN) */
+    int skip_count;
+    TeacherRank teacher;
+    StudentRank student;
+    StatusRecord status;             /* the leader's pending record */
+    MPI_Request status_request;
+} Job;
+
+static double now_seconds(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+int run_rank_count(const RunConfig *c) { return c->ranks > 0 ? c->ranks : 1 + c->student_count; }
+
+static int is_rank0(const Job *job) { return job->comm.world_rank == 0; }
+
+/* Stops every rank of the job at once: a failure on one rank is a failure
+ * of the run, and the last checkpoint is where it resumes. */
+static void abort_job(Job *job, const char *message, int code) {
+    fprintf(stderr, "distill run: rank %d: %s\n", job->comm.world_rank, message);
+    fflush(stderr);
+    MPI_Abort(MPI_COMM_WORLD, code);
+    exit(code);
+}
+
+/* A failure every rank meets alike (a bad config, the run folder): rank 0
+ * says it once and stops the job; the other ranks wait to be stopped. */
+static void fail_collectively(Job *job, const char *message, int code) {
+    if (job->comm.world_rank == 0) abort_job(job, message, code);
+    MPI_Barrier(MPI_COMM_WORLD);
+    exit(code);
+}
+
+/* mkdir -p */
+static int make_folders(const char *path, DdError *err) {
+    char partial[CHECKPOINT_PATH_MAX];
+    if (snprintf(partial, sizeof partial, "%s", path) >= (int)sizeof partial) return dd_fail(err, "%s: path too long", path);
+    for (char *p = partial + 1; *p; p++) {
+        if (*p != '/') continue;
+        *p = '\0';
+        if (mkdir(partial, 0755) != 0 && errno != EEXIST)
+            return dd_fail(err, "%s: cannot create folder %s: %s", path, partial, strerror(errno));
+        *p = '/';
+    }
+    if (mkdir(partial, 0755) != 0 && errno != EEXIST)
+        return dd_fail(err, "%s: cannot create the run folder: %s", path, strerror(errno));
+    return 0;
+}
+
+/* ---- the plan -------------------------------------------------------------- */
+
+/* Cost of one image for each group: the teacher's forward on the global
+ * crops; a student's forward and backward (3x) on every crop. */
+static void group_costs(const RunConfig *c, double *costs) {
+    const CropConfig *k = &c->crops;
+    costs[0] = k->global_count * vit_forward_flops(&c->teacher.model, k->global_size, k->global_size);
+    for (int s = 0; s < c->student_count; s++) {
+        const ViTConfig *m = &c->students[s].model;
+        costs[1 + s] = 3.0 * (k->global_count * vit_forward_flops(m, k->global_size, k->global_size) +
+                              k->local_count * vit_forward_flops(m, k->local_size, k->local_size));
+    }
+}
+
+static int make_plan(Job *job, int world_size, DdError *err) {
+    const RunConfig *c = &job->config;
+    const int groups = 1 + c->student_count;
+    double costs[LAYOUT_MAX_GROUPS];
+    int ranks[LAYOUT_MAX_GROUPS];
+    group_costs(c, costs);
+    if (proportional_plan(ranks, costs, groups, world_size, c->global_batch, err) != 0) return -1;
+    return rank_layout_init(&job->layout, groups, ranks, c->global_batch, err);
+}
+
+/* Expected bf16 bytes of teacher rows per image and student group: the
+ * DINO bottleneck of each global crop, and the iBOT bottleneck of each
+ * masked patch (masked crops times the mean ratio times the patches). */
+static double expected_bytes_per_image(const RunConfig *c) {
+    const IbotMaskConfig *m = &c->objective.ibot_mask;
+    const int side = c->crops.global_size / c->teacher.model.patch_size;
+    double masked = m->probability * 0.5 * (m->min_ratio + m->max_ratio) * side * side;
+    return 2.0 * c->crops.global_count *
+           (c->teacher.model.dino_head.bottleneck + masked * c->teacher.model.ibot_head.bottleneck);
+}
+
+static void print_plan(const Job *job, FILE *out) {
+    const RunConfig *c = &job->config;
+    fprintf(out, "plan: %d ranks, global batch %d, %ld iterations (%d + cooldown %d)\n", job->layout.world_size,
+            c->global_batch, job->total, c->iterations, c->cooldown);
+    for (int g = 0; g < job->layout.group_count; g++) {
+        int begin, end;
+        rank_layout_slice(&job->layout, g, 0, &begin, &end);
+        fprintf(out, "  %-8s %-14s ranks %d-%d (%d), %d images on its first rank\n", g == 0 ? "teacher" : "student",
+                g == 0 ? c->teacher.model.name : c->students[g - 1].name, job->layout.first_rank[g],
+                job->layout.first_rank[g] + job->layout.ranks[g] - 1, job->layout.ranks[g], end - begin);
+    }
+    fprintf(out, "  teacher rows on the wire: %.1f KB per image per student group expected (bf16)\n",
+            expected_bytes_per_image(c) / 1e3);
+}
+
+/* ---- the run folder, resume and skips ------------------------------------ */
+
+static int write_text_file(const char *folder, const char *name, const Job *job, int what, DdError *err) {
+    char path[CHECKPOINT_PATH_MAX];
+    snprintf(path, sizeof path, "%s/%s", folder, name);
+    FILE *out = fopen(path, "w");
+    if (!out) return dd_fail(err, "%s: cannot write: %s", path, strerror(errno));
+    int status = 0;
+    if (what == 0) status = config_write(out, &run_config_schema, &job->config, err);
+    else print_plan(job, out);
+    if (fclose(out) != 0 && status == 0) status = dd_fail(err, "%s: write failed", path);
+    return status;
+}
+
+static void read_skips(Job *job) {
+    char path[CHECKPOINT_PATH_MAX];
+    snprintf(path, sizeof path, "%s/skip_iterations", job->options.run_dir);
+    FILE *in = fopen(path, "r");
+    if (!in) return;
+    long k;
+    while (job->skip_count < MAX_SKIPS && fscanf(in, "%ld", &k) == 1) job->skips[job->skip_count++] = k;
+    fclose(in);
+}
+
+static int skipped(const Job *job, long k) {
+    for (int i = 0; i < job->skip_count; i++)
+        if (job->skips[i] == k) return 1;
+    return 0;
+}
+
+static void warn_rank0(void *ctx, const char *message) {
+    (void)ctx;
+    fprintf(stderr, "distill run: warning: %s\n", message);
+}
+
+/* Rank 0 prepares the folder and finds the checkpoint to resume from; every
+ * rank learns the result. */
+static int prepare_run_dir(Job *job, DdError *err) {
+    int ok = 1;
+    long first = 0;
+    char folder[CHECKPOINT_PATH_MAX] = "";
+    if (is_rank0(job)) {
+        if (make_folders(job->options.run_dir, err) != 0) ok = 0;
+        if (ok && (write_text_file(job->options.run_dir, "config.yaml", job, 0, err) != 0 ||
+                   write_text_file(job->options.run_dir, "plan.txt", job, 1, err) != 0))
+            ok = 0;
+        if (ok) {
+            int found = checkpoint_find_latest(job->options.run_dir, folder, sizeof folder, &first, warn_rank0, NULL, err);
+            if (found < 0) ok = 0;
+            if (found == 0) first = 0, folder[0] = '\0';
+        }
+    }
+    MPI_Bcast(&ok, 1, MPI_INT, 0, MPI_COMM_WORLD);
+    if (!ok) fail_collectively(job, err->message, 1);
+    MPI_Bcast(&first, 1, MPI_LONG, 0, MPI_COMM_WORLD);
+    MPI_Bcast(folder, sizeof folder, MPI_CHAR, 0, MPI_COMM_WORLD);
+    job->first = first;
+    snprintf(job->resume_folder, sizeof job->resume_folder, "%s", folder);
+    read_skips(job);
+    return 0;
+}
+
+/* ---- checkpoints ------------------------------------------------------------ */
+
+static int checkpoint_all(Job *job, long done, DdError *err) {
+    CheckpointWriter writer;
+    int ok = 1;
+    if (job->comm.group_index == LAYOUT_TEACHER_GROUP && teacher_rank_drain(&job->teacher, err) != 0) return -1;
+    MPI_Barrier(MPI_COMM_WORLD);
+    if (is_rank0(job)) ok = checkpoint_begin(&writer, job->options.run_dir, done, err) == 0;
+    MPI_Bcast(&ok, 1, MPI_INT, 0, MPI_COMM_WORLD);
+    if (!ok) return is_rank0(job) ? -1 : dd_fail(err, "rank 0 could not begin the checkpoint");
+    MPI_Bcast(&writer, sizeof writer, MPI_BYTE, 0, MPI_COMM_WORLD);
+    int mine = 1;
+    DdError local;
+    if (job->comm.group_index != LAYOUT_TEACHER_GROUP && job->comm.group_rank == 0) {
+        char name[128], path[CHECKPOINT_PATH_MAX];
+        snprintf(name, sizeof name, "student_%s.h5", job->config.students[job->comm.group_index - 1].name);
+        mine = checkpoint_file_path(&writer, name, path, sizeof path, &local) == 0 &&
+               student_state_save(&job->student.student, job->be, path, &local) == 0;
+    }
+    if (is_rank0(job)) mine = write_text_file(writer.partial_dir, "config.yaml", job, 0, &local) == 0;
+    if (!mine) fprintf(stderr, "distill run: rank %d: checkpoint %ld: %s\n", job->comm.world_rank, done, local.message);
+    MPI_Allreduce(&mine, &ok, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD);
+    if (is_rank0(job)) {
+        if (ok) ok = checkpoint_commit(&writer, job->config.checkpoint.keep, err) == 0;
+        else {
+            checkpoint_abandon(&writer);
+            dd_fail(err, "checkpoint of iteration %ld abandoned (a rank could not write its state); the previous "
+                    "checkpoint stays", done);
+        }
+    }
+    MPI_Bcast(&ok, 1, MPI_INT, 0, MPI_COMM_WORLD);
+    if (!ok) return is_rank0(job) ? -1 : dd_fail(err, "checkpoint of iteration %ld failed on rank 0", done);
+    if (is_rank0(job)) printf("checkpoint: iteration %ld written to %s/checkpoints\n", done, job->options.run_dir);
+    return 0;
+}
+
+/* ---- status lines ---------------------------------------------------------- */
+
+typedef struct Window {
+    double start, busy, bytes;
+    long images, steps;
+    StudentStepReport last;
+} Window;
+
+static void leader_send_status(Job *job, const Window *w, long k) {
+    if (job->status_request != MPI_REQUEST_NULL) MPI_Wait(&job->status_request, MPI_STATUS_IGNORE);
+    double seconds = now_seconds() - w->start;
+    const LossTerms *l = &w->last.losses;
+    job->status = (StatusRecord){
+        .iteration = (double)k, .images_per_second = w->images * job->comm.group_size / (seconds > 0 ? seconds : 1),
+        .loss = l->total, .dino_local = l->dino_local, .dino_global = l->dino_global, .ibot = l->ibot,
+        .koleo = l->koleo, .lr = w->last.values.lr, .busy_fraction = seconds > 0 ? w->busy / seconds : 0,
+        .bytes_per_image = w->images ? w->bytes / w->images : 0, .group = job->comm.group_index,
+    };
+    MPI_Isend(&job->status, sizeof job->status / sizeof(double), MPI_DOUBLE, 0, STATUS_TAG, MPI_COMM_WORLD,
+              &job->status_request);
+}
+
+static void rank0_print_statuses(Job *job) {
+    int waiting = 1;
+    while (waiting) {
+        MPI_Iprobe(MPI_ANY_SOURCE, STATUS_TAG, MPI_COMM_WORLD, &waiting, MPI_STATUS_IGNORE);
+        if (!waiting) break;
+        StatusRecord r;
+        MPI_Recv(&r, sizeof r / sizeof(double), MPI_DOUBLE, MPI_ANY_SOURCE, STATUS_TAG, MPI_COMM_WORLD,
+                 MPI_STATUS_IGNORE);
+        printf("[%6ld/%ld] %-8s %7.1f img/s  busy %3.0f%%  loss %.4f (dino local %.4f, global %.4f, ibot %.4f, "
+               "koleo %.4f)  lr %.3g  %.1f KB/img\n",
+               (long)r.iteration + 1, job->total, job->config.students[(int)r.group - 1].name, r.images_per_second,
+               100 * r.busy_fraction, r.loss, r.dino_local, r.dino_global, r.ibot, r.koleo, r.lr,
+               r.bytes_per_image / 1e3);
+        fflush(stdout);
+    }
+}
+
+/* ---- the loop -------------------------------------------------------------- */
+
+static int open_role(Job *job, DdError *err) {
+    const RunConfig *c = &job->config;
+    if (job->comm.group_index == LAYOUT_TEACHER_GROUP) {
+        StudentShape shape = {0};
+        int begin, end;
+        rank_layout_slice(&job->layout, 0, job->comm.group_rank, &begin, &end);
+        shape = (StudentShape){end - begin, c->crops.global_count, c->crops.global_size, 0, 0, 0};
+        TeacherRankOptions o = {
+            .model = &c->teacher.model, .weights_path = c->teacher.weights[0] ? c->teacher.weights : NULL,
+            .seed = c->seed, .data = &c->data, .crops = &c->crops, .ibot_mask = &c->objective.ibot_mask,
+            .max_masked = student_max_masked(&shape, &c->objective, c->teacher.model.patch_size),
+            .global_batch = c->global_batch, .prefetch = c->prefetch, .first_iteration = job->first,
+        };
+        if (is_rank0(job) && !o.weights_path)
+            printf("teacher: no weights file given: backbone and heads are drawn from the seed %llu\n",
+                   (unsigned long long)c->seed);
+        return teacher_rank_open(&job->teacher, &o, &job->comm, &job->layout, job->be, err);
+    }
+    const int s = job->comm.group_index - 1;
+    StudentRankOptions o = {
+        .model = &c->students[s].model, .teacher = &c->teacher.model,
+        .teacher_weights = c->teacher.weights[0] ? c->teacher.weights : NULL, .model_index = 1 + s, .seed = c->seed,
+        .data = &c->data, .crops = &c->crops, .objective = &c->objective, .optimizer = &c->optimizer,
+        .schedules = &job->schedules, .global_batch = c->global_batch, .first_iteration = job->first,
+    };
+    if (student_rank_open(&job->student, &o, &job->comm, &job->layout, job->be, err) != 0) return -1;
+    if (job->resume_folder[0]) {
+        char path[CHECKPOINT_PATH_MAX + 128];
+        snprintf(path, sizeof path, "%s/student_%s.h5", job->resume_folder, c->students[s].name);
+        if (student_state_load(&job->student.student, job->be, path, err) != 0)
+            return dd_fail_context(err, "resuming student '%s'", c->students[s].name);
+    }
+    return 0;
+}
+
+/* Records iteration k as one to skip, for the restart after a NaN. */
+static void remember_skip(Job *job, long k) {
+    char path[CHECKPOINT_PATH_MAX];
+    snprintf(path, sizeof path, "%s/skip_iterations", job->options.run_dir);
+    FILE *out = fopen(path, "a");
+    if (out) {
+        fprintf(out, "%ld\n", k);
+        fclose(out);
+    }
+}
+
+static long run_loop(Job *job) {
+    const RunConfig *c = &job->config;
+    DdError err;
+    const int teacher = job->comm.group_index == LAYOUT_TEACHER_GROUP;
+    const int leader = !teacher && job->comm.group_rank == 0;
+    long end = job->total;
+    if (job->options.stop_after > 0 && job->options.stop_after < end) end = job->options.stop_after;
+    Window window = {.start = now_seconds()};
+    for (long k = job->first; k < end; k++) {
+        int skip = skipped(job, k);
+        if (teacher) {
+            if (!skip && teacher_rank_step(&job->teacher, k, &job->comm, &job->layout, job->be, &err) != 0)
+                abort_job(job, err.message, 1);
+            if (skip && job->teacher.loader) {
+                const DataBatch *batch;   /* the batch is drawn and dropped, as on every rank */
+                if (data_loader_next(job->teacher.loader, &batch, &err) != 0) abort_job(job, err.message, 1);
+                data_loader_release(job->teacher.loader, batch);
+            }
+            if (is_rank0(job)) rank0_print_statuses(job);
+        } else if (skip) {
+            const DataBatch *batch;
+            if (data_loader_next(job->student.loader, &batch, &err) != 0) abort_job(job, err.message, 1);
+            data_loader_release(job->student.loader, batch);
+        } else {
+            StudentStepReport report;
+            if (student_rank_step(&job->student, k, &job->comm, &job->layout, job->be, &report, &err) != 0) {
+                int nonfinite = strstr(err.message, "not finite") != NULL;
+                if (nonfinite && c->on_nan == NAN_ROLLBACK) remember_skip(job, k);
+                abort_job(job, err.message, nonfinite ? RUN_EXIT_NAN : 1);
+            }
+            window.busy += report.busy_seconds;
+            window.bytes += (double)report.bytes_received;
+            window.images += report.images;
+            window.steps++;
+            window.last = report;
+        }
+        if (leader && ((k + 1) % c->monitor.every == 0 || k + 1 == end)) {
+            leader_send_status(job, &window, k);
+            window = (Window){.start = now_seconds()};
+        }
+        if ((k + 1) % c->checkpoint.every == 0 || k + 1 == job->total) {
+            if (checkpoint_all(job, k + 1, &err) != 0) abort_job(job, err.message, 1);
+            if (is_rank0(job)) rank0_print_statuses(job);
+        }
+    }
+    if (teacher && teacher_rank_drain(&job->teacher, &err) != 0) abort_job(job, err.message, 1);
+    if (job->status_request != MPI_REQUEST_NULL) MPI_Wait(&job->status_request, MPI_STATUS_IGNORE);
+    MPI_Barrier(MPI_COMM_WORLD);
+    if (is_rank0(job)) rank0_print_statuses(job);
+    return end;
+}
+
+int run_job(const RunJobOptions *options, int argc, char **argv) {
+    MPI_Init(&argc, &argv);
+    static Job job;   /* large; one per process */
+    memset(&job, 0, sizeof job);
+    job.options = *options;
+    job.status_request = MPI_REQUEST_NULL;
+    DdError err;
+    int world_rank = 0, world_size = 1;
+    MPI_Comm_rank(MPI_COMM_WORLD, &world_rank);
+    MPI_Comm_size(MPI_COMM_WORLD, &world_size);
+    job.comm.world_rank = world_rank;
+
+    char why[256];
+    job.be = nn_backend_by_name(options->backend, why, sizeof why);
+    if (!job.be) fail_collectively(&job, why, 1);
+    if (run_config_load(&job.config, options->config_path, &err) != 0) fail_collectively(&job, err.message, 1);
+    const RunConfig *c = &job.config;
+    job.total = (long)c->iterations + c->cooldown;
+    if (run_schedules_make(&job.schedules, &c->schedules, c->warmup, c->iterations, c->cooldown, &err) != 0 ||
+        make_plan(&job, world_size, &err) != 0 || comm_init(&job.comm, &job.layout, &err) != 0)
+        fail_collectively(&job, err.message, 1);
+    /* the cores of this machine are shared by its ranks */
+    int local_ranks = getenv("OMPI_COMM_WORLD_LOCAL_SIZE") ? atoi(getenv("OMPI_COMM_WORLD_LOCAL_SIZE")) : 1;
+    int threads = (int)sysconf(_SC_NPROCESSORS_ONLN) / (local_ranks > 0 ? local_ranks : 1);
+    omp_set_num_threads(threads > 0 ? threads : 1);
+
+    prepare_run_dir(&job, &err);
+    if (is_rank0(&job)) {
+        print_plan(&job, stdout);
+        if (job.first > 0) printf("resuming from %s (iteration %ld)\n", job.resume_folder, job.first);
+        fflush(stdout);
+    }
+    if (open_role(&job, &err) != 0) abort_job(&job, err.message, 1);
+    double start = now_seconds();
+    long end = run_loop(&job);
+    if (is_rank0(&job)) {
+        printf("done: iterations %ld to %ld of %ld in %.1f s; run folder %s\n", job.first, end, job.total,
+               now_seconds() - start, options->run_dir);
+        fflush(stdout);
+    }
+    if (job.comm.group_index == LAYOUT_TEACHER_GROUP) teacher_rank_close(&job.teacher, job.be);
+    else student_rank_close(&job.student, job.be);
+    comm_free(&job.comm);
+    rank_layout_free(&job.layout);
+    MPI_Finalize();
+    return 0;
+}
