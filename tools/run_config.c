@@ -12,12 +12,14 @@
 static const ConfigField teacher_fields[] = {
     {CONFIG_MEMBER(TeacherConfig, model), .type = CONFIG_STRUCT, .required = 1, .schema = &vit_config_schema},
     {CONFIG_MEMBER(TeacherConfig, weights), .type = CONFIG_STRING, .fallback_text = ""},
+    {CONFIG_MEMBER(TeacherConfig, ranks), .type = CONFIG_INT, .min = 0, .max = 1 << 20, .fallback = 0},
 };
 static const ConfigSchema teacher_schema = CONFIG_SCHEMA("teacher", TeacherConfig, teacher_fields, NULL);
 
 static const ConfigField student_fields[] = {
     {CONFIG_MEMBER(StudentConfig, name), .type = CONFIG_STRING, .required = 1, .min = 1},
     {CONFIG_MEMBER(StudentConfig, model), .type = CONFIG_STRUCT, .required = 1, .schema = &vit_config_schema},
+    {CONFIG_MEMBER(StudentConfig, ranks), .type = CONFIG_INT, .min = 0, .max = 1 << 20, .fallback = 0},
 };
 static const ConfigSchema student_schema = CONFIG_SCHEMA("student", StudentConfig, student_fields, NULL);
 

@@ -24,6 +24,7 @@ enum { RUN_MAX_STUDENTS = 16 };
 typedef struct TeacherConfig {
     ViTConfig model;          /* usually `model: ../models/NAME.yaml` */
     char weights[512];        /* HDF5 weights (`distill import`); empty: drawn from the seed */
+    int ranks;                /* ranks of the teacher group; 0: planned */
 } TeacherConfig;
 
 /* `checkpoint:` one consistent checkpoint of every group each `every`
@@ -48,6 +49,7 @@ typedef enum NanPolicy {
 typedef struct StudentConfig {
     char name[64];            /* the group's name in logs, metrics and checkpoints */
     ViTConfig model;
+    int ranks;                /* ranks of this student's group; 0: planned */
 } StudentConfig;
 
 typedef struct RunConfig {

@@ -60,7 +60,12 @@ static double now_seconds(void) {
     return ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
-int run_rank_count(const RunConfig *c) { return c->ranks > 0 ? c->ranks : 1 + c->student_count; }
+int run_rank_count(const RunConfig *c) {
+    if (c->ranks > 0) return c->ranks;
+    int total = c->teacher.ranks > 0 ? c->teacher.ranks : 1;
+    for (int s = 0; s < c->student_count; s++) total += c->students[s].ranks > 0 ? c->students[s].ranks : 1;
+    return total;
+}
 
 static int is_rank0(const Job *job) { return job->comm.world_rank == 0; }
 
@@ -116,8 +121,27 @@ static int make_plan(Job *job, int world_size, DdError *err) {
     const int groups = 1 + c->student_count;
     double costs[LAYOUT_MAX_GROUPS];
     int ranks[LAYOUT_MAX_GROUPS];
-    group_costs(c, costs);
-    if (proportional_plan(ranks, costs, groups, world_size, c->global_batch, err) != 0) return -1;
+    /* ranks written in the config are kept; the rest are planned */
+    int fixed = 0, fixed_ranks = 0;
+    for (int g = 0; g < groups; g++) {
+        ranks[g] = g == 0 ? c->teacher.ranks : c->students[g - 1].ranks;
+        fixed += ranks[g] > 0;
+        fixed_ranks += ranks[g];
+    }
+    if (fixed == groups && fixed_ranks != world_size)
+        return dd_fail(err, "the config gives its groups %d ranks in all, found %d MPI ranks", fixed_ranks, world_size);
+    if (fixed < groups) {
+        group_costs(c, costs);
+        double free_costs[LAYOUT_MAX_GROUPS];
+        int free_ranks[LAYOUT_MAX_GROUPS], n = 0;
+        for (int g = 0; g < groups; g++)
+            if (ranks[g] == 0) free_costs[n++] = costs[g];
+        if (proportional_plan(free_ranks, free_costs, n, world_size - fixed_ranks, c->global_batch, err) != 0)
+            return -1;
+        n = 0;
+        for (int g = 0; g < groups; g++)
+            if (ranks[g] == 0) ranks[g] = free_ranks[n++];
+    }
     return rank_layout_init(&job->layout, groups, ranks, c->global_batch, err);
 }
 
