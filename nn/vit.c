@@ -287,24 +287,27 @@ int vit_activations_alloc(ViTActivations *a, const ViTConfig *cfg, const NnBacke
     }
     w = (ActivationWalk){.memory = a->memory};
     activation_walk(cfg, a, &w);
+    a->host_rope = malloc(2 * (size_t)a->Np * (cfg->dim / cfg->num_heads) * sizeof(float));
+    if (!a->host_rope) {
+        vit_activations_free(a, be);
+        return dd_fail(err, "out of host memory for the RoPE tables");
+    }
     return 0;
 }
 
 void vit_activations_free(ViTActivations *a, const NnBackend *be) {
     if (be && a->memory) be->free(a->memory);
     free(a->blocks);
+    free(a->host_rope);
     memset(a, 0, sizeof *a);
 }
 
 void vit_set_rope(ViTActivations *a, const ViTConfig *cfg, const NnBackend *be, float rescale) {
     const int Dh = cfg->dim / cfg->num_heads;
     size_t count = (size_t)a->Np * Dh;
-    float *host = malloc(2 * count * sizeof(float));
-    if (!host) abort();
-    rope_tables(host, host + count, a->Hp, a->Wp, Dh, cfg->rope_base, rescale);
-    be->copy_to_device(a->rope_sin, host, count * sizeof(float));
-    be->copy_to_device(a->rope_cos, host + count, count * sizeof(float));
-    free(host);
+    rope_tables(a->host_rope, a->host_rope + count, a->Hp, a->Wp, Dh, cfg->rope_base, rescale);
+    be->copy_to_device(a->rope_sin, a->host_rope, count * sizeof(float));
+    be->copy_to_device(a->rope_cos, a->host_rope + count, count * sizeof(float));
 }
 
 /* ---- forward ------------------------------------------------------------- */

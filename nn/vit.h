@@ -108,6 +108,7 @@ typedef struct ViTActivations {
     ViTBlockActivations *blocks;        /* [depth] (all alias one set when !training) */
     float *out, *out_mean, *out_rstd;   /* [B,T,D], [B,T], [B,T]  final LayerNorm */
     float *rope_sin, *rope_cos;         /* [Np, Dh] */
+    float *host_rope;                   /* [2, Np, Dh] host staging for vit_set_rope */
     /* backward scratch, reused by every block */
     float *d_resid;                     /* [B,T,D] gradient of the residual stream */
     float *d_ln, *d_attn, *d_branch;    /* [B,T,D] */

@@ -198,6 +198,18 @@ int model_params_init(ModelParams *p, const ViTConfig *cfg, const NnBackend *be,
  * model_params_init does, so one head tensor can be made without the rest. */
 void model_head_tensor_draw(const ModelLayout *layout, int index, uint64_t seed, uint64_t model_index, float *x);
 
+/* An informative random model: unit-gain matrices (N(0, 1/fan_in)),
+ * LayerScale 0.5, unit tokens, prototype rows of norm ~4. A fresh DINOv3
+ * init (std 0.02, LayerScale 1e-5) maps every image to nearly the same CLS
+ * token, and Sinkhorn-Knopp turns identical rows into uniform targets, so a
+ * random teacher without weights is drawn this way: its features depend on
+ * the image and give a student something to learn. Tensor `index` alone,
+ * or all of them. */
+void model_informative_tensor_draw(const ModelLayout *layout, int index, uint64_t seed, uint64_t model_index,
+                                   float *x);
+int model_params_init_informative(ModelParams *p, const ViTConfig *cfg, const NnBackend *be, uint64_t seed,
+                                  uint64_t model_index, DdError *err);
+
 /* Tensor files: every tensor of the layout as prefix + name, from or into a
  * host buffer of layout->count floats. Reading checks every name and shape. */
 int model_params_read(const TensorFile *file, const char *prefix, const ModelLayout *layout,

@@ -1,8 +1,8 @@
 /*
  * teacher_prototypes_load.c - the frozen teacher's prototype layers on a
  * student rank: read from the teacher's weights file, or drawn from the run
- * seed exactly as the teacher ranks draw them (model_head_tensor_draw with
- * TEACHER_MODEL_INDEX), without the rest of the teacher.
+ * seed exactly as the teacher ranks draw them (model_informative_tensor_draw
+ * with TEACHER_MODEL_INDEX), without the rest of the teacher.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -41,7 +41,7 @@ int teacher_prototypes_load(TeacherPrototypes *prototypes, const ViTConfig *cfg,
             TensorShape shape = {tensor->info.ndim, {tensor->info.shape[0], tensor->info.shape[1]}};
             if (tensor_file_read(&file, names[h], &shape, host[h], err) != 0) goto done;
         } else {
-            model_head_tensor_draw(&layout, index, seed, TEACHER_MODEL_INDEX, host[h]);
+            model_informative_tensor_draw(&layout, index, seed, TEACHER_MODEL_INDEX, host[h]);
         }
     }
     if (teacher_prototypes_alloc(prototypes, cfg, be, err) != 0) goto done;

@@ -47,7 +47,7 @@ int teacher_create(Teacher *t, const ViTConfig *cfg, const char *weights_path, u
     const int rows = global_count * capacity, D = cfg->dim;
     const int Kd = cfg->dino_head.bottleneck, Ki = cfg->ibot_head.bottleneck;
     if (model_layout_create(&t->layout, cfg, err) != 0 || model_params_alloc(&t->params, cfg, be, err) != 0 ||
-        model_params_init(&t->params, cfg, be, seed, TEACHER_MODEL_INDEX, err) != 0)
+        model_params_init_informative(&t->params, cfg, be, seed, TEACHER_MODEL_INDEX, err) != 0)
         goto fail;
     if (weights_path && weights_path[0]) {
         int heads = load_weights(t, weights_path, be, err);

@@ -9,7 +9,8 @@
  * Bottlenecks are L2-normalised (head_mlp_forward); the prototype layers run
  * on the student ranks (teacher_prototypes_* in students/). The teacher is
  * never trained and never checkpointed: its weights are the file it was
- * given, or the seed.
+ * given, or the seed (model_params_init_informative: a random teacher whose
+ * features depend on the image; the heads too when the file has none).
  */
 #ifndef DD_TEACHER_TEACHER_H
 #define DD_TEACHER_TEACHER_H

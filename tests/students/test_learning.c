@@ -102,43 +102,6 @@ static void cut_crops(const float *images, float *global /* [G*B, 3, 32, 32] */,
 
 /* ---- an informative teacher -------------------------------------------------------- */
 
-/* Length of the teacher's prototype rows: scores up to +-4 at temperature
- * 0.07 give targets well below the uniform entropy. */
-#define PROTOTYPE_NORM 4.0
-
-/* A random teacher whose outputs depend on the image: unit-gain matrices,
- * LayerScale 0.5, prototypes of norm ~4. (A fresh DINOv3 init, std 0.02 and
- * LayerScale 1e-5, maps every image to nearly the same CLS token, and
- * Sinkhorn-Knopp then turns identical rows into uniform targets: nothing to
- * learn.) */
-static int init_informative_teacher(ModelParams *p, const ViTConfig *cfg, const NnBackend *be, DdError *err) {
-    ModelLayout layout;
-    if (model_layout_create(&layout, cfg, err) != 0) return -1;
-    float *host = malloc(layout.count * sizeof(float));   /* [layout.count] */
-    if (!host) {
-        model_layout_free(&layout);
-        return dd_fail(err, "out of memory");
-    }
-    for (int i = 0; i < layout.tensor_count; i++) {
-        const ViTTensorInfo *t = &layout.tensors[i].info;
-        const char *leaf = strrchr(t->name, '.') + 1;
-        DdRandom rng = dd_random_keyed(seed, DD_RANDOM_INIT, 0, (uint64_t)i, 0);
-        const double gain = strstr(t->name, "prototypes") ? PROTOTYPE_NORM : 1.0;
-        for (size_t j = 0; j < t->count; j++) {
-            float value = 0.0f;                                              /* biases */
-            if (t->decays) value = (float)(gain * dd_random_normal(&rng) / sqrt((double)t->shape[1]));
-            else if (!strcmp(leaf, "lambda1")) value = 0.5f;
-            else if (strstr(t->name, "_token")) value = (float)dd_random_normal(&rng);
-            else if (!strcmp(leaf, "weight")) value = 1.0f;                  /* norms */
-            host[t->offset + j] = value;
-        }
-    }
-    be->copy_to_device(p->memory, host, layout.count * sizeof(float));
-    free(host);
-    model_layout_free(&layout);
-    return 0;
-}
-
 /* Mean entropy of the rows of targets[rows, K] (backend), in nats; with
  * mix_with > 0, of the mixture of row r and row r + mix_with, averaged over
  * the first mix_with rows (the two global crops of each image). */
@@ -214,7 +177,7 @@ static void a_tiny_student_learns_from_a_tiny_teacher(void) {
     uint8_t *masks = malloc((size_t)crops * Np);
     const int ready = images && host_global && host_local && global && local && masks &&
                       test_teacher_alloc(&teacher, &teacher_cfg, be, crops, GLOBAL_SIZE, shape.max_masked, &err) == 0 &&
-                      init_informative_teacher(&teacher.params, &teacher_cfg, be, &err) == 0 &&
+                      model_params_init_informative(&teacher.params, &teacher_cfg, be, seed, 0, &err) == 0 &&
                       teacher_prototypes_alloc(&prototypes, &teacher_cfg, be, &err) == 0 &&
                       student_create(&student, &student_cfg, be, seed, 1, &err) == 0 &&
                       student_workspace_alloc(&work, &student_cfg, &teacher_cfg, &shape, &objective, be, &err) == 0;
