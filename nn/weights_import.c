@@ -185,17 +185,16 @@ int weights_read_backbone(const SafetensorsSet *set, const char *prefix, const V
     return status;
 }
 
-/* One head: every tensor of head_tensor_layout under "PREFIXname." */
+/* One head: every tensor of head_tensor_layout, by its DINOv3 name. */
 static int read_head(Source *s, const char *head_name, const HeadConfig *head, int in_dim, float *out,
                      DdError *err) {
-    char head_prefix[64];
-    snprintf(head_prefix, sizeof head_prefix, "%s.", head_name);
     int n = head_tensor_count(head);
     HeadTensorInfo *info = malloc((size_t)n * sizeof *info);
     if (!info) return dd_fail(err, "%s: out of memory", s->set->path);
-    head_tensor_layout(head_prefix, head, in_dim, info);
+    head_tensor_layout(head_name, head, in_dim, info);
     int status = 0;
-    for (int i = 0; i < n && status == 0; i++) status = source_read(s, info[i].name, &info[i].shape, out + info[i].offset, err);
+    for (int i = 0; i < n && status == 0; i++)
+        status = source_read(s, info[i].original_name, &info[i].shape, out + info[i].offset, err);
     free(info);
     return status;
 }
@@ -227,15 +226,13 @@ int weights_read_heads(const SafetensorsSet *set, const char *prefix, const ViTC
 
 /* ---- the whole import --------------------------------------------------------------------- */
 
-/* Adds a head's tensors from its buffer. */
+/* Adds a head's tensors from its buffer, in the project's names. */
 static int add_head(TensorFileWriter *writer, const char *head_name, const HeadConfig *head, int in_dim,
                     const float *data, DdError *err) {
-    char head_prefix[64];
-    snprintf(head_prefix, sizeof head_prefix, "%s.", head_name);
     int n = head_tensor_count(head);
     HeadTensorInfo *info = malloc((size_t)n * sizeof *info);
     if (!info) return dd_fail(err, "%s: out of memory", writer->path);
-    head_tensor_layout(head_prefix, head, in_dim, info);
+    head_tensor_layout(head_name, head, in_dim, info);
     int status = 0;
     for (int i = 0; i < n && status == 0; i++)
         status = tensor_writer_add(writer, info[i].name, &info[i].shape, data + info[i].offset, err);
@@ -316,7 +313,7 @@ int weights_import(const WeightsImport *job, DdError *err) {
 
 int teacher_file_has_heads(const TensorFile *file, DdError *err) {
     if (!tensor_file_contains(file, TEACHER_HEADS_PRESENT))
-        return tensor_file_contains(file, "dino_head.last_layer.weight") ? 1 : 0;
+        return tensor_file_contains(file, "dino_head.prototypes.weight") ? 1 : 0;
     const TensorShape scalar = {0, {0}};
     float marker = 0.0f;
     if (tensor_file_read(file, TEACHER_HEADS_PRESENT, &scalar, &marker, err) != 0) return -1;

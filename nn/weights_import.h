@@ -17,14 +17,16 @@
  * Values are converted to fp32 (F32, F16, BF16, F64); the key third of a
  * fused qkv bias is set to zero, as DINOv3's bias mask does.
  *
- * Heads come from a second file (the DINOv3 names of weights_names.h, with
- * any prefix, e.g. "teacher."); without one, the output file says so in its
- * tensor TEACHER_HEADS_PRESENT (0) and the import prints that the teacher
- * heads will be random.
+ * Heads come from a second file, in DINOv3's DINOHead names
+ * (dino_head.mlp.0.weight, ..., dino_head.last_layer.weight, ibot_head.*;
+ * weights_names.h) with any prefix, e.g. "teacher."; without one, the
+ * output file has no head tensors, says so in TEACHER_HEADS_PRESENT (0), and
+ * the import prints that the teacher heads will be random.
  *
- * Output tensors: the vit_tensor_layout names (prefix ""), the heads under
- * "dino_head." and "ibot_head." (when given), and TEACHER_HEADS_PRESENT,
- * a scalar 1 or 0.
+ * Output tensors: the vit_tensor_layout names (prefix ""), the heads in the
+ * project's names (dino_head.mlp.{i}.*, dino_head.prototypes.weight, the same
+ * for ibot_head; what students/heads.c lays out and teacher/ reads) when
+ * given, and TEACHER_HEADS_PRESENT, a scalar 1 or 0.
  */
 #ifndef DD_NN_WEIGHTS_IMPORT_H
 #define DD_NN_WEIGHTS_IMPORT_H
@@ -56,8 +58,8 @@ int weights_import(const WeightsImport *job, DdError *err);
 int weights_read_backbone(const SafetensorsSet *set, const char *prefix, const ViTConfig *cfg,
                           ViTParams *params, WeightNaming *naming, DdError *err);
 
-/* Both heads of set into dino[head_tensor_layout count] and ibot[...]
- * (host memory, laid out as head_tensor_layout says). */
+/* Both heads of set (DINOv3 names) into dino[head_tensor_layout count] and
+ * ibot[...] (host memory, laid out as head_tensor_layout says). */
 int weights_read_heads(const SafetensorsSet *set, const char *prefix, const ViTConfig *cfg, float *dino,
                        float *ibot, DdError *err);
 

@@ -183,27 +183,30 @@ int head_tensor_count(const HeadConfig *head) {
     return 2 * head->layers + 1;
 }
 
-size_t head_tensor_layout(const char *prefix, const HeadConfig *head, int in_dim, HeadTensorInfo *out) {
+size_t head_tensor_layout(const char *head_name, const HeadConfig *head, int in_dim, HeadTensorInfo *out) {
     size_t offset = 0;
     int k = 0;
-    for (int j = 0; j < head->layers; j++) {
-        int64_t in = j == 0 ? in_dim : head->hidden;
-        int64_t width = j == head->layers - 1 ? head->bottleneck : head->hidden;
-        char layer[32];
-        if (head->layers == 1) snprintf(layer, sizeof layer, "mlp");
-        else snprintf(layer, sizeof layer, "mlp.%d", 2 * j);
+    for (int i = 0; i < head->layers; i++) {
+        int64_t in = i == 0 ? in_dim : head->hidden;
+        int64_t width = i == head->layers - 1 ? head->bottleneck : head->hidden;
         const struct { const char *leaf; TensorShape shape; } parts[2] = {
             {"weight", {2, {width, in}}}, {"bias", {1, {width}}},
         };
         for (int p = 0; p < 2; p++, k++) {
-            snprintf(out[k].name, sizeof out[k].name, "%s%s.%s", prefix, layer, parts[p].leaf);
+            snprintf(out[k].name, sizeof out[k].name, "%s.mlp.%d.%s", head_name, i, parts[p].leaf);
+            if (head->layers == 1)
+                snprintf(out[k].original_name, sizeof out[k].original_name, "%s.mlp.%s", head_name, parts[p].leaf);
+            else
+                snprintf(out[k].original_name, sizeof out[k].original_name, "%s.mlp.%d.%s", head_name, 2 * i,
+                         parts[p].leaf);
             out[k].shape = parts[p].shape;
             out[k].offset = offset;
             out[k].count = (size_t)tensor_shape_count(&parts[p].shape);
             offset += out[k].count;
         }
     }
-    snprintf(out[k].name, sizeof out[k].name, "%slast_layer.weight", prefix);
+    snprintf(out[k].name, sizeof out[k].name, "%s.prototypes.weight", head_name);
+    snprintf(out[k].original_name, sizeof out[k].original_name, "%s.last_layer.weight", head_name);
     out[k].shape = (TensorShape){2, {head->prototypes, head->bottleneck}};
     out[k].offset = offset;
     out[k].count = (size_t)head->prototypes * (size_t)head->bottleneck;

@@ -16,14 +16,15 @@
  * along the first dim in the order given: q, k, v and gate, up. The same
  * table serves import (pieces -> project tensor) and export (the reverse).
  *
- * Heads: the project stores them under the names DINOv3's DINOHead uses,
- * with the prefix "dino_head." or "ibot_head.":
- *     mlp.0.weight [hidden, D]  mlp.0.bias [hidden]     (the first linear layer)
- *     mlp.2.*, mlp.4.*, ...                             (one per further layer;
- *                                                        GELUs sit at odd indices)
- *     mlp.weight, mlp.bias                              (instead, when layers == 1)
- *     last_layer.weight [prototypes, bottleneck]        (the prototypes, no bias)
- * The last MLP layer outputs the bottleneck.
+ * Heads ("dino_head" or "ibot_head"), in the project's files (the names of
+ * students/heads.c) and in DINOv3's DINOHead (nn.Sequential of Linear and
+ * GELU, so the linear layers sit at even indices):
+ *     project                       DINOv3                      shape
+ *     HEAD.mlp.{i}.weight           HEAD.mlp.{2i}.weight        [out_i, in_i]
+ *     HEAD.mlp.{i}.bias             HEAD.mlp.{2i}.bias          [out_i]
+ *                                   (HEAD.mlp.weight, .bias when layers == 1)
+ *     HEAD.prototypes.weight        HEAD.last_layer.weight      [prototypes, bottleneck]
+ * in_0 = D, out_{layers-1} = bottleneck, hidden in between.
  */
 #ifndef DD_NN_WEIGHTS_NAMES_H
 #define DD_NN_WEIGHTS_NAMES_H
@@ -77,16 +78,17 @@ const char *foreign_tensor_skip_reason(const char *name, WeightNaming naming);
 /* ---- heads ---------------------------------------------------------------------------- */
 
 typedef struct HeadTensorInfo {
-    char name[TENSOR_NAME_MAX];
+    char name[TENSOR_NAME_MAX];          /* the project's */
+    char original_name[TENSOR_NAME_MAX]; /* DINOv3's */
     TensorShape shape;
-    size_t offset, count;          /* floats from the start of the head's buffer */
+    size_t offset, count;                /* floats from the start of the head's buffer */
 } HeadTensorInfo;
 
 /* 2 * layers + 1. */
 int head_tensor_count(const HeadConfig *head);
-/* Fills out[head_tensor_count] with prefix + the names above, for a head
- * on a backbone of width in_dim; returns the total float count (equal to
- * head_param_count). */
-size_t head_tensor_layout(const char *prefix, const HeadConfig *head, int in_dim, HeadTensorInfo *out);
+/* Fills out[head_tensor_count] for head `head_name` ("dino_head") on a
+ * backbone of width in_dim, in the project's order (as students/heads.c);
+ * returns the total float count (equal to head_param_count). */
+size_t head_tensor_layout(const char *head_name, const HeadConfig *head, int in_dim, HeadTensorInfo *out);
 
 #endif

@@ -4,9 +4,12 @@
  */
 #include "students/student_rank.h"
 
+#include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 static double now_seconds(void) {
     struct timespec ts;
@@ -50,6 +53,9 @@ int student_rank_open(StudentRank *rank, const StudentRankOptions *o, Comm *comm
     rank->teacher_dino = rank->local_crops + local_floats;
     rank->teacher_ibot = rank->teacher_dino + dino_floats;
     if (delivery_transfer_init(&rank->transfer, layout, err) != 0) return -1;
+    const char *inject_nan = getenv("DD_INJECT_NAN_AT"), *inject_hang = getenv("DD_INJECT_HANG_AT");
+    rank->inject_nan_at = inject_nan ? atol(inject_nan) : -1;
+    rank->inject_hang_at = inject_hang ? atol(inject_hang) : -1;
 
     DataLoaderOptions loader = {
         .data = o->data, .crops = o->crops, .seed = o->seed, .global_batch = o->global_batch,
@@ -65,6 +71,10 @@ int student_rank_step(StudentRank *rank, long iteration, Comm *comm, const RankL
     const StudentRankOptions *o = &rank->options;
     const CropConfig *c = o->crops;
     memset(report, 0, sizeof *report);
+    if (iteration == rank->inject_hang_at) {
+        fprintf(stderr, "student group '%s': hanging at iteration %ld (DD_INJECT_HANG_AT)\n", o->name, iteration);
+        for (;;) pause();
+    }
     const DataBatch *batch;
     double start = now_seconds();
     if (data_loader_next(rank->loader, &batch, err) != 0) return -1;
@@ -96,6 +106,10 @@ int student_rank_step(StudentRank *rank, long iteration, Comm *comm, const RankL
     long masked = 0;
     for (size_t i = 0; i < (size_t)c->global_count * B * rank->shape.patches; i++) masked += masks[i] != 0;
     be->copy_to_device(rank->global_crops, batch->global_crops, global_floats * sizeof(float));
+    if (iteration == rank->inject_nan_at) {
+        const float nan = NAN;
+        be->copy_to_device(rank->global_crops, &nan, sizeof nan);
+    }
     if (local_floats) be->copy_to_device(rank->local_crops, batch->local_crops, local_floats * sizeof(float));
     be->copy_to_device(rank->teacher_dino, rank->host_dino,
                        (size_t)c->global_count * B * rank->shape.dino_dim * sizeof(float));
@@ -121,7 +135,7 @@ int student_rank_step(StudentRank *rank, long iteration, Comm *comm, const RankL
     if (status == 0)
         status = student_update(be, &rank->student, o->optimizer, report->values.lr, report->values.weight_decay,
                                 report->values.ema_momentum, &rank->group, &report->update, err);
-    if (status != 0) return dd_fail_context(err, "student '%s', iteration %ld", o->model->name, iteration);
+    if (status != 0) return dd_fail_context(err, "student group '%s', iteration %ld", o->name, iteration);
     report->busy_seconds = now_seconds() - start - report->wait_seconds;
     return 0;
 }

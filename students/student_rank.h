@@ -27,6 +27,7 @@ int teacher_prototypes_load(TeacherPrototypes *prototypes, const ViTConfig *cfg,
                             uint64_t seed, const NnBackend *be, DdError *err);
 
 typedef struct StudentRankOptions {
+    const char *name;                  /* the group's name in messages */
     const ViTConfig *model;
     const ViTConfig *teacher;
     const char *teacher_weights;       /* NULL: the teacher's prototypes are drawn from the seed */
@@ -69,6 +70,11 @@ typedef struct StudentRank {
     float *host_dino, *host_ibot;     /* unpacked teacher rows, crop-major */
     float *memory;                    /* one backend allocation for: */
     float *global_crops, *local_crops, *teacher_dino, *teacher_ibot;
+    /* fault injection for the service tests (environment, read at open;
+     * -1: off): DD_INJECT_NAN_AT=k poisons iteration k's crops with a NaN;
+     * DD_INJECT_HANG_AT=k makes the rank say so on stderr and stop at the
+     * start of iteration k, to be killed there. */
+    long inject_nan_at, inject_hang_at;
 } StudentRank;
 
 int student_rank_open(StudentRank *rank, const StudentRankOptions *options, Comm *comm, const RankLayout *layout,

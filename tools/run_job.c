@@ -330,7 +330,7 @@ static int open_role(Job *job, DdError *err) {
     }
     const int s = job->comm.group_index - 1;
     StudentRankOptions o = {
-        .model = &c->students[s].model, .teacher = &c->teacher.model,
+        .name = c->students[s].name, .model = &c->students[s].model, .teacher = &c->teacher.model,
         .teacher_weights = c->teacher.weights[0] ? c->teacher.weights : NULL, .model_index = 1 + s, .seed = c->seed,
         .data = &c->data, .crops = &c->crops, .objective = &c->objective, .optimizer = &c->optimizer,
         .schedules = &job->schedules, .global_batch = c->global_batch, .first_iteration = job->first,

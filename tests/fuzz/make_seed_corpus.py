@@ -4,6 +4,10 @@
     corpus/ok_*, corpus/bad_*             safetensors files (header + data)
     corpus_index/ok_*, corpus_index/bad_* model.safetensors.index.json texts
 
+    corpus/ok_dtypes                      a copy of tests/weights/dtypes.safetensors
+    (corpus/ok_written_by_safetensors_0_8 was written once by the safetensors
+    Python package, save_file, and is kept as it is)
+
 test_fuzz_corpus.c requires ok_* to be accepted and bad_* refused. Inputs the
 fuzzer finds later (crashes, once fixed) are added to the same folders under
 their libFuzzer names. Any python3 runs this (no packages needed).
@@ -59,6 +63,9 @@ def main():
             data = content if isinstance(content, bytes) else (json.dumps(content, indent=1) + "\n").encode()
             with open(os.path.join(HERE, folder, name), "wb") as f:
                 f.write(data)
+    with open(os.path.join(HERE, "..", "weights", "dtypes.safetensors"), "rb") as source:   # gen_weights.py's
+        with open(os.path.join(HERE, "corpus", "ok_dtypes"), "wb") as f:
+            f.write(source.read())
 
 
 if __name__ == "__main__":

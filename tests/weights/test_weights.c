@@ -34,6 +34,7 @@
 #include "nn/vit.h"
 #include "nn/weights_export.h"
 #include "nn/weights_import.h"
+#include "students/students.h"
 #include "tests/test.h"
 #include "tests/weights/scratch.h"
 #include "tools/run_config.h"
@@ -208,8 +209,8 @@ static void heads_import_from_their_own_file(void) {
     CHECK(safetensors_set_open(&heads, "tests/weights/tiny_ref_heads.safetensors", &err) == 0, "%.900s", err.message);
     if (test_state.failed_checks) return;
     CHECK(teacher_file_has_heads(&out, &err) == 1, "the file says it holds heads");
-    const struct { const char *name; const HeadConfig *head; } both[2] = {{"dino_head.", &cfg.dino_head},
-                                                                            {"ibot_head.", &cfg.ibot_head}};
+    const struct { const char *name; const HeadConfig *head; } both[2] = {{"dino_head", &cfg.dino_head},
+                                                                            {"ibot_head", &cfg.ibot_head}};
     for (int h = 0; h < 2; h++) {
         HeadTensorInfo info[64];
         int n = head_tensor_count(both[h].head);
@@ -218,16 +219,28 @@ static void heads_import_from_their_own_file(void) {
             size_t count = info[i].count;
             float *stored = malloc(count * sizeof(float)), *source = malloc(count * sizeof(float));
             char source_name[TENSOR_NAME_MAX + 16];
-            snprintf(source_name, sizeof source_name, "teacher.%.200s", info[i].name);
+            snprintf(source_name, sizeof source_name, "teacher.%.200s", info[i].original_name);
             CHECK(tensor_file_read(&out, info[i].name, &info[i].shape, stored, &err) == 0, "%.900s", err.message);
             CHECK(safetensors_set_read(&heads, source_name, &info[i].shape, source, &err) == 0, "%.900s", err.message);
-            CHECK(memcmp(stored, source, count * sizeof(float)) == 0, "%.200s differs from %.220s", info[i].name, source_name);
+            CHECK(memcmp(stored, source, count * sizeof(float)) == 0, "%.200s differs from %.220s", info[i].name,
+                  source_name);
             free(stored);
             free(source);
         }
     }
-    CHECK(tensor_file_contains(&out, "dino_head.mlp.4.weight") && !tensor_file_contains(&out, "dino_head.mlp.6.weight"),
-          "three layers: mlp.0, mlp.2, mlp.4");
+    CHECK(tensor_file_contains(&out, "dino_head.mlp.2.weight") && !tensor_file_contains(&out, "dino_head.mlp.3.weight") &&
+          tensor_file_contains(&out, "ibot_head.prototypes.weight"), "three layers mlp.0-2, then the prototypes");
+
+    /* The file reads as the teacher reads it: every tensor of the students'
+     * model layout (backbone and both heads), by name and shape. */
+    ModelLayout layout;
+    CHECK(model_layout_create(&layout, &cfg, &err) == 0, "%.900s", err.message);
+    if (!test_state.failed_checks) {
+        float *host = malloc(layout.count * sizeof(float));
+        CHECK(host && model_params_read(&out, "", &layout, host, &err) == 0, "teacher layout: %.900s", err.message);
+        free(host);
+        model_layout_free(&layout);
+    }
     tensor_file_close(&out);
     safetensors_set_close(&heads);
 }
@@ -369,9 +382,9 @@ static void prefixed_names_are_found_or_chosen(void) {
 
 /* RUN_DIR with config.yaml (teacher and student 's' of the model, every
  * other field at its default) and one checkpoint whose student file holds
- * params. (not the EMA), ema. (the weights of host_ema), adam_m., adam_v.
- * and a head tensor. The run file goes through run_config_load and
- * config_write, as `distill run` writes it. */
+ * params. (not the EMA), ema. (the weights of host_ema), adam_m., adam_v.,
+ * each with the heads, as the service writes it. The run file goes through
+ * run_config_load and config_write, as `distill run` writes it. */
 static const char *make_run(const char *name, const char *yaml, const float *host_ema, int corrupt_key_bias) {
     const char *run_dir = scratch_path(name);
     char command[1200], path[1200], cwd[512], text[2048];
@@ -394,28 +407,37 @@ static const char *make_run(const char *name, const char *yaml, const float *hos
     CHECK(f && config_write(f, &run_config_schema, run, &err) == 0, "%.900s", err.message);
     if (f) fclose(f);
 
+    /* The student's state as the service writes it (student_state_save):
+     * the students' model layout (backbone, then both heads) per prefix. */
     const ViTConfig *cfg = &run->students[0].model;
-    size_t count = vit_tensor_layout(cfg, NULL);
-    float *other = malloc(count * sizeof(float)), *ema = malloc(count * sizeof(float));
-    for (size_t i = 0; i < count; i++) other[i] = 0.25f;
-    memcpy(ema, host_ema, count * sizeof(float));
-    ViTParams views[4] = {{0}};
+    ModelLayout layout;
+    CHECK(model_layout_create(&layout, cfg, &err) == 0, "%.900s", err.message);
+    if (test_state.failed_checks) {
+        free(run);
+        return NULL;
+    }
+    size_t backbone = vit_tensor_layout(cfg, NULL);
+    float *other = malloc(layout.count * sizeof(float)), *ema = malloc(layout.count * sizeof(float));
+    for (size_t i = 0; i < layout.count; i++) other[i] = ema[i] = 0.25f;
+    memcpy(ema, host_ema, backbone * sizeof(float));
+    if (corrupt_key_bias) {
+        ViTParams view = {0};
+        CHECK(vit_params_view(&view, cfg, ema, &err) == 0, "%.900s", err.message);
+        if (view.blocks) view.blocks[0].qkv_b[cfg->dim + 3] = 0.5f;
+        free(view.blocks);
+    }
     const char *prefixes[4] = {"params.", "ema.", "adam_m.", "adam_v."};
-    for (int v = 0; v < 4; v++) CHECK(vit_params_view(&views[v], cfg, v == 1 ? ema : other, &err) == 0, "%.900s", err.message);
-    if (corrupt_key_bias) views[1].blocks[0].qkv_b[cfg->dim + 3] = 0.5f;
     CheckpointWriter writer;
     TensorFileWriter state;
-    float head[4] = {1, 2, 3, 4};
-    const TensorShape head_shape = {2, {2, 2}};
     CHECK(checkpoint_begin(&writer, run_dir, 7, &err) == 0, "%.900s", err.message);
     CHECK(checkpoint_file_path(&writer, "student_s.h5", path, sizeof path, &err) == 0, "%.900s", err.message);
     CHECK(tensor_writer_open(&state, path, &err) == 0, "%.900s", err.message);
     for (int v = 0; v < 4 && !test_state.failed_checks; v++)
-        CHECK(tensor_writer_add_vit_params(&state, prefixes[v], cfg, &views[v], &err) == 0, "%.900s", err.message);
-    CHECK(tensor_writer_add(&state, "params.dino_head.mlp.0.weight", &head_shape, head, &err) == 0, "%.900s", err.message);
+        CHECK(model_params_write(&state, prefixes[v], &layout, v == 1 ? ema : other, &err) == 0, "%.900s",
+              err.message);
     CHECK(tensor_writer_commit(&state, &err) == 0, "%.900s", err.message);
     CHECK(checkpoint_commit(&writer, 2, &err) == 0, "%.900s", err.message);
-    for (int v = 0; v < 4; v++) free(views[v].blocks);
+    model_layout_free(&layout);
     free(other);
     free(ema);
     free(run);

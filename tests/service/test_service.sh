@@ -1,0 +1,103 @@
+#!/usr/bin/env bash
+# test_service.sh DISTILL COMPARE_STATES - the service end to end under
+# mpirun (issue 5, tests a, c, e and the failure paths): data-parallel
+# equivalence, resume after kill -9 bit for bit, a corrupt checkpoint
+# skipped, resuming on another rank count, a NaN loss stopping the run or
+# rolled back. Prints "ok/FAIL name" per case and "N passed, N failed".
+set -u
+distill=$1
+compare=$2
+configs=tests/service/configs
+work=$(mktemp -d /tmp/dd_service.XXXXXX)
+trap 'rm -rf "$work"' EXIT
+passed=0
+failed=0
+pass() { echo "ok $1"; passed=$((passed + 1)); }
+fail() { echo "FAIL $1: $2"; failed=$((failed + 1)); echo "--- log:"; tail -n 20 "$3"; echo "---"; }
+state() { echo "$work/$1/checkpoints/iter_$(printf %09d "$2")/student_s.h5"; }
+
+# 1. an uninterrupted run of 40 iterations (30 + cooldown 10), the reference
+log=$work/a.log
+if timeout 300 "$distill" run $configs/base.yaml --run-dir "$work/a" > "$log" 2>&1 && [ -f "$(state a 40)" ]; then
+    pass "a_run_completes_and_checkpoints"
+else
+    fail "a_run_completes_and_checkpoints" "exit or checkpoint missing" "$log"
+fi
+cp "$(state a 40)" "$work/a_final.h5" 2>/dev/null
+
+# 2. data-parallel equivalence: the student on 2 ranks equals it on 1 rank
+log=$work/eq.log
+timeout 300 "$distill" run $configs/base.yaml --run-dir "$work/eq1" --stop-after 10 > "$log" 2>&1
+timeout 300 "$distill" run $configs/two_ranks.yaml --run-dir "$work/eq2" --stop-after 10 >> "$log" 2>&1
+if out=$("$compare" "$(state eq1 10)" "$(state eq2 10)" 1e-5 2>&1); then
+    pass "two_ranks_equal_one_rank ($out)"
+else
+    fail "two_ranks_equal_one_rank" "$out" "$log"
+fi
+
+# 3. kill -9 a rank at iteration 25, resume: the final weights equal run 1 bit for bit
+log=$work/b.log
+out=""
+DD_INJECT_HANG_AT=25 "$distill" run $configs/base.yaml --run-dir "$work/b" > "$log" 2>&1 &
+supervisor=$!
+for _ in $(seq 1 1200); do
+    grep -q "hanging at iteration 25" "$log" 2>/dev/null && break
+    sleep 0.1
+done
+victim=$(pgrep -P "$(pgrep -P $supervisor | head -n 1)" | tail -n 1)   # the student rank
+[ -n "$victim" ] && kill -9 "$victim"
+wait $supervisor
+killed_status=$?
+timeout 300 "$distill" run $configs/base.yaml --run-dir "$work/b" >> "$log" 2>&1
+if [ "$killed_status" -ne 0 ] && grep -q "resuming from .*iteration 20" "$log" &&
+   out=$("$compare" "$(state b 40)" "$work/a_final.h5" 0 2>&1); then
+    pass "resume_after_kill_9_is_bit_for_bit ($out)"
+else
+    fail "resume_after_kill_9_is_bit_for_bit" "killed status $killed_status; ${out:-no comparison}" "$log"
+fi
+
+# 4. a corrupt newest checkpoint is skipped: the run redoes 30..40 from the one before
+log=$work/corrupt.log
+out=""
+printf '\xff\xff\xff\xff' | dd of="$(state a 40)" bs=1 seek=4000 conv=notrunc status=none
+timeout 300 "$distill" run $configs/base.yaml --run-dir "$work/a" > "$log" 2>&1
+if grep -q "skipping checkpoint of iteration 40" "$log" && grep -q "iteration 30)" "$log" &&
+   out=$("$compare" "$(state a 40)" "$work/a_final.h5" 0 2>&1); then
+    pass "a_corrupt_checkpoint_falls_back ($out)"
+else
+    fail "a_corrupt_checkpoint_falls_back" "${out:-no comparison}" "$log"
+fi
+
+# 5. resuming on another number of ranks: the plan is recomputed
+log=$work/c.log
+timeout 300 "$distill" run $configs/base.yaml --run-dir "$work/c" --stop-after 20 > "$log" 2>&1
+if timeout 300 "$distill" run $configs/two_ranks.yaml --run-dir "$work/c" >> "$log" 2>&1 &&
+   grep -q "resuming from .*iteration 20" "$log" && [ -f "$(state c 40)" ]; then
+    pass "resume_on_another_rank_count"
+else
+    fail "resume_on_another_rank_count" "no resume from 20 on 3 ranks" "$log"
+fi
+
+# 6. a loss that is not finite stops the run, naming group, iteration and term
+log=$work/nan.log
+DD_INJECT_NAN_AT=3 timeout 300 "$distill" run $configs/base.yaml --run-dir "$work/nan" > "$log" 2>&1
+status=$?
+if [ $status -eq 75 ] && grep -q "student group 's', iteration 3: .*the loss is not finite (.*DINO global nan" "$log"; then
+    pass "a_nan_loss_stops_the_run"
+else
+    fail "a_nan_loss_stops_the_run" "status $status" "$log"
+fi
+
+# 7. ... or, with on_nan: rollback, resumes from the last checkpoint without that batch
+log=$work/rollback.log
+DD_INJECT_NAN_AT=13 timeout 300 "$distill" run $configs/rollback.yaml --run-dir "$work/rb" > "$log" 2>&1
+status=$?
+if [ $status -eq 0 ] && grep -q "rolling back" "$log" && grep -qx 13 "$work/rb/skip_iterations" &&
+   grep -q "resuming from .*iteration 10" "$log"; then
+    pass "a_nan_loss_rolls_back_and_skips_the_batch"
+else
+    fail "a_nan_loss_rolls_back_and_skips_the_batch" "status $status" "$log"
+fi
+
+echo "$passed passed, $failed failed"
+[ $failed -eq 0 ]
