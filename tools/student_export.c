@@ -6,6 +6,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "nn/checkpoint.h"
 #include "nn/tensor_file.h"
@@ -34,20 +35,23 @@ static int find_student(const RunConfig *run, const char *config_path, const cha
 }
 
 int student_export(const char *run_dir, const char *student_name, const char *out_dir, FILE *log, DdError *err) {
-    char config_path[CHECKPOINT_PATH_MAX], folder[CHECKPOINT_PATH_MAX], state_path[CHECKPOINT_PATH_MAX + 80];
-    snprintf(config_path, sizeof config_path, "%s/config.yaml", run_dir);
+    char config_path[CHECKPOINT_PATH_MAX + 16], folder[CHECKPOINT_PATH_MAX], state_path[CHECKPOINT_PATH_MAX + 80];
     RunConfig *run = malloc(sizeof *run);
     if (!run) return dd_fail(err, "out of memory for the run config");
     const StudentConfig *student = NULL;
     long iteration = 0;
-    int status = run_config_load(run, config_path, err);
-    if (status == 0) status = find_student(run, config_path, student_name, &student, err);
-    if (status == 0) {
-        int found = checkpoint_find_latest(run_dir, folder, sizeof folder, &iteration, print_warning, log, err);
-        if (found == 0) status = dd_fail(err, "%s: expected a verified checkpoint in %s/checkpoints, found none",
-                                         run_dir, run_dir);
-        else if (found < 0) status = -1;
+    int status = 0;
+    int found = checkpoint_find_latest(run_dir, folder, sizeof folder, &iteration, print_warning, log, err);
+    if (found == 0)
+        status = dd_fail(err, "%s: expected a verified checkpoint in %s/checkpoints, found none", run_dir, run_dir);
+    else if (found < 0)
+        status = -1;
+    if (status == 0) {   /* the config the checkpoint was written with, else the run's */
+        snprintf(config_path, sizeof config_path, "%s/config.yaml", folder);
+        if (access(config_path, F_OK) != 0) snprintf(config_path, sizeof config_path, "%s/config.yaml", run_dir);
+        status = run_config_load(run, config_path, err);
     }
+    if (status == 0) status = find_student(run, config_path, student_name, &student, err);
     const ViTConfig *cfg = student ? &student->model : NULL;
     float *memory = NULL;
     ViTParams ema = {0};

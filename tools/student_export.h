@@ -4,11 +4,13 @@
  * (weights_export.h): what `distill export` does.
  *
  * Where things are in RUN_DIR:
- *   config.yaml                           the run's effective config (RunConfig),
- *                                         which gives the student's architecture
+ *   checkpoints/iter_N/                   the newest verified checkpoint (checkpoint.h)
  *   checkpoints/iter_N/student_NAME.h5    the student's state: "params.", "ema.",
  *                                         "adam_m.", "adam_v." + the layout names,
  *                                         and the heads (not exported)
+ *   checkpoints/iter_N/config.yaml        the run config the state was written with,
+ *   or else config.yaml                   the run's effective config (RunConfig):
+ *                                         either gives the student's architecture
  */
 #ifndef DD_TOOLS_STUDENT_EXPORT_H
 #define DD_TOOLS_STUDENT_EXPORT_H

@@ -22,6 +22,7 @@ static inline float cpu_expf(float x) {
     /* k = round(x / ln2) by the 1.5 * 2^23 trick: floorf() would stop GCC
      * from vectorising the loops that call this */
     float k = (x * log2e + 12582912.0f) - 12582912.0f;
+    k = k == k ? k : 0.0f;   /* NaN in, NaN out (through r), without a NaN-to-int conversion */
     float r = x - k * ln2_hi - k * ln2_lo;
     float p = 1.9875691500e-4f;
     p = p * r + 1.3981999507e-3f;
@@ -30,7 +31,7 @@ static inline float cpu_expf(float x) {
     p = p * r + 1.6666665459e-1f;
     p = p * r + 5.0000001201e-1f;
     p = p * r * r + r + 1.0f;
-    int32_t bits = ((int32_t)k + 127) << 23;   /* 2^k */
+    uint32_t bits = (uint32_t)((int32_t)k + 127) << 23;   /* 2^k */
     float scale;
     memcpy(&scale, &bits, sizeof scale);
     return x <= -87.3f ? 0.0f : p * scale;

@@ -591,14 +591,21 @@ static void export_errors_name_the_problem(void) {
     CHECK(student_export(run_dir, "b", scratch_path("nope"), NULL, &err) != 0 &&
           strstr(err.message, "expected a student called 'b', found only 's'"), "%.900s", err.message);
     CHECK(student_export(scratch_path("no_run"), "s", scratch_path("nope"), NULL, &err) != 0 &&
-          strstr(err.message, "config.yaml"), "%.900s", err.message);
+          strstr(err.message, "no_run/checkpoints, found none"), "%.900s", err.message);
+    /* The checkpoint's own config.yaml (written with the state) wins over the run's. */
+    char command[2 * CHECKPOINT_PATH_MAX + 64], folder[CHECKPOINT_PATH_MAX];
+    long iteration;
+    CHECK(checkpoint_find_latest(run_dir, folder, sizeof folder, &iteration, NULL, NULL, &err) == 1, "checkpoint");
+    snprintf(command, sizeof command, "sed 's/name: s$/name: t/' '%s/config.yaml' > '%s/config.yaml'", run_dir, folder);
+    CHECK(system(command) == 0, "%.900s", command);
+    CHECK(student_export(run_dir, "s", scratch_path("nope"), NULL, &err) != 0 &&
+          strstr(err.message, "found only 't'") && strstr(err.message, folder), "%.900s", err.message);
     run_dir = make_run("run_key_bias", tiny_ref.yaml, weights, 1);
     CHECK(student_export(run_dir, "s", scratch_path("nope"), NULL, &err) != 0 &&
           strstr(err.message, "layer.0.attention.qkv_proj.bias") && strstr(err.message, "expected zeros"), "%.900s",
           err.message);
-    char command[1200];
     snprintf(command, sizeof command, "rm -rf '%s/checkpoints'", run_dir);
-    CHECK(system(command) == 0, "%s", command);
+    CHECK(system(command) == 0, "%.900s", command);
     CHECK(student_export(run_dir, "s", scratch_path("nope"), NULL, &err) != 0 && strstr(err.message, "found none"),
           "%.900s", err.message);
     free(weights);
