@@ -3,6 +3,7 @@
  */
 #include "comm/teacher_payload.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 #include "comm/bf16.h"
@@ -92,4 +93,21 @@ void payload_unpack(const PayloadShape *shape, const uint8_t *masks, const uint1
                     float *ibot, long *row_starts) {
     UnpackContext c = {dino, ibot, rows, shape};
     walk(shape, masks, row_starts, unpack_one, &c);
+}
+
+double payload_mean_bytes(const IbotMaskConfig *masks, uint64_t seed, int samples, int global_count, int Hp,
+                          int Wp, int dino_dim, int ibot_dim) {
+    uint8_t *mask = malloc((size_t)Hp * Wp);
+    if (!mask || samples < 1) {
+        free(mask);
+        return 0;
+    }
+    double values = 0;
+    for (int i = 0; i < samples; i++) {
+        values += (double)global_count * dino_dim;
+        for (int g = 0; g < global_count; g++)
+            values += (double)ibot_mask_generate(masks, seed, 0, (uint64_t)i, g, Hp, Wp, mask) * ibot_dim;
+    }
+    free(mask);
+    return values * sizeof(uint16_t) / samples;
 }

@@ -19,6 +19,7 @@
 
 #include <stdint.h>
 
+#include "data/ibot_mask.h"
 #include "nn/error.h"
 
 typedef struct PayloadShape {
@@ -43,5 +44,11 @@ void payload_pack(const PayloadShape *shape, const uint8_t *masks, const float *
 /* Student: rows (bf16, as received) -> dino[G*B, Kd] and ibot[M, Ki]. */
 void payload_unpack(const PayloadShape *shape, const uint8_t *masks, const uint16_t *rows, float *dino,
                     float *ibot, long *row_starts);
+
+/* Mean bf16 bytes of one image's row for a run's masks, measured by
+ * drawing the masks of `samples` images (sample ids 0.., epoch 0) with the
+ * run's mask generator: what every student group receives per image. */
+double payload_mean_bytes(const IbotMaskConfig *masks, uint64_t seed, int samples, int global_count, int Hp,
+                          int Wp, int dino_dim, int ibot_dim);
 
 #endif

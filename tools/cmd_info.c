@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "comm/teacher_payload.h"
 #include "nn/vit.h"
 #include "tools/commands.h"
 #include "tools/run_config.h"
@@ -136,6 +137,13 @@ static int print_file(const char *path, int batch, CropConfig *shown, int *heade
         ModelCost c = model_cost(&run.students[i].model, &crops, batch, 0);
         print_row("student", &run.students[i].model, &c);
     }
+    /* what the teacher sends: rows of bf16 bottlenecks, never pixels */
+    const ViTConfig *t = &run.teacher.model;
+    const int side = crops.global_size / t->patch_size, samples = 4096;
+    double bytes = payload_mean_bytes(&run.objective.ibot_mask, run.seed, samples, crops.global_count, side, side,
+                                      t->dino_head.bottleneck, t->ibot_head.bottleneck);
+    printf("%-8s teacher rows: %.1f KB per image per student group (bf16; masks of %d sampled images), "
+           "%.2f MB per iteration per group\n", "wire", bytes / 1e3, samples, bytes * run.global_batch / 1e6);
     return 0;
 }
 

@@ -145,17 +145,6 @@ static int make_plan(Job *job, int world_size, DdError *err) {
     return rank_layout_init(&job->layout, groups, ranks, c->global_batch, err);
 }
 
-/* Expected bf16 bytes of teacher rows per image and student group: the
- * DINO bottleneck of each global crop, and the iBOT bottleneck of each
- * masked patch (masked crops times the mean ratio times the patches). */
-static double expected_bytes_per_image(const RunConfig *c) {
-    const IbotMaskConfig *m = &c->objective.ibot_mask;
-    const int side = c->crops.global_size / c->teacher.model.patch_size;
-    double masked = m->probability * 0.5 * (m->min_ratio + m->max_ratio) * side * side;
-    return 2.0 * c->crops.global_count *
-           (c->teacher.model.dino_head.bottleneck + masked * c->teacher.model.ibot_head.bottleneck);
-}
-
 static void print_plan(const Job *job, FILE *out) {
     const RunConfig *c = &job->config;
     fprintf(out, "plan: %d ranks, global batch %d, %ld iterations (%d + cooldown %d)\n", job->layout.world_size,
@@ -167,8 +156,11 @@ static void print_plan(const Job *job, FILE *out) {
                 g == 0 ? c->teacher.model.name : c->students[g - 1].name, job->layout.first_rank[g],
                 job->layout.first_rank[g] + job->layout.ranks[g] - 1, job->layout.ranks[g], end - begin);
     }
-    fprintf(out, "  teacher rows on the wire: %.1f KB per image per student group expected (bf16)\n",
-            expected_bytes_per_image(c) / 1e3);
+    const ViTConfig *t = &c->teacher.model;
+    const int side = c->crops.global_size / t->patch_size;
+    fprintf(out, "  teacher rows on the wire: %.1f KB per image per student group (bf16, mean over 1024 images' masks)\n",
+            payload_mean_bytes(&c->objective.ibot_mask, c->seed, 1024, c->crops.global_count, side, side,
+                               t->dino_head.bottleneck, t->ibot_head.bottleneck) / 1e3);
 }
 
 /* ---- the run folder, resume and skips ------------------------------------ */
@@ -252,7 +244,9 @@ static int checkpoint_all(Job *job, long done, DdError *err) {
         mine = checkpoint_file_path(&writer, name, path, sizeof path, &local) == 0 &&
                student_state_save(&job->student.student, job->be, path, &local) == 0;
     }
-    if (is_rank0(job)) mine = write_text_file(writer.partial_dir, "config.yaml", job, 0, &local) == 0;
+    if (is_rank0(job))
+        mine = write_text_file(writer.partial_dir, "config.yaml", job, 0, &local) == 0 &&
+               write_text_file(writer.partial_dir, "plan.txt", job, 1, &local) == 0;
     if (!mine) fprintf(stderr, "distill run: rank %d: checkpoint %ld: %s\n", job->comm.world_rank, done, local.message);
     MPI_Allreduce(&mine, &ok, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD);
     if (is_rank0(job)) {
@@ -326,7 +320,11 @@ static int open_role(Job *job, DdError *err) {
         if (is_rank0(job) && !o.weights_path)
             printf("teacher: no weights file given: backbone and heads are drawn from the seed %llu\n",
                    (unsigned long long)c->seed);
-        return teacher_rank_open(&job->teacher, &o, &job->comm, &job->layout, job->be, err);
+        if (teacher_rank_open(&job->teacher, &o, &job->comm, &job->layout, job->be, err) != 0) return -1;
+        if (is_rank0(job) && o.weights_path && !job->teacher.teacher.heads_from_file)
+            printf("teacher: %s has no head weights: the DINO and iBOT heads are random (drawn from the seed)\n",
+                   o.weights_path);
+        return 0;
     }
     const int s = job->comm.group_index - 1;
     StudentRankOptions o = {
