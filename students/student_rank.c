@@ -11,11 +11,7 @@
 #include <time.h>
 #include <unistd.h>
 
-static double now_seconds(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
+#include "nn/clock.h"
 
 int student_rank_open(StudentRank *rank, const StudentRankOptions *o, Comm *comm, const RankLayout *layout,
                       const NnBackend *be, DdError *err) {
@@ -76,7 +72,7 @@ int student_rank_step(StudentRank *rank, long iteration, Comm *comm, const RankL
         for (;;) pause();
     }
     const DataBatch *batch;
-    double start = now_seconds();
+    double start = dd_now_seconds();
     if (data_loader_next(rank->loader, &batch, err) != 0) return -1;
     if ((long)batch->iteration != iteration) {
         data_loader_release(rank->loader, batch);
@@ -90,14 +86,14 @@ int student_rank_step(StudentRank *rank, long iteration, Comm *comm, const RankL
     payload_offsets(&rank->shape, masks, rank->begin, rank->offsets);
 
     /* the teacher's rows of this slice */
-    double wait_start = now_seconds();
+    double wait_start = dd_now_seconds();
     if (delivery_post_receives(comm, layout, rank->offsets, rank->wire, (int)(iteration % 32768), &rank->transfer,
                                err) != 0 ||
         delivery_wait(&rank->transfer, err) != 0) {
         data_loader_release(rank->loader, batch);
         return -1;
     }
-    report->wait_seconds = now_seconds() - wait_start;
+    report->wait_seconds = dd_now_seconds() - wait_start;
     report->bytes_received = rank->transfer.bytes_received;
     payload_unpack(&rank->shape, masks, rank->wire, rank->host_dino, rank->host_ibot, rank->row_starts);
 
@@ -136,7 +132,7 @@ int student_rank_step(StudentRank *rank, long iteration, Comm *comm, const RankL
         status = student_update(be, &rank->student, o->optimizer, report->values.lr, report->values.weight_decay,
                                 report->values.ema_momentum, &rank->group, &report->update, err);
     if (status != 0) return dd_fail_context(err, "student group '%s', iteration %ld", o->name, iteration);
-    report->busy_seconds = now_seconds() - start - report->wait_seconds;
+    report->busy_seconds = dd_now_seconds() - start - report->wait_seconds;
     return 0;
 }
 

@@ -7,11 +7,7 @@
 #include <string.h>
 #include <time.h>
 
-static double now_seconds(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
+#include "nn/clock.h"
 
 int teacher_rank_open(TeacherRank *rank, const TeacherRankOptions *o, const Comm *comm,
                       const RankLayout *layout, const NnBackend *be, DdError *err) {
@@ -57,7 +53,7 @@ int teacher_rank_step(TeacherRank *rank, long iteration, const Comm *comm, const
     if (rank->end == rank->begin) return 0;
     const DataBatch *batch;
     if (data_loader_next(rank->loader, &batch, err) != 0) return -1;
-    double start = now_seconds();
+    double start = dd_now_seconds();
     if ((long)batch->iteration != iteration) {
         data_loader_release(rank->loader, batch);
         return dd_fail(err, "teacher: expected the batch of iteration %ld, found %llu", iteration,
@@ -73,7 +69,7 @@ int teacher_rank_step(TeacherRank *rank, long iteration, const Comm *comm, const
     data_loader_release(rank->loader, batch);
     if (status != 0) return -1;
     bf16_from_float(rank->wire[slot], rank->rows, values);
-    rank->busy_seconds = now_seconds() - start;
+    rank->busy_seconds = dd_now_seconds() - start;
     if (delivery_post_sends(comm, layout, rank->offsets, rank->wire[slot], (int)(iteration % 32768),
                             &rank->transfers[slot], err) != 0)
         return -1;

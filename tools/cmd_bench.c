@@ -13,6 +13,7 @@
 #include <time.h>
 
 #include "nn/backend.h"
+#include "nn/clock.h"
 #include "nn/random.h"
 #include "nn/vit.h"
 #include "nn/vit_config.h"
@@ -41,12 +42,6 @@ static void print_bench_help(FILE *out) {
             "  --warmup N       untimed steps first (default 1)\n"
             "  --backend NAME   cpu (default) or cuda\n\n"
             "distill bench data --help: crops/s per core of the data loader instead.\n");
-}
-
-static double now_seconds(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
 static int compare_doubles(const void *a, const void *b) {
@@ -86,10 +81,10 @@ static double measure_sgemm_gflops(const NnBackend *be, int N, int C, int OC, in
     double best = INFINITY;
     for (int i = 0; i < runs; i++) {
         be->synchronize();
-        double t0 = now_seconds();
+        double t0 = dd_now_seconds();
         be->matmul_forward(out, a, w, NULL, N, C, OC);
         be->synchronize();
-        double seconds = now_seconds() - t0;
+        double seconds = dd_now_seconds() - t0;
         if (seconds < best) best = seconds;
     }
     be->free(a);
@@ -196,21 +191,21 @@ int cmd_bench(int argc, char **argv) {
     double train_times[32], forward_times[32];
     for (int i = 0; i < o.warmup + o.steps; i++) {
         be->synchronize();
-        double t0 = now_seconds();
+        double t0 = dd_now_seconds();
         be->zero(grads.memory, grads.count * sizeof(float));
         vit_forward(be, &cfg, &params, &train, images, NULL);
         vit_backward(be, &cfg, &params, &grads, &train, dout, NULL);
         be->adamw_update(params.memory, grads.memory, moment1.memory, moment2.memory,
                          (long)params.count, 1e-4f, 0.9f, 0.999f, 1e-8f, 0.04f, i + 1);
         be->synchronize();
-        if (i >= o.warmup) train_times[i - o.warmup] = now_seconds() - t0;
+        if (i >= o.warmup) train_times[i - o.warmup] = dd_now_seconds() - t0;
     }
     for (int i = 0; i < o.warmup + o.steps; i++) {
         be->synchronize();
-        double t0 = now_seconds();
+        double t0 = dd_now_seconds();
         vit_forward(be, &cfg, &params, &infer, images, NULL);
         be->synchronize();
-        if (i >= o.warmup) forward_times[i - o.warmup] = now_seconds() - t0;
+        if (i >= o.warmup) forward_times[i - o.warmup] = dd_now_seconds() - t0;
     }
     double ceiling_after = measure_sgemm_gflops(be, B * train.T, cfg.dim, ffn_width, 10);
     if (ceiling_after > ceiling) ceiling = ceiling_after;

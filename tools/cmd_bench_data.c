@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "data/data.h"
+#include "nn/clock.h"
 #include "tools/commands.h"
 
 typedef struct BenchDataOptions {
@@ -50,12 +51,6 @@ static void print_help(FILE *out) {
             "  --student-images-per-s X  the student step to compare with (default 7.9: ViT-S/16,\n"
             "                   batch 16, 224 px on this 2-core machine, the foundation issue)\n"
             "  --keep           keep the generated folder and shards\n");
-}
-
-static double now_seconds(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
 static int parse_options(BenchDataOptions *o, int argc, char **argv) {
@@ -184,11 +179,11 @@ static int time_source(const char *spec, const BenchDataOptions *o, const CropCo
     DataSample sample;
     /* read + decode */
     uint64_t done = 0;
-    double start = now_seconds(), elapsed = 0;
+    double start = dd_now_seconds(), elapsed = 0;
     while (status == 0 && (elapsed < o->seconds || done < n)) {
         status = data_set_load(set, done % n, &scratch, &sample, err);
         done++;
-        elapsed = now_seconds() - start;
+        elapsed = dd_now_seconds() - start;
     }
     t->decode_ms = 1e3 * elapsed / (double)done;
     /* crops of each kind, round-robin over the images */
@@ -199,11 +194,11 @@ static int time_source(const char *spec, const BenchDataOptions *o, const CropCo
         uint64_t built = 0;
         for (uint64_t id = 0; status == 0 && (spent < o->seconds || id < n); id++) {
             if ((status = data_set_load(set, id % n, &scratch, &sample, err))) break;
-            double t0 = now_seconds();
+            double t0 = dd_now_seconds();
             for (int k = 0; k < count && status == 0; k++)
                 status = data_build_crop(&config.augment, crops, 0, id / n, id % n, first + k, &scratch.image, out,
                                          &scratch.crop, err);
-            spent += now_seconds() - t0;
+            spent += dd_now_seconds() - t0;
             built += (uint64_t)count;
         }
         if (kind == 0) t->global_ms = 1e3 * spent / (double)built;
@@ -236,14 +231,14 @@ static int time_loader(const char *spec, const BenchDataOptions *o, const CropCo
     const DataBatch *batch;
     int status = data_loader_next(loader, &batch, err);   /* the first batch warms the buffers up */
     if (status == 0) data_loader_release(loader, batch);
-    double start = now_seconds();
+    double start = dd_now_seconds();
     int images = 0;
-    while (status == 0 && now_seconds() - start < 2 * o->seconds) {
+    while (status == 0 && dd_now_seconds() - start < 2 * o->seconds) {
         if ((status = data_loader_next(loader, &batch, err))) break;
         images += batch->count;
         data_loader_release(loader, batch);
     }
-    *images_per_s = images / (now_seconds() - start);
+    *images_per_s = images / (dd_now_seconds() - start);
     data_loader_close(loader);
     return status;
 }

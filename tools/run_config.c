@@ -31,6 +31,8 @@ static const ConfigSchema checkpoint_schema = CONFIG_SCHEMA("checkpoint", Checkp
 
 static const ConfigField monitor_fields[] = {
     {CONFIG_MEMBER(MonitorConfig, every), .type = CONFIG_INT, .min = 1, .max = 1e9, .fallback = 10},
+    {CONFIG_MEMBER(MonitorConfig, port), .type = CONFIG_INT, .min = 0, .max = 65535, .fallback = 0},
+    {CONFIG_MEMBER(MonitorConfig, bind), .type = CONFIG_STRING, .min = 1, .fallback_text = "127.0.0.1"},
 };
 static const ConfigSchema monitor_schema = CONFIG_SCHEMA("monitor", MonitorConfig, monitor_fields, NULL);
 

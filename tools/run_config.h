@@ -34,9 +34,13 @@ typedef struct CheckpointConfig {
     int keep;
 } CheckpointConfig;
 
-/* `monitor:` a status line per group every `every` iterations. */
+/* `monitor:` a status line and a metrics record per group every `every`
+ * iterations (docs/metrics.md); a Prometheus endpoint on bind:port when
+ * port is not 0. */
 typedef struct MonitorConfig {
     int every;
+    int port;                 /* 0: no endpoint */
+    char bind[64];            /* the listener's address; 127.0.0.1 by default */
 } MonitorConfig;
 
 /* What a loss that is not finite does: stop the run, or roll back to the

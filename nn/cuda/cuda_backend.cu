@@ -49,6 +49,20 @@ static void fill_table(NnBackend *t) {
     t->adamw_update = cuda_adamw_update;
     t->sum_squares = cuda_sum_squares;
     t->scale = cuda_scale;
+    t->l2norm_forward = cuda_l2norm_forward;
+    t->l2norm_backward = cuda_l2norm_backward;
+    t->gather_rows = cuda_gather_rows;
+    t->gather_rows_backward = cuda_gather_rows_backward;
+    t->softmax_cross_entropy_forward = cuda_softmax_cross_entropy_forward;
+    t->softmax_cross_entropy_backward = cuda_softmax_cross_entropy_backward;
+    t->koleo_forward = cuda_koleo_forward;
+    t->koleo_backward = cuda_koleo_backward;
+    t->exp_with_temperature = cuda_exp_with_temperature;
+    t->column_sums = cuda_column_sums;
+    t->column_max = cuda_column_max;
+    t->divide_columns = cuda_divide_columns;
+    t->normalize_rows = cuda_normalize_rows;
+    t->ema_update = cuda_ema_update;
 }
 
 typedef struct CudaInit {

@@ -92,6 +92,28 @@ __device__ __forceinline__ float warp_max(float v) {
     return v;
 }
 
+/* Sum of v over the 32 lanes of a warp in double (the long reductions of the
+ * objective's ops add in double, as the CPU oracle does). */
+__device__ __forceinline__ double warp_sum_double(double v) {
+    for (int offset = 16; offset > 0; offset >>= 1) v += __shfl_xor_sync(0xffffffffu, v, offset);
+    return v;
+}
+/* Sum of v over the threads of a block (blockDim.x a multiple of 32, at most
+ * 1024), returned to every thread. Every thread of the block must call it;
+ * it may be called several times in a row (it synchronises before reuse). */
+__device__ __forceinline__ double block_sum_double(double v) {
+    __shared__ double per_warp[32];
+    const int lane = threadIdx.x % CUDA_WARP, warp = threadIdx.x / CUDA_WARP;
+    const int warps = blockDim.x / CUDA_WARP;
+    v = warp_sum_double(v);
+    __syncthreads();   /* the previous call's readers are done with per_warp */
+    if (lane == 0) per_warp[warp] = v;
+    __syncthreads();
+    double total = 0.0;
+    for (int w = 0; w < warps; w++) total += per_warp[w];   /* same order in every thread */
+    return total;
+}
+
 /* ---- column sums -------------------------------------------------------- */
 
 /* out[c] += sum over r < rows of value(r, c), for c < cols.
@@ -178,5 +200,34 @@ void cuda_adamw_update(float *params, const float *grads, float *m, float *v, lo
                        float beta1, float beta2, float eps, float weight_decay, int t);
 double cuda_sum_squares(const float *x, long n);
 void cuda_scale(float *x, float s, long n);
+
+/* cuda_rows.cu */
+void cuda_l2norm_forward(float *out, float *norm, const float *inp, int N, int C, float eps);
+void cuda_l2norm_backward(float *dinp, const float *dout, const float *inp, const float *norm,
+                          int N, int C, float eps);
+void cuda_gather_rows(float *out, const float *inp, const int32_t *rows, int N, int C);
+void cuda_gather_rows_backward(float *dinp, const float *dout, const int32_t *rows, int N, int C);
+
+/* cuda_loss.cu */
+void cuda_softmax_cross_entropy_forward(float *loss, float *lse, const float *logits,
+                                        const float *targets, const int32_t *target_rows,
+                                        int N, int K, int R, float temperature);
+void cuda_softmax_cross_entropy_backward(float *dlogits, const float *dloss, const float *logits,
+                                         const float *targets, const int32_t *target_rows,
+                                         const float *lse, int N, int K, int R, float temperature);
+void cuda_koleo_forward(float *loss, int32_t *neighbor, const float *inp, int N, int C, float eps);
+void cuda_koleo_backward(float *dinp, const float *dloss, const float *inp, const int32_t *neighbor,
+                         int N, int C, float eps);
+
+/* cuda_sinkhorn.cu */
+void cuda_exp_with_temperature(float *out, const float *inp, const float *shift, int M, int K,
+                               float temperature);
+void cuda_column_sums(float *sums, const float *x, int M, int K);
+void cuda_column_max(float *maxes, const float *x, int M, int K);
+void cuda_divide_columns(float *x, const float *divisors, int M, int K);
+void cuda_normalize_rows(float *x, int M, int K);
+
+/* cuda_ema.cu */
+void cuda_ema_update(float *ema, const float *params, long n, float momentum);
 
 #endif

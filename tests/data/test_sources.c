@@ -17,14 +17,9 @@
 #include "data/data.h"
 #include "data/folder_index.h"
 #include "data/shard.h"
+#include "nn/clock.h"
 #include "tests/data/image_files.h"
 #include "tests/test.h"
-
-static double now_seconds(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
 
 static void synthetic_images_are_deterministic_and_structured(void) {
     DataImage a = {0}, b = {0};
@@ -208,10 +203,10 @@ static void an_index_of_1_3M_images_opens_in_under_a_second(void) {
     folder_index_free(&index);
     folder_listing_free(&listing);
 
-    double t0 = now_seconds();
+    double t0 = dd_now_seconds();
     DataSource *source = NULL;
     CHECK(data_source_open_folder(&source, root, NULL, &err) == 0, "%s", err.message);
-    double seconds = now_seconds() - t0;
+    double seconds = dd_now_seconds() - t0;
     if (source) {
         CHECK(source->count == (uint64_t)CLASSES * PER_CLASS && source->class_count == CLASSES, "%llu images",
               (unsigned long long)source->count);
@@ -243,10 +238,10 @@ static void shards_of_1_3M_images_open_in_under_a_second(void) {
                           .total_files = (uint64_t)SHARDS * PER_SHARD, .class_count = 2};
         CHECK(shard_writer_commit(&writer, &info, classes, sizeof classes - 1, &err) == 0, "%s", err.message);
     }
-    double t0 = now_seconds();
+    double t0 = dd_now_seconds();
     DataSource *source = NULL;
     CHECK(data_source_open_hdf5(&source, root, NULL, &err) == 0, "%s", err.message);
-    double seconds = now_seconds() - t0;
+    double seconds = dd_now_seconds() - t0;
     if (source) {
         CHECK(source->count == (uint64_t)SHARDS * PER_SHARD && source->class_count == 2, "%llu images",
               (unsigned long long)source->count);

@@ -35,6 +35,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "nn/clock.h"
 #include "nn/random.h"
 #include "schedule/schedule.h"
 #include "students/students.h"
@@ -128,12 +129,6 @@ static float rope_rescale(long iteration, int crop_size) {
     return (float)exp(log(0.5) + (log(2.0) - log(0.5)) * dd_random_uniform(&rng));
 }
 
-static double seconds_now(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return t.tv_sec + 1e-9 * t.tv_nsec;
-}
-
 /* The schedules of this short run: lr 0 -> 2e-3 -> 1e-4, the rest constant. */
 static int make_schedules(RunSchedules *run, DdError *err) {
     SchedulesConfig config;
@@ -207,7 +202,7 @@ static void a_tiny_student_learns_from_a_tiny_teacher(void) {
     LossTerms first = {0}, losses = {0}, last_terms = {0};
     double global_floor = 0.0, local_floor = 0.0;
     double last_sum = 0.0;
-    const double started = seconds_now();
+    const double started = dd_now_seconds();
     for (long it = 0; it < ITERATIONS && !test_state.failed_checks; it++) {
         const ScheduleValues h = run_schedules_at(&schedules, it);
         batch.global_rope_rescale = rope_rescale(it, 0);
@@ -237,7 +232,7 @@ static void a_tiny_student_learns_from_a_tiny_teacher(void) {
                    "backbone grad norm %.3f\n", it, losses.total, losses.dino_local, losses.dino_global, losses.ibot,
                    losses.koleo, h.lr, report.grad_norm[MODULE_BACKBONE]);
     }
-    const double elapsed = seconds_now() - started, last = last_sum / 10.0;
+    const double elapsed = dd_now_seconds() - started, last = last_sum / 10.0;
 
     /* the delivered model: the EMA in place of the parameters, forward only */
     be->copy(student.params.memory, student.ema.memory, student.layout.count * sizeof(float));

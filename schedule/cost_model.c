@@ -1,0 +1,73 @@
+/*
+ * cost_model.c - parameters, FLOPs and memory of one model on one rank (see
+ * cost_model.h).
+ */
+#include "schedule/cost_model.h"
+
+#include "nn/vit.h"
+
+static size_t patches_of(const ViTConfig *model, int size) {
+    size_t side = (size_t)(size / model->patch_size);
+    return side * side;
+}
+
+ModelCost model_cost(const ViTConfig *model, const CropShape *crops, int batch, int frozen) {
+    ModelCost c = {
+        .backbone = vit_param_count(model),
+        .dino_mlp = head_mlp_param_count(&model->dino_head, model->dim),
+        .dino_prototypes = head_prototype_param_count(&model->dino_head),
+        .ibot_mlp = head_mlp_param_count(&model->ibot_head, model->dim),
+        .ibot_prototypes = head_prototype_param_count(&model->ibot_head),
+        .flops_global = vit_forward_flops(model, crops->global_size, crops->global_size),
+        .flops_local = vit_forward_flops(model, crops->local_size, crops->local_size),
+    };
+    size_t params = c.backbone + c.dino_mlp + c.dino_prototypes + c.ibot_mlp + c.ibot_prototypes;
+    c.state_bytes = (double)params * COST_BYTES_PER_FLOAT * (frozen ? 1 : COST_TRAINED_COPIES);
+    c.activation_bytes = rank_activation_bytes(model, crops, batch, frozen);
+    return c;
+}
+
+size_t trained_param_count(const ViTConfig *model) {
+    return vit_param_count(model) + head_param_count(&model->dino_head, model->dim) +
+           head_param_count(&model->ibot_head, model->dim);
+}
+
+double teacher_flops_per_image(const ViTConfig *teacher, const CropShape *crops) {
+    const double patches = (double)patches_of(teacher, crops->global_size);
+    double per_crop = vit_forward_flops(teacher, crops->global_size, crops->global_size) +
+                      2.0 * head_mlp_param_count(&teacher->dino_head, teacher->dim) +
+                      2.0 * patches * head_mlp_param_count(&teacher->ibot_head, teacher->dim);
+    return crops->global_count * per_crop;
+}
+
+double student_flops_per_image(const ViTConfig *student, const ViTConfig *teacher, const CropShape *crops) {
+    const double masked = crops->masked_patch_fraction * (double)patches_of(student, crops->global_size);
+    const double dino_head = 2.0 * head_param_count(&student->dino_head, student->dim);
+    const double ibot_head = 2.0 * head_param_count(&student->ibot_head, student->dim);
+    double forward = crops->global_count * (vit_forward_flops(student, crops->global_size, crops->global_size) +
+                                            dino_head + masked * ibot_head) +
+                     crops->local_count * (vit_forward_flops(student, crops->local_size, crops->local_size) + dino_head);
+    /* the teacher's prototype layers on its bottleneck rows: DINO per global
+     * crop, iBOT per masked patch */
+    double teacher_prototypes = crops->global_count * 2.0 *
+                                ((double)head_prototype_param_count(&teacher->dino_head) +
+                                 masked * (double)head_prototype_param_count(&teacher->ibot_head));
+    return 3.0 * forward + teacher_prototypes;
+}
+
+double rank_state_bytes(const ViTConfig *model, const ViTConfig *teacher, const CropShape *crops, int frozen) {
+    double bytes = model_cost(model, crops, 0, frozen).state_bytes;
+    if (!frozen && teacher)
+        bytes += COST_BYTES_PER_FLOAT * (double)(head_prototype_param_count(&teacher->dino_head) +
+                                                 head_prototype_param_count(&teacher->ibot_head));
+    return bytes;
+}
+
+double rank_activation_bytes(const ViTConfig *model, const CropShape *crops, int images, int frozen) {
+    if (images <= 0) return 0;
+    size_t floats = vit_activation_count(model, images * crops->global_count, crops->global_size,
+                                         crops->global_size, !frozen);
+    if (!frozen && crops->local_count > 0)
+        floats += vit_activation_count(model, images * crops->local_count, crops->local_size, crops->local_size, 1);
+    return (double)floats * COST_BYTES_PER_FLOAT;
+}

@@ -1,0 +1,61 @@
+/*
+ * cost_model.h - what one model costs one rank: parameters (backbone, DINO
+ * and iBOT heads), FLOPs per image, and memory for a number of images. Shared
+ * by `distill info` (the table) and the group planner (planner.h).
+ *
+ * Memory (fp32, as `distill info` reports it):
+ *   trained (a student): 20 B per parameter (weights, gradients, AdamW m and
+ *       v, EMA) of the backbone and both heads, 4 B per parameter of the
+ *       frozen teacher prototype layers it applies, + training activations
+ *       of every crop (vit_activation_count; head activations not counted);
+ *   frozen (the teacher): 4 B per parameter + inference activations of the
+ *       global crops.
+ * FLOPs per image (2 per multiply-add):
+ *   teacher: forward of the global crops + the head MLPs (DINO on CLS, iBOT
+ *       on every patch: the MLP runs before the masked rows are picked);
+ *   student: 3 x (forward of every crop + DINO head (MLP and prototypes) on
+ *       each crop's CLS + iBOT head on the masked patches of the global
+ *       crops) + the teacher prototype layers it applies (forward only, 1 x).
+ */
+#ifndef DD_SCHEDULE_COST_MODEL_H
+#define DD_SCHEDULE_COST_MODEL_H
+
+#include <stddef.h>
+
+#include "nn/vit_config.h"
+
+/* The crops of one image, and the mean fraction of global-crop patches the
+ * students mask (iBOT probability x mean ratio; 0 when unknown). */
+typedef struct CropShape {
+    int global_size, global_count;
+    int local_size, local_count;
+    double masked_patch_fraction;
+} CropShape;
+
+typedef struct ModelCost {
+    size_t backbone, dino_mlp, dino_prototypes, ibot_mlp, ibot_prototypes;
+    double flops_global, flops_local;   /* one forward of the backbone on one crop */
+    double state_bytes;                 /* parameters and what training keeps per parameter */
+    double activation_bytes;            /* for the batch asked */
+} ModelCost;
+
+enum { COST_BYTES_PER_FLOAT = 4, COST_TRAINED_COPIES = 5 /* weights, gradients, AdamW m and v, EMA */ };
+
+/* The `distill info` figures of one model with `batch` images per rank. */
+ModelCost model_cost(const ViTConfig *model, const CropShape *crops, int batch, int frozen);
+
+/* Parameters a student trains: backbone and both heads. */
+size_t trained_param_count(const ViTConfig *model);
+
+/* FLOPs of one image: the teacher's inference on the global crops, or one
+ * student training step on every crop (see the header comment). */
+double teacher_flops_per_image(const ViTConfig *teacher, const CropShape *crops);
+double student_flops_per_image(const ViTConfig *student, const ViTConfig *teacher, const CropShape *crops);
+
+/* Bytes a rank keeps whatever its images: state (model_cost's state_bytes),
+ * plus, for a student, the teacher prototype layers it applies (4 B each). */
+double rank_state_bytes(const ViTConfig *model, const ViTConfig *teacher, const CropShape *crops, int frozen);
+/* Activation bytes of `images` images on one rank. */
+double rank_activation_bytes(const ViTConfig *model, const CropShape *crops, int images, int frozen);
+
+#endif
