@@ -7,44 +7,6 @@
 #include <stdio.h>
 #include <string.h>
 
-DataHdf5Quiet data_hdf5_quiet(void) {
-    DataHdf5Quiet saved = {NULL, NULL};
-    H5Eget_auto2(H5E_DEFAULT, &saved.handler, &saved.handler_data);
-    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
-    return saved;
-}
-
-void data_hdf5_restore(DataHdf5Quiet saved) { H5Eset_auto2(H5E_DEFAULT, saved.handler, saved.handler_data); }
-
-typedef struct Reason {
-    char *text;
-    size_t size;
-} Reason;
-
-static herr_t keep_innermost(unsigned position, const H5E_error2_t *entry, void *data) {
-    Reason *reason = data;
-    if (position == 0 && entry->desc) snprintf(reason->text, reason->size, "%s", entry->desc);
-    return 0;
-}
-
-const char *data_hdf5_reason(char *text, size_t size) {
-    Reason reason = {text, size};
-    snprintf(text, size, "unknown HDF5 error");
-    H5Ewalk2(H5E_DEFAULT, H5E_WALK_UPWARD, keep_innermost, &reason);
-    H5Eclear2(H5E_DEFAULT);
-    return text;
-}
-
-int data_looks_like_hdf5(const char *path) {
-    static const unsigned char signature[8] = {0x89, 'H', 'D', 'F', '\r', '\n', 0x1a, '\n'};
-    FILE *f = fopen(path, "rb");
-    if (!f) return 0;
-    unsigned char head[8];
-    int found = fread(head, 1, 8, f) == 8 && memcmp(head, signature, 8) == 0;
-    fclose(f);
-    return found;
-}
-
 int data_hdf5_has_dataset(hid_t file, const char *name) {
     if (H5Lexists(file, name, H5P_DEFAULT) <= 0) {
         H5Eclear2(H5E_DEFAULT);
@@ -81,7 +43,7 @@ int data_hdf5_read_all(hid_t file, const char *name, hid_t memory_type, int64_t 
     if (d >= 0) H5Dclose(d);
     if (d < 0 || status < 0) {
         char reason[256];
-        return dd_fail(err, "%s: cannot read dataset '%s' (%s)", path, name, data_hdf5_reason(reason, sizeof reason));
+        return dd_fail(err, "%s: cannot read dataset '%s' (%s)", path, name, hdf5_reason(reason, sizeof reason));
     }
     return 0;
 }
@@ -99,7 +61,7 @@ int data_hdf5_write_1d(hid_t file, const char *name, hid_t file_type, hid_t memo
     if (space >= 0) H5Sclose(space);
     if (d < 0 || status < 0) {
         char reason[256];
-        return dd_fail(err, "%s: cannot write dataset '%s' (%s)", path, name, data_hdf5_reason(reason, sizeof reason));
+        return dd_fail(err, "%s: cannot write dataset '%s' (%s)", path, name, hdf5_reason(reason, sizeof reason));
     }
     return 0;
 }

@@ -1,8 +1,7 @@
 /*
  * hdf5_util.h - what the shard writer and the shard source share around
- * libhdf5: silencing its error printing for the length of a call (errors
- * become DdError sentences instead), its innermost error text, and small
- * readers and writers of 1-D datasets and scalar attributes.
+ * libhdf5: small readers and writers of 1-D datasets and scalar attributes
+ * (errors quieted and turned into sentences by nn/hdf5_util.h).
  *
  * Debian's libhdf5 is built thread-safe (one lock inside the library), so
  * loading threads may call these at once.
@@ -15,20 +14,7 @@
 #include <stdint.h>
 
 #include "nn/error.h"
-
-typedef struct DataHdf5Quiet {
-    H5E_auto2_t handler;
-    void *handler_data;
-} DataHdf5Quiet;
-
-DataHdf5Quiet data_hdf5_quiet(void);
-void data_hdf5_restore(DataHdf5Quiet saved);
-
-/* The most specific message HDF5 left for the call that just failed; clears the stack. */
-const char *data_hdf5_reason(char *text, size_t size);
-
-/* 1 if the file starts with the HDF5 signature. */
-int data_looks_like_hdf5(const char *path);
+#include "nn/hdf5_util.h"
 
 /* 1 if the root group has a dataset called name. */
 int data_hdf5_has_dataset(hid_t file, const char *name);

@@ -17,7 +17,7 @@ enum { PENDING_BYTES = 4 << 20 };
 
 static int writer_fail(ShardWriter *w, DdError *err, const char *what) {
     char reason[256];
-    return dd_fail(err, "%s: cannot %s (%s)", w->temp_path, what, data_hdf5_reason(reason, sizeof reason));
+    return dd_fail(err, "%s: cannot %s (%s)", w->temp_path, what, hdf5_reason(reason, sizeof reason));
 }
 
 int shard_writer_open(ShardWriter *w, const char *path, DdError *err) {
@@ -25,7 +25,7 @@ int shard_writer_open(ShardWriter *w, const char *path, DdError *err) {
     if (strlen(path) >= sizeof w->path) return dd_fail(err, "%.80s...: path too long", path);
     snprintf(w->path, sizeof w->path, "%s", path);
     snprintf(w->temp_path, sizeof w->temp_path, "%s.tmp.%ld", path, (long)getpid());
-    DataHdf5Quiet quiet = data_hdf5_quiet();
+    Hdf5Quiet quiet = hdf5_quiet();
     int status = -1;
     hid_t file = H5Fcreate(w->temp_path, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
     if (file < 0) {
@@ -52,7 +52,7 @@ int shard_writer_open(ShardWriter *w, const char *path, DdError *err) {
     }
     status = 0;
 done:
-    data_hdf5_restore(quiet);
+    hdf5_restore(quiet);
     if (status) shard_writer_abort(w);
     return status;
 }
@@ -97,7 +97,7 @@ int shard_writer_add(ShardWriter *w, const unsigned char *bytes, size_t size, in
         w->capacity = capacity;
     }
     if (grow((void **)&w->names, &w->names_capacity, w->names_size + name_size, 1, err)) return -1;
-    DataHdf5Quiet quiet = data_hdf5_quiet();
+    Hdf5Quiet quiet = hdf5_quiet();
     int status = 0;
     if (w->pending_size + size > PENDING_BYTES) status = flush_pending(w, err);
     if (status == 0 && size > PENDING_BYTES) {   /* a huge file goes straight through */
@@ -117,7 +117,7 @@ int shard_writer_add(ShardWriter *w, const unsigned char *bytes, size_t size, in
             w->pending_size += size;
         }
     }
-    data_hdf5_restore(quiet);
+    hdf5_restore(quiet);
     if (status) return -1;
     memcpy(w->names + w->names_size, name, name_size);
     w->names_size += name_size;
@@ -165,14 +165,14 @@ static void free_buffers(ShardWriter *w) {
 
 int shard_writer_commit(ShardWriter *w, const ShardInfo *info, const char *class_names, size_t class_names_bytes,
                         DdError *err) {
-    DataHdf5Quiet quiet = data_hdf5_quiet();
+    Hdf5Quiet quiet = hdf5_quiet();
     int status = write_index(w, info, class_names, class_names_bytes, err);
     H5Dclose((hid_t)w->images);
     w->images = -1;
     if (status == 0 && H5Fflush((hid_t)w->file, H5F_SCOPE_GLOBAL) < 0) status = writer_fail(w, err, "flush the shard");
     if (H5Fclose((hid_t)w->file) < 0 && status == 0) status = writer_fail(w, err, "close the shard");
     w->file = -1;
-    data_hdf5_restore(quiet);
+    hdf5_restore(quiet);
     free_buffers(w);
     if (status == 0) {
         int fd = open(w->temp_path, O_RDONLY | O_CLOEXEC);
@@ -196,11 +196,11 @@ int shard_writer_commit(ShardWriter *w, const ShardInfo *info, const char *class
 }
 
 void shard_writer_abort(ShardWriter *w) {
-    DataHdf5Quiet quiet = data_hdf5_quiet();
+    Hdf5Quiet quiet = hdf5_quiet();
     if (w->images >= 0) H5Dclose((hid_t)w->images);
     if (w->file >= 0) H5Fclose((hid_t)w->file);
     H5Eclear2(H5E_DEFAULT);
-    data_hdf5_restore(quiet);
+    hdf5_restore(quiet);
     w->images = w->file = -1;
     free_buffers(w);
     if (w->temp_path[0]) unlink(w->temp_path);
@@ -208,8 +208,8 @@ void shard_writer_abort(ShardWriter *w) {
 
 int shard_read_info(const char *path, ShardInfo *info, DdError *err) {
     *info = (ShardInfo){0};
-    if (!data_looks_like_hdf5(path)) return dd_fail(err, "%s: not an HDF5 file", path);
-    DataHdf5Quiet quiet = data_hdf5_quiet();
+    if (!hdf5_looks_like_file(path)) return dd_fail(err, "%s: not an HDF5 file", path);
+    Hdf5Quiet quiet = hdf5_quiet();
     int status = -1;
     hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
     char format[64] = "";
@@ -217,7 +217,7 @@ int shard_read_info(const char *path, ShardInfo *info, DdError *err) {
     int64_t labels = -1;
     if (f < 0) {
         char reason[256];
-        dd_fail(err, "%s: cannot open (%s)", path, data_hdf5_reason(reason, sizeof reason));
+        dd_fail(err, "%s: cannot open (%s)", path, hdf5_reason(reason, sizeof reason));
     } else if (data_hdf5_get_text(f, "format", format, sizeof format) != 0 || strcmp(format, SHARD_FORMAT) != 0 ||
                data_hdf5_get_u64(f, "version", &version) != 0 || version != SHARD_VERSION) {
         dd_fail(err, "%s: not a %s version %d file", path, SHARD_FORMAT, SHARD_VERSION);
@@ -233,6 +233,6 @@ int shard_read_info(const char *path, ShardInfo *info, DdError *err) {
     }
     if (f >= 0) H5Fclose(f);
     H5Eclear2(H5E_DEFAULT);
-    data_hdf5_restore(quiet);
+    hdf5_restore(quiet);
     return status;
 }

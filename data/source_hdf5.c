@@ -110,7 +110,7 @@ static int hdf5_load(DataSource *source, uint64_t id, DataScratch *scratch, Data
                        DATA_MAX_FILE_BYTES);
     }
     if (data_bytes_reserve(&scratch->bytes, (size_t)(end - begin), err)) return dd_fail_context(err, "%s", where);
-    DataHdf5Quiet quiet = data_hdf5_quiet();
+    Hdf5Quiet quiet = hdf5_quiet();
     int status = 0;
     hid_t file = shard->file, images = shard->images;
     if (file < 0) {   /* opened per read */
@@ -118,7 +118,7 @@ static int hdf5_load(DataSource *source, uint64_t id, DataScratch *scratch, Data
         images = file >= 0 ? open_images(file) : -1;
         if (images < 0) {
             char reason[256];
-            status = dd_fail(err, "%s: cannot open the shard's images (%s)", where, data_hdf5_reason(reason, sizeof reason));
+            status = dd_fail(err, "%s: cannot open the shard's images (%s)", where, hdf5_reason(reason, sizeof reason));
         }
     }
     if (status == 0 && end > begin) {
@@ -128,7 +128,7 @@ static int hdf5_load(DataSource *source, uint64_t id, DataScratch *scratch, Data
             H5Dread(images, H5T_NATIVE_UINT8, memory, space, H5P_DEFAULT, scratch->bytes.data) < 0) {
             char reason[256];
             status = dd_fail(err, "%s: cannot read bytes %llu..%llu of 'images' (%s)", where,
-                             (unsigned long long)begin, (unsigned long long)end, data_hdf5_reason(reason, sizeof reason));
+                             (unsigned long long)begin, (unsigned long long)end, hdf5_reason(reason, sizeof reason));
         }
         if (space >= 0) H5Sclose(space);
         H5Sclose(memory);
@@ -141,7 +141,7 @@ static int hdf5_load(DataSource *source, uint64_t id, DataScratch *scratch, Data
         if (file >= 0) H5Fclose(file);
         H5Eclear2(H5E_DEFAULT);
     }
-    data_hdf5_restore(quiet);
+    hdf5_restore(quiet);
     return status;
 }
 
@@ -157,10 +157,10 @@ static void close_shard(Shard *shard) {
 
 static void hdf5_close(DataSource *source) {
     Hdf5Source *s = (Hdf5Source *)source;
-    DataHdf5Quiet quiet = data_hdf5_quiet();
+    Hdf5Quiet quiet = hdf5_quiet();
     for (int i = 0; i < s->shard_count; i++) close_shard(&s->shards[i]);
     H5Eclear2(H5E_DEFAULT);
-    data_hdf5_restore(quiet);
+    hdf5_restore(quiet);
     free(s->shards);
     free(s);
 }
@@ -173,12 +173,12 @@ static const DataSourceOps hdf5_ops = {hdf5_load, hdf5_close};
 static int open_shard(Shard *shard, const char *path, int keep_open, uint64_t *classes, DdError *err) {
     *shard = (Shard){.file = -1, .images = -1};
     snprintf(shard->path, sizeof shard->path, "%s", path);
-    if (!data_looks_like_hdf5(path)) return dd_fail(err, "%s: not an HDF5 file (no HDF5 signature)", path);
+    if (!hdf5_looks_like_file(path)) return dd_fail(err, "%s: not an HDF5 file (no HDF5 signature)", path);
     shard->file = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
     if (shard->file < 0) {
         char reason[256];
         return dd_fail(err, "%s: cannot open HDF5 file, damaged or truncated (%s)", path,
-                       data_hdf5_reason(reason, sizeof reason));
+                       hdf5_reason(reason, sizeof reason));
     }
     int64_t labels = data_hdf5_length(shard->file, "labels"), offsets = data_hdf5_length(shard->file, "offsets");
     int64_t count = labels >= 0 ? labels : offsets > 0 ? offsets - 1 : -1;
@@ -257,7 +257,7 @@ int data_source_open_hdf5(DataSource **source, const char *pattern, DataProblems
         return dd_fail(err, "hdf5:%s: out of memory for %zu shards", pattern, found.gl_pathc);
     }
     s->shards = shards;
-    DataHdf5Quiet quiet = data_hdf5_quiet();
+    Hdf5Quiet quiet = hdf5_quiet();
     uint64_t total = 0, classes = 0;
     for (size_t i = 0; i < found.gl_pathc; i++) {
         Shard *shard = &s->shards[s->shard_count];
@@ -278,7 +278,7 @@ int data_source_open_hdf5(DataSource **source, const char *pattern, DataProblems
         total += shard->count;
         s->shard_count++;
     }
-    data_hdf5_restore(quiet);
+    hdf5_restore(quiet);
     globfree(&found);
     if (total == 0) {
         hdf5_close(&s->base);

@@ -21,6 +21,8 @@
 #include <sys/statvfs.h>
 #include <unistd.h>
 
+#include "nn/hdf5_util.h"
+
 _Static_assert(sizeof(hid_t) == sizeof(int64_t), "TensorFile.handle holds an hid_t");
 
 /* ---- shapes ----------------------------------------------------------------- */
@@ -56,45 +58,6 @@ static int shape_is_valid(const TensorShape *shape) {
 }
 
 /* ---- HDF5 error handling ------------------------------------------------------ */
-
-/* HDF5's automatic error handler, saved while one of our calls runs. */
-typedef struct Hdf5Silence {
-    H5E_auto2_t handler;
-    void *handler_data;
-} Hdf5Silence;
-
-static Hdf5Silence hdf5_silence(void) {
-    Hdf5Silence saved = {NULL, NULL};
-    H5Eget_auto2(H5E_DEFAULT, &saved.handler, &saved.handler_data);
-    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
-    return saved;
-}
-
-static void hdf5_restore(Hdf5Silence saved) {
-    H5Eset_auto2(H5E_DEFAULT, saved.handler, saved.handler_data);
-}
-
-typedef struct Hdf5Reason {
-    char *text;
-    size_t size;
-} Hdf5Reason;
-
-/* Error-stack walker: keeps the innermost (first, walking upward) description. */
-static herr_t keep_innermost_error(unsigned position, const H5E_error2_t *entry, void *data) {
-    Hdf5Reason *reason = data;
-    if (position == 0 && entry->desc) snprintf(reason->text, reason->size, "%s", entry->desc);
-    return 0;
-}
-
-/* The most specific description HDF5 left on its error stack for the call
- * that just failed, e.g. "truncated file: eof = 96, ..." */
-static const char *hdf5_reason(char *text, size_t size) {
-    Hdf5Reason reason = {text, size};
-    snprintf(text, size, "unknown HDF5 error");
-    H5Ewalk2(H5E_DEFAULT, H5E_WALK_UPWARD, keep_innermost_error, &reason);
-    H5Eclear2(H5E_DEFAULT);
-    return text;
-}
 
 /* Tensor names are flat dataset names in the root group: non-empty, no '/',
  * shorter than TENSOR_NAME_MAX. */
@@ -133,29 +96,13 @@ static int dataset_is_float(hid_t dataset) {
 
 /* ---- reading -------------------------------------------------------------------- */
 
-/* An HDF5 file starts with this signature (at offset 0, or after a user block). */
-static int looks_like_hdf5(const char *path) {
-    static const unsigned char signature[8] = {0x89, 'H', 'D', 'F', '\r', '\n', 0x1a, '\n'};
-    FILE *stream = fopen(path, "rb");
-    if (!stream) return 0;
-    int found = 0;
-    /* User blocks are 0, 512, 1024, 2048, ... bytes long. */
-    for (long offset = 0; !found && offset <= (1L << 30); offset = offset ? offset * 2 : 512) {
-        unsigned char head[8];
-        if (fseek(stream, offset, SEEK_SET) != 0 || fread(head, 1, 8, stream) != 8) break;
-        found = memcmp(head, signature, 8) == 0;
-    }
-    fclose(stream);
-    return found;
-}
-
 static int open_file(TensorFile *file, const char *path, DdError *err) {
     file->handle = -1;
     if (strlen(path) >= sizeof file->path)
         return dd_fail(err, "%.100s...: path longer than %d bytes", path, TENSOR_FILE_PATH_MAX - 1);
     snprintf(file->path, sizeof file->path, "%s", path);
     if (access(path, R_OK) != 0) return dd_fail(err, "%s: cannot open: %s", path, strerror(errno));
-    if (!looks_like_hdf5(path))
+    if (!hdf5_looks_like_file(path))
         return dd_fail(err, "%s: not an HDF5 file (no HDF5 signature at its start)", path);
     hid_t handle = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
     if (handle < 0) {
@@ -168,7 +115,7 @@ static int open_file(TensorFile *file, const char *path, DdError *err) {
 }
 
 int tensor_file_open(TensorFile *file, const char *path, DdError *err) {
-    Hdf5Silence saved = hdf5_silence();
+    Hdf5Quiet saved = hdf5_quiet();
     int status = open_file(file, path, err);
     hdf5_restore(saved);
     return status;
@@ -176,7 +123,7 @@ int tensor_file_open(TensorFile *file, const char *path, DdError *err) {
 
 void tensor_file_close(TensorFile *file) {
     if (file->handle < 0) return;
-    Hdf5Silence saved = hdf5_silence();
+    Hdf5Quiet saved = hdf5_quiet();
     H5Fclose(file->handle);
     hdf5_restore(saved);
     file->handle = -1;
@@ -184,7 +131,7 @@ void tensor_file_close(TensorFile *file) {
 
 int tensor_file_contains(const TensorFile *file, const char *name) {
     if (file->handle < 0 || check_name(file->path, name, NULL) != 0) return 0;
-    Hdf5Silence saved = hdf5_silence();
+    Hdf5Quiet saved = hdf5_quiet();
     int exists = H5Lexists(file->handle, name, H5P_DEFAULT) > 0;
     if (exists) {
         hid_t object = H5Oopen(file->handle, name, H5P_DEFAULT);
@@ -229,7 +176,7 @@ static hid_t open_tensor(const TensorFile *file, const char *name, const TensorS
 }
 
 int tensor_file_shape(const TensorFile *file, const char *name, TensorShape *shape, DdError *err) {
-    Hdf5Silence saved = hdf5_silence();
+    Hdf5Quiet saved = hdf5_quiet();
     hid_t dataset = open_tensor(file, name, NULL, shape, err);
     if (dataset >= 0) H5Dclose(dataset);
     hdf5_restore(saved);
@@ -260,7 +207,7 @@ static int read_tensor(const TensorFile *file, const char *name, const TensorSha
 
 int tensor_file_read(const TensorFile *file, const char *name, const TensorShape *expected,
                      float *out, DdError *err) {
-    Hdf5Silence saved = hdf5_silence();
+    Hdf5Quiet saved = hdf5_quiet();
     int status = read_tensor(file, name, expected, out, err);
     hdf5_restore(saved);
     return status;
@@ -325,7 +272,7 @@ static int list_tensors(const TensorFile *file, TensorFileEntry **entries, int *
 }
 
 int tensor_file_list(const TensorFile *file, TensorFileEntry **entries, int *count, DdError *err) {
-    Hdf5Silence saved = hdf5_silence();
+    Hdf5Quiet saved = hdf5_quiet();
     int status = list_tensors(file, entries, count, err);
     hdf5_restore(saved);
     return status;
@@ -354,7 +301,7 @@ static int open_writer(TensorFileWriter *writer, const char *path, DdError *err)
 }
 
 int tensor_writer_open(TensorFileWriter *writer, const char *path, DdError *err) {
-    Hdf5Silence saved = hdf5_silence();
+    Hdf5Quiet saved = hdf5_quiet();
     int status = open_writer(writer, path, err);
     hdf5_restore(saved);
     return status;
@@ -423,7 +370,7 @@ static int add_tensor(TensorFileWriter *writer, const char *name, const TensorSh
 
 int tensor_writer_add(TensorFileWriter *writer, const char *name, const TensorShape *shape,
                       const float *data, DdError *err) {
-    Hdf5Silence saved = hdf5_silence();
+    Hdf5Quiet saved = hdf5_quiet();
     int status = add_tensor(writer, name, shape, data, err);
     hdf5_restore(saved);
     return status;
@@ -464,7 +411,7 @@ static int commit_writer(TensorFileWriter *writer, DdError *err) {
 }
 
 int tensor_writer_commit(TensorFileWriter *writer, DdError *err) {
-    Hdf5Silence saved = hdf5_silence();
+    Hdf5Quiet saved = hdf5_quiet();
     int status = commit_writer(writer, err);
     hdf5_restore(saved);
     if (status != 0) remove(writer->temp_path);  /* after a rename this is a no-op */
@@ -473,7 +420,7 @@ int tensor_writer_commit(TensorFileWriter *writer, DdError *err) {
 
 void tensor_writer_abort(TensorFileWriter *writer) {
     if (writer->handle >= 0) {
-        Hdf5Silence saved = hdf5_silence();
+        Hdf5Quiet saved = hdf5_quiet();
         H5Fclose(writer->handle);
         hdf5_restore(saved);
         writer->handle = -1;
