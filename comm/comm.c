@@ -41,6 +41,7 @@ int comm_init(Comm *comm, const RankLayout *layout, DdError *err) {
 }
 
 void comm_free(Comm *comm) {
+    if (comm->nccl) comm_free_nccl(comm);
     if (comm->group != MPI_COMM_NULL) MPI_Comm_free(&comm->group);
     if (comm->world != MPI_COMM_NULL) MPI_Comm_free(&comm->world);
     comm->group = comm->world = MPI_COMM_NULL;

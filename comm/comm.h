@@ -20,11 +20,13 @@ typedef struct Comm {
     int world_rank, world_size;
     int group_index;      /* LAYOUT_TEACHER_GROUP or a student group 1.. */
     int group_rank, group_size;
+    struct CommNccl *nccl; /* NCCL communicators of a CUDA run; NULL until comm_init_nccl */
 } Comm;
 
 /* MPI must be initialised. Fails (on every rank alike) when the world size
  * differs from the layout's. Collective over MPI_COMM_WORLD. */
 int comm_init(Comm *comm, const RankLayout *layout, DdError *err);
+/* Also frees the NCCL communicators, if comm_init_nccl created them. */
 void comm_free(Comm *comm);
 
 /* buffer[count] <- its sum over the ranks of this rank's group. */
@@ -63,5 +65,33 @@ int delivery_post_receives(const Comm *comm, const RankLayout *layout, const lon
                            uint16_t *slice_rows, int tag, DeliveryTransfer *transfer, DdError *err);
 /* Completes the posted transfer. */
 int delivery_wait(DeliveryTransfer *transfer, DdError *err);
+
+/* ---- NCCL, for runs on the CUDA backend (comm/nccl_comm.c) --------------
+ * In a build without NCCL every call below fails with "this build has no
+ * NCCL" (comm/nccl_absent.c); the CPU path never calls them. */
+
+/* After comm_init, on a rank whose CUDA device is already chosen
+ * (cudaSetDevice; one device per rank): creates an NCCL communicator over
+ * the group and one over the world from the MPI communicators (the unique id
+ * made on rank 0 and broadcast over MPI), and a CUDA stream for their work.
+ * Collective over the world. comm_free releases them. */
+int comm_init_nccl(Comm *comm, DdError *err);
+void comm_free_nccl(Comm *comm);
+
+/* device_buffer[count] (device memory) <- its sum / maximum over the ranks of
+ * this rank's group (ncclAllReduce on the NCCL stream; returns when done). */
+int comm_group_sum_device(Comm *comm, float *device_buffer, long count, DdError *err);
+int comm_group_max_device(Comm *comm, float *device_buffer, long count, DdError *err);
+
+/* The delivery above on device buffers: one grouped ncclSend / ncclRecv per
+ * overlapping (teacher rank, student rank) pair, enqueued on the NCCL stream;
+ * *bytes (may be NULL) gets the bytes this rank sends / receives. Messages
+ * between a pair arrive in the order posted (no tags). */
+int delivery_device_post_sends(const Comm *comm, const RankLayout *layout, const long *payload_offsets,
+                               const uint16_t *device_slice_rows, long *bytes, DdError *err);
+int delivery_device_post_receives(const Comm *comm, const RankLayout *layout, const long *payload_offsets,
+                                  uint16_t *device_slice_rows, long *bytes, DdError *err);
+/* Waits until every NCCL operation posted on comm has completed. */
+int delivery_device_wait(const Comm *comm, DdError *err);
 
 #endif

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 
 #include "comm/comm.h"
+#include "comm/delivery_overlap.h"
 
 int delivery_transfer_init(DeliveryTransfer *transfer, const RankLayout *layout, DdError *err) {
     transfer->count = 0;
@@ -25,11 +26,10 @@ void delivery_transfer_free(DeliveryTransfer *transfer) {
     transfer->count = transfer->capacity = 0;
 }
 
-/* Walks the ranks of the groups on the other side of the delivery whose
- * slice overlaps [begin, end), posting one message each. */
-static int post_overlaps(const Comm *comm, const RankLayout *layout, const long *payload_offsets,
-                         int begin, int end, uint16_t *rows, int sending, int tag,
-                         DeliveryTransfer *transfer, DdError *err) {
+int delivery_for_each_message(const Comm *comm, const RankLayout *layout, const long *payload_offsets,
+                              int sending, DeliveryMessageVisitor visit, void *ctx, DdError *err) {
+    int begin, end;
+    rank_layout_slice(layout, comm->group_index, comm->group_rank, &begin, &end);
     const long base = payload_offsets[begin];
     const int first_group = sending ? 1 : LAYOUT_TEACHER_GROUP;
     const int last_group = sending ? layout->group_count - 1 : LAYOUT_TEACHER_GROUP;
@@ -42,23 +42,39 @@ static int post_overlaps(const Comm *comm, const RankLayout *layout, const long 
             if (lo >= hi) continue;
             long values = payload_offsets[hi] - payload_offsets[lo];
             if (values == 0) continue;
-            if (values > INT_MAX)
-                return dd_fail(err, "delivery: a message of %ld values exceeds MPI's int count", values);
-            if (transfer->count == transfer->capacity)
-                return dd_fail(err, "delivery: more than %d messages in one transfer", transfer->capacity);
-            uint16_t *start = rows + (payload_offsets[lo] - base);
-            int peer = layout->first_rank[g] + r;
-            MPI_Request *request = &transfer->requests[transfer->count];
-            int code = sending ? MPI_Isend(start, (int)values, MPI_UINT16_T, peer, tag, comm->world, request)
-                               : MPI_Irecv(start, (int)values, MPI_UINT16_T, peer, tag, comm->world, request);
-            if (code != MPI_SUCCESS)
-                return dd_fail(err, "delivery: %s of %ld values with rank %d failed (MPI error %d)",
-                               sending ? "MPI_Isend" : "MPI_Irecv", values, peer, code);
-            transfer->count++;
-            if (sending) transfer->bytes_sent += values * (long)sizeof(uint16_t);
-            else transfer->bytes_received += values * (long)sizeof(uint16_t);
+            if (visit(ctx, layout->first_rank[g] + r, payload_offsets[lo] - base, values, err) != 0) return -1;
         }
     }
+    return 0;
+}
+
+/* What the MPI messages of one post need. */
+typedef struct MpiPost {
+    const Comm *comm;
+    uint16_t *rows;   /* this rank's slice rows */
+    int sending, tag;
+    DeliveryTransfer *transfer;
+} MpiPost;
+
+/* Posts one MPI_Isend or MPI_Irecv of a message (a DeliveryMessageVisitor). */
+static int post_mpi_message(void *ctx, int peer, long first_value, long values, DdError *err) {
+    MpiPost *post = ctx;
+    DeliveryTransfer *transfer = post->transfer;
+    if (values > INT_MAX)
+        return dd_fail(err, "delivery: a message of %ld values exceeds MPI's int count", values);
+    if (transfer->count == transfer->capacity)
+        return dd_fail(err, "delivery: more than %d messages in one transfer", transfer->capacity);
+    uint16_t *start = post->rows + first_value;
+    MPI_Request *request = &transfer->requests[transfer->count];
+    int code = post->sending
+                   ? MPI_Isend(start, (int)values, MPI_UINT16_T, peer, post->tag, post->comm->world, request)
+                   : MPI_Irecv(start, (int)values, MPI_UINT16_T, peer, post->tag, post->comm->world, request);
+    if (code != MPI_SUCCESS)
+        return dd_fail(err, "delivery: %s of %ld values with rank %d failed (MPI error %d)",
+                       post->sending ? "MPI_Isend" : "MPI_Irecv", values, peer, code);
+    transfer->count++;
+    if (post->sending) transfer->bytes_sent += values * (long)sizeof(uint16_t);
+    else transfer->bytes_received += values * (long)sizeof(uint16_t);
     return 0;
 }
 
@@ -66,21 +82,18 @@ int delivery_post_sends(const Comm *comm, const RankLayout *layout, const long *
                         const uint16_t *slice_rows, int tag, DeliveryTransfer *transfer, DdError *err) {
     if (comm->group_index != LAYOUT_TEACHER_GROUP)
         return dd_fail(err, "delivery: rank %d is not a teacher rank", comm->world_rank);
-    int begin, end;
-    rank_layout_slice(layout, comm->group_index, comm->group_rank, &begin, &end);
     transfer->bytes_sent = 0;
-    return post_overlaps(comm, layout, payload_offsets, begin, end, (uint16_t *)slice_rows, 1, tag,
-                         transfer, err);
+    MpiPost post = {comm, (uint16_t *)slice_rows, 1, tag, transfer};
+    return delivery_for_each_message(comm, layout, payload_offsets, 1, post_mpi_message, &post, err);
 }
 
 int delivery_post_receives(const Comm *comm, const RankLayout *layout, const long *payload_offsets,
                            uint16_t *slice_rows, int tag, DeliveryTransfer *transfer, DdError *err) {
     if (comm->group_index == LAYOUT_TEACHER_GROUP)
         return dd_fail(err, "delivery: rank %d is a teacher rank, not a student rank", comm->world_rank);
-    int begin, end;
-    rank_layout_slice(layout, comm->group_index, comm->group_rank, &begin, &end);
     transfer->bytes_received = 0;
-    return post_overlaps(comm, layout, payload_offsets, begin, end, slice_rows, 0, tag, transfer, err);
+    MpiPost post = {comm, slice_rows, 0, tag, transfer};
+    return delivery_for_each_message(comm, layout, payload_offsets, 0, post_mpi_message, &post, err);
 }
 
 int delivery_wait(DeliveryTransfer *transfer, DdError *err) {

@@ -10,15 +10,11 @@
 
 #include "comm/teacher_payload.h"
 #include "nn/vit.h"
+#include "schedule/cost_model.h"
 #include "tools/commands.h"
 #include "tools/run_config.h"
 
-enum {
-    DEFAULT_BATCH = 32,
-    MAX_BATCH = 1 << 16,
-    BYTES_PER_FLOAT = 4,
-    TRAINED_COPIES = 5,   /* weights, gradients, AdamW m and v, EMA */
-};
+enum { DEFAULT_BATCH = 32, MAX_BATCH = 1 << 16 };
 
 static const char usage[] =
     "usage: distill info FILE.yaml... [--batch N]\n"
@@ -34,34 +30,6 @@ static const char usage[] =
     "  frozen (the teacher of a run): 4 B per parameter + inference activations of\n"
     "      the global crops.\n"
     "A file that does not load prints the loader's message and exits with status 1.\n";
-
-/* What one model costs on one rank. */
-typedef struct ModelCost {
-    size_t backbone, dino_mlp, dino_prototypes, ibot_mlp, ibot_prototypes;
-    double flops_global, flops_local;   /* one forward of one crop */
-    double state_bytes;                 /* parameters and what training keeps per parameter */
-    double activation_bytes;
-} ModelCost;
-
-static ModelCost model_cost(const ViTConfig *cfg, const CropConfig *crops, int batch, int frozen) {
-    ModelCost c = {
-        .backbone = vit_param_count(cfg),
-        .dino_mlp = head_mlp_param_count(&cfg->dino_head, cfg->dim),
-        .dino_prototypes = head_prototype_param_count(&cfg->dino_head),
-        .ibot_mlp = head_mlp_param_count(&cfg->ibot_head, cfg->dim),
-        .ibot_prototypes = head_prototype_param_count(&cfg->ibot_head),
-        .flops_global = vit_forward_flops(cfg, crops->global_size, crops->global_size),
-        .flops_local = vit_forward_flops(cfg, crops->local_size, crops->local_size),
-    };
-    size_t params = c.backbone + c.dino_mlp + c.dino_prototypes + c.ibot_mlp + c.ibot_prototypes;
-    c.state_bytes = (double)params * BYTES_PER_FLOAT * (frozen ? 1 : TRAINED_COPIES);
-    size_t floats = vit_activation_count(cfg, batch * crops->global_count, crops->global_size,
-                                         crops->global_size, !frozen);
-    if (!frozen && crops->local_count > 0)
-        floats += vit_activation_count(cfg, batch * crops->local_count, crops->local_size, crops->local_size, 1);
-    c.activation_bytes = (double)floats * BYTES_PER_FLOAT;
-    return c;
-}
 
 /* 21.6M, 6.72G, 840K: a count in 6 characters or so. */
 static const char *with_unit(double value, char *out, size_t cap) {
@@ -126,15 +94,16 @@ static int print_file(const char *path, int batch, CropConfig *shown, int *heade
         *shown = crops;
         *header_printed = 1;
     }
+    const CropShape shape = {crops.global_size, crops.global_count, crops.local_size, crops.local_count, 0};
     if (!is_run) {
-        ModelCost c = model_cost(&model, &crops, batch, 0);
+        ModelCost c = model_cost(&model, &shape, batch, 0);
         print_row("model", &model, &c);
         return 0;
     }
-    ModelCost teacher = model_cost(&run.teacher.model, &crops, batch, 1);
+    ModelCost teacher = model_cost(&run.teacher.model, &shape, batch, 1);
     print_row("teacher", &run.teacher.model, &teacher);
     for (int i = 0; i < run.student_count; i++) {
-        ModelCost c = model_cost(&run.students[i].model, &crops, batch, 0);
+        ModelCost c = model_cost(&run.students[i].model, &shape, batch, 0);
         print_row("student", &run.students[i].model, &c);
     }
     /* what the teacher sends: rows of bf16 bottlenecks, never pixels */

@@ -6,6 +6,8 @@
 #ifndef DD_TOOLS_COMMANDS_H
 #define DD_TOOLS_COMMANDS_H
 
+#include "nn/error.h"
+
 typedef struct Command {
     const char *name;
     const char *summary;
@@ -19,6 +21,17 @@ int cmd_bench_data(int argc, char **argv);
 int cmd_pack(int argc, char **argv);
 int cmd_import(int argc, char **argv);
 int cmd_export(int argc, char **argv);
+int cmd_plan(int argc, char **argv);
+
+/* The planner's view of a run's groups (teacher, then students), from
+ * cmd_plan.c: `distill plan` and `distill run` plan with it. */
+struct RunConfig;
+struct PlanGroupInput;
+void run_plan_inputs(const struct RunConfig *config, struct PlanGroupInput *groups);
+/* Ranks per group for world_size H100-class devices (fixed ranks kept). */
+int plan_run_ranks(const struct RunConfig *config, int world_size, int *ranks, DdError *err);
+int cmd_top(int argc, char **argv);
+int cmd_plot(int argc, char **argv);
 
 /* 1 if argv holds -h or --help. */
 int wants_help(int argc, char **argv);

@@ -10,11 +10,14 @@
 
 static const Command commands[] = {
     {"run", "distil the teacher into every student of a run (the demo without CONFIG)", cmd_run},
+    {"plan", "plan ranks and images per rank of each group for N devices", cmd_plan},
     {"info", "print parameters, FLOPs and memory of a model or run config", cmd_info},
     {"bench", "time a training step and a teacher forward against the sgemm ceiling", cmd_bench},
     {"pack", "turn an image folder into HDF5 shards", cmd_pack},
     {"import", "convert DINOv3 safetensors weights into a teacher weights file", cmd_import},
     {"export", "write a student's EMA weights as a Hugging Face DINOv3ViT folder", cmd_export},
+    {"top", "watch a run: images/s, busy %, loss and ETA per group, refreshed", cmd_top},
+    {"plot", "plot images/s per group over iterations of a run as an SVG", cmd_plot},
 };
 static const int command_count = (int)(sizeof commands / sizeof commands[0]);
 

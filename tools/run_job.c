@@ -5,8 +5,11 @@
  * no messages. Rank 0 (the first teacher rank) owns the run folder: the
  * effective config, the plan, the status lines, the checkpoint commits.
  * Group leaders (rank 0 of each student group) write their student's state
- * into the checkpoint and send rank 0 a status record every monitor.every
- * iterations.
+ * into the checkpoint and send rank 0 a metrics window every monitor.every
+ * iterations; rank 0 adds the teacher's own, prints a status line per
+ * group, appends the records to RUN_DIR/metrics.jsonl, serves them on the
+ * Prometheus endpoint (monitor.port) and plots RUN_DIR/throughput.svg at the
+ * end (tools/metrics.h, docs/metrics.md).
  */
 #include "tools/run_job.h"
 
@@ -26,15 +29,11 @@
 #include "nn/checkpoint.h"
 #include "students/student_rank.h"
 #include "teacher/teacher_rank.h"
+#include "tools/metrics.h"
+#include "tools/plot_svg.h"
+#include "tools/prometheus.h"
 
 enum { STATUS_TAG = 32767 + 1, MAX_SKIPS = 256 };
-
-/* What a group leader tells rank 0 about the last monitor window. */
-typedef struct StatusRecord {
-    double iteration, images_per_second, loss, dino_local, dino_global, ibot, koleo, lr, busy_fraction,
-        bytes_per_image;
-    double group;
-} StatusRecord;
 
 typedef struct Job {
     RunConfig config;
@@ -50,8 +49,12 @@ typedef struct Job {
     int skip_count;
     TeacherRank teacher;
     StudentRank student;
-    StatusRecord status;             /* the leader's pending record */
+    MetricsWindow status;            /* the leader's pending record */
     MPI_Request status_request;
+    /* rank 0: every group's metrics, where they go */
+    MetricsBoard board;
+    FILE *metrics_file;              /* RUN_DIR/metrics.jsonl, appended */
+    PrometheusEndpoint *endpoint;    /* NULL: monitor.port 0 */
 } Job;
 
 static double now_seconds(void) {
@@ -130,6 +133,14 @@ static int make_plan(Job *job, int world_size, DdError *err) {
     }
     if (fixed == groups && fixed_ranks != world_size)
         return dd_fail(err, "the config gives its groups %d ranks in all, found %d MPI ranks", fixed_ranks, world_size);
+    /* the planner (tools/cmd_plan.c, schedule/planner.h) on H100-class
+     * devices: only the costs' ratios matter for ranks, so a CPU run plans
+     * the same; if it finds no layout (memory of the H100 model, too few
+     * ranks), the proportional plan below decides or reports */
+    int plan_run_ranks(const RunConfig *config, int world_size, int *ranks, DdError *err);
+    DdError planner_err = {{0}};
+    if (fixed < groups && plan_run_ranks(c, world_size, ranks, &planner_err) == 0)
+        return rank_layout_init(&job->layout, groups, ranks, c->global_batch, err);
     if (fixed < groups) {
         group_costs(c, costs);
         double free_costs[LAYOUT_MAX_GROUPS];
@@ -263,26 +274,68 @@ static int checkpoint_all(Job *job, long done, DdError *err) {
     return 0;
 }
 
-/* ---- status lines ---------------------------------------------------------- */
+/* ---- metrics and status lines ----------------------------------------------- */
 
+/* What a leader accumulates over a monitor window. */
 typedef struct Window {
     double start, busy, bytes;
-    long images, steps;
-    StudentStepReport last;
+    long steps;
+    StudentStepReport last;          /* students */
 } Window;
+
+static void window_add_student_step(Window *w, const StudentStepReport *report) {
+    w->busy += report->busy_seconds;
+    w->bytes += (double)report->bytes_received;
+    w->steps++;
+    w->last = *report;
+}
+
+static void window_add_teacher_step(Window *w, const TeacherRank *teacher) {
+    w->busy += teacher->busy_seconds;
+    w->bytes += (double)teacher->bytes_sent;
+    w->steps++;
+}
+
+/* The leader's window as rank 0 takes it. */
+static MetricsWindow window_metrics(const Job *job, const Window *w, long k) {
+    const int teacher = job->comm.group_index == LAYOUT_TEACHER_GROUP;
+    DataLoader *loader = teacher ? job->teacher.loader : job->student.loader;
+    const LossTerms *l = &w->last.losses;
+    return (MetricsWindow){
+        .group = job->comm.group_index, .iteration = (double)(k + 1), .steps = (double)w->steps,
+        .seconds = now_seconds() - w->start, .images = (double)w->steps * job->config.global_batch,
+        .busy_seconds = w->busy, .bytes = w->bytes, .loss = l->total, .dino_local = l->dino_local,
+        .dino_global = l->dino_global, .ibot = l->ibot, .koleo = l->koleo, .lr = w->last.values.lr,
+        .data_errors = loader ? (double)data_problems_snapshot(&data_loader_data_set(loader)->problems, NULL) : 0,
+    };
+}
 
 static void leader_send_status(Job *job, const Window *w, long k) {
     if (job->status_request != MPI_REQUEST_NULL) MPI_Wait(&job->status_request, MPI_STATUS_IGNORE);
-    double seconds = now_seconds() - w->start;
-    const LossTerms *l = &w->last.losses;
-    job->status = (StatusRecord){
-        .iteration = (double)k, .images_per_second = w->images * job->comm.group_size / (seconds > 0 ? seconds : 1),
-        .loss = l->total, .dino_local = l->dino_local, .dino_global = l->dino_global, .ibot = l->ibot,
-        .koleo = l->koleo, .lr = w->last.values.lr, .busy_fraction = seconds > 0 ? w->busy / seconds : 0,
-        .bytes_per_image = w->images ? w->bytes / w->images : 0, .group = job->comm.group_index,
-    };
-    MPI_Isend(&job->status, sizeof job->status / sizeof(double), MPI_DOUBLE, 0, STATUS_TAG, MPI_COMM_WORLD,
-              &job->status_request);
+    job->status = window_metrics(job, w, k);
+    MPI_Isend(&job->status, METRICS_WINDOW_DOUBLES, MPI_DOUBLE, 0, STATUS_TAG, MPI_COMM_WORLD, &job->status_request);
+}
+
+/* Rank 0 folds a window into the board: a status line, a JSONL record, the
+ * endpoint's copy. */
+static void rank0_take(Job *job, const MetricsWindow *w) {
+    const GroupMetrics *r = metrics_board_add(&job->board, w);
+    if (!r) return;
+    const double kb_per_image = w->images > 0 ? w->bytes * r->ranks / w->images / 1e3 : 0;
+    if (r->teacher)
+        printf("[%6.0f/%ld] %-8s %7.1f img/s  busy %3.0f%%  %.1f KB/img sent per student group\n", r->iteration,
+               job->total, r->group, r->images_per_second, 100 * r->busy_fraction, kb_per_image);
+    else
+        printf("[%6.0f/%ld] %-8s %7.1f img/s  busy %3.0f%%  loss %.4f (dino local %.4f, global %.4f, ibot %.4f, "
+               "koleo %.4f)  lr %.3g  %.1f KB/img\n",
+               r->iteration, job->total, r->group, r->images_per_second, 100 * r->busy_fraction, r->loss,
+               r->dino_local, r->dino_global, r->ibot, r->koleo, r->lr, kb_per_image);
+    fflush(stdout);
+    if (job->metrics_file) {
+        metrics_write_json(job->metrics_file, r);
+        fflush(job->metrics_file);
+    }
+    if (job->endpoint) prometheus_publish(job->endpoint, &job->board);
 }
 
 static void rank0_print_statuses(Job *job) {
@@ -290,16 +343,41 @@ static void rank0_print_statuses(Job *job) {
     while (waiting) {
         MPI_Iprobe(MPI_ANY_SOURCE, STATUS_TAG, MPI_COMM_WORLD, &waiting, MPI_STATUS_IGNORE);
         if (!waiting) break;
-        StatusRecord r;
-        MPI_Recv(&r, sizeof r / sizeof(double), MPI_DOUBLE, MPI_ANY_SOURCE, STATUS_TAG, MPI_COMM_WORLD,
+        MetricsWindow w;
+        MPI_Recv(&w, METRICS_WINDOW_DOUBLES, MPI_DOUBLE, MPI_ANY_SOURCE, STATUS_TAG, MPI_COMM_WORLD,
                  MPI_STATUS_IGNORE);
-        printf("[%6ld/%ld] %-8s %7.1f img/s  busy %3.0f%%  loss %.4f (dino local %.4f, global %.4f, ibot %.4f, "
-               "koleo %.4f)  lr %.3g  %.1f KB/img\n",
-               (long)r.iteration + 1, job->total, job->config.students[(int)r.group - 1].name, r.images_per_second,
-               100 * r.busy_fraction, r.loss, r.dino_local, r.dino_global, r.ibot, r.koleo, r.lr,
-               r.bytes_per_image / 1e3);
-        fflush(stdout);
+        rank0_take(job, &w);
     }
+}
+
+/* Rank 0 opens metrics.jsonl (appending: a resumed run goes on in the same
+ * file) and the endpoint, and names the board's rows. */
+static int rank0_open_metrics(Job *job, DdError *err) {
+    const RunConfig *c = &job->config;
+    const char *names[METRICS_MAX_GROUPS];
+    names[0] = "teacher";
+    for (int s = 0; s < c->student_count && s + 1 < METRICS_MAX_GROUPS; s++) names[1 + s] = c->students[s].name;
+    metrics_board_init(&job->board, names, job->layout.ranks, job->layout.group_count, job->total);
+    char path[CHECKPOINT_PATH_MAX];
+    snprintf(path, sizeof path, "%s/metrics.jsonl", job->options.run_dir);
+    job->metrics_file = fopen(path, "a");
+    if (!job->metrics_file) return dd_fail(err, "%s: cannot append: %s", path, strerror(errno));
+    if (c->monitor.port > 0) {
+        if (prometheus_open(&job->endpoint, c->monitor.bind, c->monitor.port, err) != 0) return -1;
+        prometheus_publish(job->endpoint, &job->board);
+        printf("metrics: http://%s:%d/metrics\n", c->monitor.bind, c->monitor.port);
+    }
+    return 0;
+}
+
+static void rank0_close_metrics(Job *job) {
+    if (job->metrics_file) fclose(job->metrics_file);
+    job->metrics_file = NULL;
+    prometheus_close(job->endpoint);
+    job->endpoint = NULL;
+    DdError err;
+    if (plot_run_folder(job->options.run_dir, NULL, &err) != 0)
+        fprintf(stderr, "distill run: warning: no throughput plot: %s\n", err.message);
 }
 
 /* ---- the loop -------------------------------------------------------------- */
@@ -358,7 +436,7 @@ static long run_loop(Job *job) {
     const RunConfig *c = &job->config;
     DdError err;
     const int teacher = job->comm.group_index == LAYOUT_TEACHER_GROUP;
-    const int leader = !teacher && job->comm.group_rank == 0;
+    const int leader = job->comm.group_rank == 0;   /* a student group's, or rank 0 for the teacher */
     long end = job->total;
     if (job->options.stop_after > 0 && job->options.stop_after < end) end = job->options.stop_after;
     Window window = {.start = now_seconds()};
@@ -367,6 +445,7 @@ static long run_loop(Job *job) {
         if (teacher) {
             if (!skip && teacher_rank_step(&job->teacher, k, &job->comm, &job->layout, job->be, &err) != 0)
                 abort_job(job, err.message, 1);
+            if (!skip) window_add_teacher_step(&window, &job->teacher);
             if (skip && job->teacher.loader) {
                 const DataBatch *batch;   /* the batch is drawn and dropped, as on every rank */
                 if (data_loader_next(job->teacher.loader, &batch, &err) != 0) abort_job(job, err.message, 1);
@@ -384,14 +463,14 @@ static long run_loop(Job *job) {
                 if (nonfinite && c->on_nan == NAN_ROLLBACK) remember_skip(job, k);
                 abort_job(job, err.message, nonfinite ? RUN_EXIT_NAN : 1);
             }
-            window.busy += report.busy_seconds;
-            window.bytes += (double)report.bytes_received;
-            window.images += report.images;
-            window.steps++;
-            window.last = report;
+            window_add_student_step(&window, &report);
         }
         if (leader && ((k + 1) % c->monitor.every == 0 || k + 1 == end)) {
-            leader_send_status(job, &window, k);
+            if (!teacher) leader_send_status(job, &window, k);
+            else if (is_rank0(job)) {
+                MetricsWindow own = window_metrics(job, &window, k);
+                rank0_take(job, &own);
+            }
             window = (Window){.start = now_seconds()};
         }
         if ((k + 1) % c->checkpoint.every == 0 || k + 1 == job->total) {
@@ -438,12 +517,15 @@ int run_job(const RunJobOptions *options, int argc, char **argv) {
         if (job.first > 0) printf("resuming from %s (iteration %ld)\n", job.resume_folder, job.first);
         fflush(stdout);
     }
+    if (is_rank0(&job) && rank0_open_metrics(&job, &err) != 0) abort_job(&job, err.message, 1);
     if (open_role(&job, &err) != 0) abort_job(&job, err.message, 1);
     double start = now_seconds();
     long end = run_loop(&job);
     if (is_rank0(&job)) {
         printf("done: iterations %ld to %ld of %ld in %.1f s; run folder %s\n", job.first, end, job.total,
                now_seconds() - start, options->run_dir);
+        rank0_close_metrics(&job);
+        printf("metrics: %s/metrics.jsonl, plot %s/throughput.svg\n", options->run_dir, options->run_dir);
         fflush(stdout);
     }
     if (job.comm.group_index == LAYOUT_TEACHER_GROUP) teacher_rank_close(&job.teacher, job.be);

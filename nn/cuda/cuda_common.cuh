@@ -114,6 +114,21 @@ __device__ __forceinline__ double block_sum_double(double v) {
     return total;
 }
 
+/* Maximum of v over the threads of a block, returned to every thread (the
+ * same conditions as block_sum_double). */
+__device__ __forceinline__ float block_max_float(float v) {
+    __shared__ float per_warp[32];
+    const int lane = threadIdx.x % CUDA_WARP, warp = threadIdx.x / CUDA_WARP;
+    const int warps = blockDim.x / CUDA_WARP;
+    v = warp_max(v);
+    __syncthreads();
+    if (lane == 0) per_warp[warp] = v;
+    __syncthreads();
+    float max = per_warp[0];
+    for (int w = 1; w < warps; w++) max = fmaxf(max, per_warp[w]);
+    return max;
+}
+
 /* ---- column sums -------------------------------------------------------- */
 
 /* out[c] += sum over r < rows of value(r, c), for c < cols.

@@ -1,0 +1,34 @@
+/*
+ * nccl_absent.c - the NCCL entry points of comm.h in a build without NCCL:
+ * each fails with a message that says so (comm_free_nccl does nothing).
+ */
+#include "comm/comm.h"
+
+static int no_nccl(DdError *err, const char *what) {
+    return dd_fail(err, "%s: this build has no NCCL (configure with -Dcuda=enabled on a machine with "
+                        "nccl.h and libnccl)", what);
+}
+
+int comm_init_nccl(Comm *comm, DdError *err) { return no_nccl(err, "comm_init_nccl"); }
+
+void comm_free_nccl(Comm *comm) { (void)comm; }
+
+int comm_group_sum_device(Comm *comm, float *device_buffer, long count, DdError *err) {
+    return no_nccl(err, "comm_group_sum_device");
+}
+
+int comm_group_max_device(Comm *comm, float *device_buffer, long count, DdError *err) {
+    return no_nccl(err, "comm_group_max_device");
+}
+
+int delivery_device_post_sends(const Comm *comm, const RankLayout *layout, const long *payload_offsets,
+                               const uint16_t *device_slice_rows, long *bytes, DdError *err) {
+    return no_nccl(err, "delivery_device_post_sends");
+}
+
+int delivery_device_post_receives(const Comm *comm, const RankLayout *layout, const long *payload_offsets,
+                                  uint16_t *device_slice_rows, long *bytes, DdError *err) {
+    return no_nccl(err, "delivery_device_post_receives");
+}
+
+int delivery_device_wait(const Comm *comm, DdError *err) { return no_nccl(err, "delivery_device_wait"); }
