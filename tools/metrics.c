@@ -60,6 +60,8 @@ static const MetricField fields[] = {
           "Bytes of rows the teacher group leader has sent.", FOR_TEACHER),
     FIELD(data_errors_total, "distill_data_errors_total", "", "counter",
           "Bad samples (unreadable, corrupt, too large) the group leader's loader has met and replaced.", FOR_ALL),
+    FIELD(teacher_heads_random, "distill_teacher_heads_random", "", "gauge",
+          "1 when the teacher's DINO and iBOT heads were drawn at random (its weights had no heads).", FOR_TEACHER),
 };
 #undef FIELD
 enum { FIELD_COUNT = sizeof fields / sizeof fields[0] };

@@ -47,6 +47,7 @@ typedef struct GroupMetrics {
     double eta_seconds;
     double images_total, busy_seconds_total, idle_seconds_total, bytes_received_total, bytes_sent_total;
     double data_errors_total;
+    double teacher_heads_random;   /* teacher: 1 when its heads were drawn at random (no trained heads given) */
 } GroupMetrics;
 
 typedef struct MetricsBoard {

@@ -519,6 +519,7 @@ int run_job(const RunJobOptions *options, int argc, char **argv) {
     }
     if (is_rank0(&job) && rank0_open_metrics(&job, &err) != 0) abort_job(&job, err.message, 1);
     if (open_role(&job, &err) != 0) abort_job(&job, err.message, 1);
+    if (is_rank0(&job)) job.board.groups[0].teacher_heads_random = !job.teacher.teacher.heads_from_file;
     double start = now_seconds();
     long end = run_loop(&job);
     if (is_rank0(&job)) {

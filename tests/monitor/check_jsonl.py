@@ -8,7 +8,7 @@ ALL = ["time", "iteration", "iterations_total", "ranks", "images_per_second", "i
        "busy_seconds", "idle_seconds", "busy_fraction", "eta_seconds", "images_total",
        "busy_seconds_total", "idle_seconds_total", "data_errors_total"]
 STUDENT = ["bytes_received", "loss", "dino_local", "dino_global", "ibot", "koleo", "lr", "bytes_received_total"]
-TEACHER = ["bytes_sent", "bytes_sent_total"]
+TEACHER = ["bytes_sent", "bytes_sent_total", "teacher_heads_random"]
 COUNTERS = ["images_total", "busy_seconds_total", "idle_seconds_total", "data_errors_total"]
 
 path, groups = sys.argv[1], sys.argv[2:]
