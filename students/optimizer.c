@@ -1,6 +1,6 @@
 /*
  * optimizer.c - the student's update (see students.h): gradients averaged
- * over the group, clipped per module by global norm, one AdamW step with
+ * over the group, each rank's weighted by its share of the batch, clipped per module by global norm, one AdamW step with
  * parameter groups (layer-wise lr decay, the patch embedding's multiplier,
  * no weight decay on biases, norms, LayerScale and tokens), then the EMA.
  */
@@ -47,6 +47,13 @@ int student_update(const NnBackend *be, Student *s, const OptimizerConfig *confi
                    UpdateReport *report, DdError *err) {
     const size_t total = s->layout.count;
     if (group->size > 1) {
+        /* a rank's gradient is that of its own slice's mean loss: weighted
+         * by images / global batch, the group's sum is the gradient of the
+         * whole batch's mean. Written as slice_weight (images * size /
+         * batch) before the sum and 1 / size after it, equal slices skip
+         * the multiply and give the plain average bit for bit. */
+        if (group->slice_weight > 0 && group->slice_weight != 1.0)
+            be->scale(s->grads.memory, (float)group->slice_weight, (long)total);
         if (group->sum(group->context, s->grads.memory, (long)total, err) != 0)
             return dd_fail_context(err, "student '%s': summing %zu gradients over the group", s->cfg.name, total);
         be->scale(s->grads.memory, 1.0f / (float)group->size, (long)total);

@@ -13,53 +13,103 @@
 
 #include "nn/clock.h"
 
-int student_rank_open(StudentRank *rank, const StudentRankOptions *o, Comm *comm, const RankLayout *layout,
-                      const NnBackend *be, DdError *err) {
-    memset(rank, 0, sizeof *rank);
-    rank->options = *o;
+/* The group's reductions, timed: what a rank spends in them is waiting
+ * for its group, not compute (StudentStepReport.busy_seconds). */
+static int timed_group_sum(void *context, float *buffer, long count, DdError *err) {
+    StudentRank *rank = context;
+    const double start = dd_now_seconds();
+    int status = comm_group_sum_hook(rank->comm, buffer, count, err);
+    rank->collective_seconds += dd_now_seconds() - start;
+    return status;
+}
+
+static int timed_group_max(void *context, float *buffer, long count, DdError *err) {
+    StudentRank *rank = context;
+    const double start = dd_now_seconds();
+    int status = comm_group_max_hook(rank->comm, buffer, count, err);
+    rank->collective_seconds += dd_now_seconds() - start;
+    return status;
+}
+
+/* Everything sized by the slice: the workspace, the crops and rows
+ * buffers, the loader from first_iteration. */
+static int open_slice(StudentRank *rank, const RankLayout *layout, const NnBackend *be, long first_iteration,
+                      DdError *err) {
+    const StudentRankOptions *o = &rank->options;
+    const Comm *comm = rank->comm;
     rank_layout_slice(layout, comm->group_index, comm->group_rank, &rank->begin, &rank->end);
     const int B = rank->end - rank->begin;
     if (B < 1) return dd_fail(err, "student '%s': expected a slice of at least 1 image, found %d", o->model->name, B);
+    rank->group.slice_weight = (double)B * comm->group_size / o->global_batch;
     const CropConfig *c = o->crops;
     const int side = c->global_size / o->model->patch_size, Np = side * side;
     const int Kd = o->teacher->dino_head.bottleneck, Ki = o->teacher->ibot_head.bottleneck;
-    rank->masks = (IbotMaskHookContext){o->objective->ibot_mask, side, side, c->global_count};
-    rank->group = (StudentGroup){comm_group_sum_hook, comm_group_max_hook, comm, comm->group_size};
     StudentShape shape = {B, c->global_count, c->global_size, c->local_count, c->local_size, 0};
     shape.max_masked = student_max_masked(&shape, o->objective, o->model->patch_size);
-    if (student_create(&rank->student, o->model, be, o->seed, (uint64_t)o->model_index, err) != 0 ||
-        student_workspace_alloc(&rank->workspace, o->model, o->teacher, &shape, o->objective, be, err) != 0 ||
-        teacher_prototypes_load(&rank->prototypes, o->teacher, o->teacher_weights, o->seed, be, err) != 0)
+    if (student_workspace_alloc(&rank->workspace, o->model, o->teacher, &shape, o->objective, be, err) != 0)
         return -1;
-
     const size_t global_floats = (size_t)c->global_count * B * 3 * c->global_size * c->global_size;
     const size_t local_floats = (size_t)c->local_count * B * 3 * c->local_size * c->local_size;
     const size_t dino_floats = (size_t)c->global_count * B * Kd, ibot_floats = (size_t)(shape.max_masked + 1) * Ki;
     rank->memory = be->alloc((global_floats + local_floats + dino_floats + ibot_floats) * sizeof(float));
     const size_t max_values = (size_t)B * c->global_count * ((size_t)Kd + (size_t)Np * Ki);
     rank->wire = malloc((max_values + 1) * sizeof(uint16_t));
-    rank->offsets = calloc((size_t)o->global_batch + 1, sizeof *rank->offsets);
     rank->row_starts = malloc((size_t)c->global_count * B * sizeof *rank->row_starts);
     rank->host_dino = malloc((dino_floats + ibot_floats) * sizeof(float));
-    if (!rank->memory || !rank->wire || !rank->offsets || !rank->row_starts || !rank->host_dino)
+    if (!rank->memory || !rank->wire || !rank->row_starts || !rank->host_dino)
         return dd_fail(err, "student '%s': out of memory for a slice of %d images", o->model->name, B);
     rank->host_ibot = rank->host_dino + dino_floats;
     rank->global_crops = rank->memory;
     rank->local_crops = rank->global_crops + global_floats;
     rank->teacher_dino = rank->local_crops + local_floats;
     rank->teacher_ibot = rank->teacher_dino + dino_floats;
-    if (delivery_transfer_init(&rank->transfer, layout, err) != 0) return -1;
-    const char *inject_nan = getenv("DD_INJECT_NAN_AT"), *inject_hang = getenv("DD_INJECT_HANG_AT");
-    rank->inject_nan_at = inject_nan ? atol(inject_nan) : -1;
-    rank->inject_hang_at = inject_hang ? atol(inject_hang) : -1;
-
     DataLoaderOptions loader = {
         .data = o->data, .crops = o->crops, .seed = o->seed, .global_batch = o->global_batch,
-        .begin = rank->begin, .end = rank->end, .build_locals = 1, .first_iteration = (uint64_t)o->first_iteration,
+        .begin = rank->begin, .end = rank->end, .build_locals = 1, .first_iteration = (uint64_t)first_iteration,
         .mask_hook = ibot_mask_hook, .mask_context = &rank->masks,
         .mask_bytes = ibot_mask_batch_bytes(&rank->masks, B),
     };
     return data_loader_open(&rank->loader, &loader, err);
+}
+
+static void close_slice(StudentRank *rank, const NnBackend *be) {
+    if (rank->loader) data_loader_close(rank->loader);
+    rank->loader = NULL;
+    student_workspace_free(&rank->workspace, be);
+    if (rank->memory) be->free(rank->memory);
+    free(rank->wire);
+    free(rank->row_starts);
+    free(rank->host_dino);
+    rank->memory = NULL, rank->wire = NULL, rank->row_starts = NULL, rank->host_dino = NULL;
+}
+
+int student_rank_open(StudentRank *rank, const StudentRankOptions *o, Comm *comm, const RankLayout *layout,
+                      const NnBackend *be, DdError *err) {
+    memset(rank, 0, sizeof *rank);
+    rank->options = *o;
+    rank->comm = comm;
+    const int side = o->crops->global_size / o->model->patch_size;
+    rank->masks = (IbotMaskHookContext){o->objective->ibot_mask, side, side, o->crops->global_count};
+    rank->group = (StudentGroup){timed_group_sum, timed_group_max, rank, comm->group_size, 1.0};
+    if (student_create(&rank->student, o->model, be, o->seed, (uint64_t)o->model_index, err) != 0 ||
+        teacher_prototypes_load(&rank->prototypes, o->teacher, o->teacher_weights, o->seed, be, err) != 0)
+        return -1;
+    rank->offsets = calloc((size_t)o->global_batch + 1, sizeof *rank->offsets);
+    if (!rank->offsets) return dd_fail(err, "student '%s': out of memory for the batch offsets", o->model->name);
+    if (delivery_transfer_init(&rank->transfer, layout, err) != 0) return -1;
+    const char *inject_nan = getenv("DD_INJECT_NAN_AT"), *inject_hang = getenv("DD_INJECT_HANG_AT");
+    rank->inject_nan_at = inject_nan ? atol(inject_nan) : -1;
+    rank->inject_hang_at = inject_hang ? atol(inject_hang) : -1;
+    return open_slice(rank, layout, be, o->first_iteration, err);
+}
+
+int student_rank_move_slice(StudentRank *rank, const RankLayout *layout, const NnBackend *be, long first_iteration,
+                            DdError *err) {
+    close_slice(rank, be);
+    if (open_slice(rank, layout, be, first_iteration, err) != 0)
+        return dd_fail_context(err, "student group '%s': moving to a new slice at iteration %ld", rank->options.name,
+                               first_iteration);
+    return 0;
 }
 
 int student_rank_step(StudentRank *rank, long iteration, Comm *comm, const RankLayout *layout,
@@ -72,8 +122,9 @@ int student_rank_step(StudentRank *rank, long iteration, Comm *comm, const RankL
         for (;;) pause();
     }
     const DataBatch *batch;
-    double start = dd_now_seconds();
     if (data_loader_next(rank->loader, &batch, err) != 0) return -1;
+    double start = dd_now_seconds();   /* compute from here, as on the teacher: not waiting for data */
+    rank->collective_seconds = 0;
     if ((long)batch->iteration != iteration) {
         data_loader_release(rank->loader, batch);
         return dd_fail(err, "student '%s': expected the batch of iteration %ld, found %llu", o->model->name,
@@ -132,21 +183,17 @@ int student_rank_step(StudentRank *rank, long iteration, Comm *comm, const RankL
         status = student_update(be, &rank->student, o->optimizer, report->values.lr, report->values.weight_decay,
                                 report->values.ema_momentum, &rank->group, &report->update, err);
     if (status != 0) return dd_fail_context(err, "student group '%s', iteration %ld", o->name, iteration);
-    report->busy_seconds = dd_now_seconds() - start - report->wait_seconds;
+    report->collective_seconds = rank->collective_seconds;
+    report->busy_seconds = dd_now_seconds() - start - report->wait_seconds - report->collective_seconds;
     return 0;
 }
 
 void student_rank_close(StudentRank *rank, const NnBackend *be) {
-    if (rank->loader) data_loader_close(rank->loader);
-    student_workspace_free(&rank->workspace, be);
+    close_slice(rank, be);
     student_free(&rank->student, be);
     teacher_prototypes_free(&rank->prototypes, be);
     delivery_transfer_free(&rank->transfer);
-    if (rank->memory) be->free(rank->memory);
-    free(rank->wire);
     free(rank->offsets);
-    free(rank->row_starts);
-    free(rank->host_dino);
     memset(rank, 0, sizeof *rank);
 }
 

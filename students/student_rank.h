@@ -3,7 +3,8 @@
  * the iBOT masks of its slice), its student, the teacher's prototype layers,
  * and the receipt of the teacher's rows (DESIGN, step 4). All ranks of a
  * group hold the same student and move in lockstep: gradients are averaged
- * over the group inside student_update.
+ * over the group inside student_update, each weighted by its rank's share
+ * of the batch (slices may be uneven, and move while the run goes on).
  */
 #ifndef DD_STUDENTS_STUDENT_RANK_H
 #define DD_STUDENTS_STUDENT_RANK_H
@@ -47,13 +48,15 @@ typedef struct StudentStepReport {
     LossTerms losses;
     ScheduleValues values;            /* lr, weight decay, teacher temperature, EMA momentum */
     UpdateReport update;
-    double busy_seconds;              /* compute, not waiting for the teacher */
+    double busy_seconds;              /* compute: not waiting for data, the teacher, or the group's reductions */
+    double collective_seconds;        /* in the group's reductions (Sinkhorn, gradients), waiting included */
     double wait_seconds;              /* waiting for the teacher's rows */
     long bytes_received;
     int images;                       /* this rank's slice */
 } StudentStepReport;
 
 typedef struct StudentRank {
+    Comm *comm;
     Student student;
     StudentWorkspace workspace;
     TeacherPrototypes prototypes;
@@ -75,10 +78,16 @@ typedef struct StudentRank {
      * DD_INJECT_HANG_AT=k makes the rank say so on stderr and stop at the
      * start of iteration k, to be killed there. */
     long inject_nan_at, inject_hang_at;
+    double collective_seconds;        /* of the step under way */
 } StudentRank;
 
 int student_rank_open(StudentRank *rank, const StudentRankOptions *options, Comm *comm, const RankLayout *layout,
                       const NnBackend *be, DdError *err);
+/* The rank's slice changed in the layout (the online balancer, from
+ * first_iteration on): the buffers sized by the slice and the loader are
+ * made again; the student's state is kept. */
+int student_rank_move_slice(StudentRank *rank, const RankLayout *layout, const NnBackend *be, long first_iteration,
+                            DdError *err);
 /* One iteration: the batch, the teacher's rows, targets, forward and
  * backward, the update. A loss that is not finite fails with a message that
  * names the group's model, the iteration and the term. */

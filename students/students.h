@@ -15,7 +15,8 @@
  *                    through the StudentGroup hooks) give the targets; the student's own
  *                    backbone and heads give its scores; the losses and every
  *                    gradient follow;
- *                    student_update: gradients summed over the group, clipped
+ *                    student_update: gradients summed over the group (each
+ *                    rank's weighted by its share of the batch), clipped
  *                    per module, one AdamW step, the EMA.
  *
  * Memory: a backbone and its two heads share one buffer (ModelLayout); a
@@ -231,12 +232,13 @@ typedef struct StudentGroup {
     GroupMax max;
     void *context;     /* given to both */
     int size;          /* ranks in the group */
+    double slice_weight;   /* this rank's images * size / the global batch: 1 (or 0) for equal slices */
 } StudentGroup;
 
 /* A group of one rank: the local sums and maxima are the group's. */
 int group_reduce_single_process(void *context, float *buffer, long count, DdError *err);
 #define STUDENT_GROUP_SINGLE_PROCESS                                                           \
-    ((StudentGroup){group_reduce_single_process, group_reduce_single_process, NULL, 1})
+    ((StudentGroup){group_reduce_single_process, group_reduce_single_process, NULL, 1, 0})
 
 /* Sinkhorn-Knopp centering in fp32, in place on scores[M, K] (this rank's
  * M rows of teacher prototype scores): on return each row is the target
@@ -404,7 +406,9 @@ typedef struct UpdateReport {
  * patch embedding's multiplier. */
 double student_lr_multiplier(const OptimizerConfig *config, const ViTConfig *cfg, const ModelTensor *t);
 
-/* Averages the gradients over the group (a sum, then 1/size), clips each
+/* Averages the gradients over the group (each multiplied by its rank's
+ * slice_weight, a sum, then 1/size: the gradient of the batch's mean loss
+ * however the batch is sliced), clips each
  * module to clip_grad_norm, takes one AdamW step (lr * multiplier per
  * tensor, weight decay where the tensor decays), then updates the EMA.
  * Fails, leaving the parameters alone, on a gradient that is not finite. */

@@ -5,6 +5,8 @@
  * under mpirun with the ranks the run needs and waits. A job stopped by a
  * loss that is not finite, with `on_nan: rollback`, is started again from
  * the last checkpoint with that iteration skipped (a few times at most).
+ * A job the online balancer stopped at a checkpoint to move ranks between
+ * groups is started again on its new plan (tools/balancer.h).
  * Started by mpirun, it is one rank of the job (run_job.c).
  */
 #include <getopt.h>
@@ -16,7 +18,7 @@
 #include "tools/launch.h"
 #include "tools/run_job.h"
 
-enum { MAX_ROLLBACKS = 5 };
+enum { MAX_ROLLBACKS = 5, MAX_REPLANS = 3 };
 
 static void print_run_help(FILE *out) {
     fprintf(out,
@@ -100,12 +102,19 @@ int cmd_run(int argc, char **argv) {
     child[n++] = "--run-dir";
     child[n++] = (char *)options.run_dir;
     printf("distill run: %s on %d ranks, run folder %s\n", options.config_path, ranks, options.run_dir);
-    int status = 0;
-    for (int attempt = 0; attempt <= MAX_ROLLBACKS; attempt++) {
+    int status = 0, rollbacks = 0, replans = 0;
+    for (;;) {
         status = run_under_mpirun(ranks, n, child);
-        if (status != RUN_EXIT_NAN || config.on_nan != NAN_ROLLBACK) break;
-        fprintf(stderr, "distill run: a loss was not finite; rolling back to the last checkpoint and skipping "
-                        "that iteration's batch (restart %d of %d)\n", attempt + 1, MAX_ROLLBACKS);
+        if (status == RUN_EXIT_NAN && config.on_nan == NAN_ROLLBACK && rollbacks < MAX_ROLLBACKS) {
+            fprintf(stderr, "distill run: a loss was not finite; rolling back to the last checkpoint and skipping "
+                            "that iteration's batch (restart %d of %d)\n", ++rollbacks, MAX_ROLLBACKS);
+        } else if (status == RUN_EXIT_REPLAN && replans < MAX_REPLANS) {
+            printf("distill run: the balancer re-planned the groups at a checkpoint; restarting on the new plan "
+                   "(restart %d of %d)\n", ++replans, MAX_REPLANS);
+            fflush(stdout);
+        } else {
+            break;
+        }
     }
     free(child);
     if (status != 0) fprintf(stderr, "distill run: the job ended with status %d\n", status);

@@ -62,6 +62,11 @@ static const MetricField fields[] = {
           "Bad samples (unreadable, corrupt, too large) the group leader's loader has met and replaced.", FOR_ALL),
     FIELD(teacher_heads_random, "distill_teacher_heads_random", "", "gauge",
           "1 when the teacher's DINO and iBOT heads were drawn at random (its weights had no heads).", FOR_TEACHER),
+    FIELD(imbalance, "distill_imbalance", "", "gauge",
+          "The balancer's moving average of slowest rank / mean - 1 of the group's busy time (docs/balancer.md).",
+          FOR_ALL),
+    FIELD(balancer_moves_total, "distill_balancer_moves_total", "", "counter",
+          "Times the balancer moved images between the group's ranks.", FOR_ALL),
 };
 #undef FIELD
 enum { FIELD_COUNT = sizeof fields / sizeof fields[0] };

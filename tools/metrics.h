@@ -48,6 +48,8 @@ typedef struct GroupMetrics {
     double images_total, busy_seconds_total, idle_seconds_total, bytes_received_total, bytes_sent_total;
     double data_errors_total;
     double teacher_heads_random;   /* teacher: 1 when its heads were drawn at random (no trained heads given) */
+    double imbalance;              /* the balancer's: slowest rank / mean - 1 of its averages (0: off or 1 rank) */
+    double balancer_moves_total;   /* in-group moves of images the balancer made */
 } GroupMetrics;
 
 typedef struct MetricsBoard {

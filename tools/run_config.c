@@ -36,6 +36,15 @@ static const ConfigField monitor_fields[] = {
 };
 static const ConfigSchema monitor_schema = CONFIG_SCHEMA("monitor", MonitorConfig, monitor_fields, NULL);
 
+static const ConfigField balancer_fields[] = {
+    {CONFIG_MEMBER(BalancerConfig, enabled), .type = CONFIG_BOOL, .fallback = 0},
+    {CONFIG_MEMBER(BalancerConfig, threshold), .type = CONFIG_DOUBLE, .min = 0, .max = 100, .fallback = 0.10},
+    {CONFIG_MEMBER(BalancerConfig, window), .type = CONFIG_INT, .min = 1, .max = 1e9, .fallback = 20},
+    {CONFIG_MEMBER(BalancerConfig, average), .type = CONFIG_DOUBLE, .min = 0.001, .max = 1, .fallback = 0.5},
+    {CONFIG_MEMBER(BalancerConfig, replan), .type = CONFIG_BOOL, .fallback = 1},
+};
+static const ConfigSchema balancer_schema = CONFIG_SCHEMA("balancer", BalancerConfig, balancer_fields, NULL);
+
 static const char *const nan_policy_names[] = {"stop", "rollback", NULL};
 
 static const ConfigField run_fields[] = {
@@ -58,6 +67,7 @@ static const ConfigField run_fields[] = {
     {CONFIG_MEMBER(RunConfig, checkpoint), .type = CONFIG_STRUCT, .schema = &checkpoint_schema},
     {CONFIG_MEMBER(RunConfig, monitor), .type = CONFIG_STRUCT, .schema = &monitor_schema},
     {CONFIG_MEMBER(RunConfig, on_nan), .type = CONFIG_ENUM, .names = nan_policy_names, .fallback = 0},
+    {CONFIG_MEMBER(RunConfig, balancer), .type = CONFIG_STRUCT, .schema = &balancer_schema},
 };
 
 /* The teacher's patch features are matched to the students' patches, so all

@@ -15,6 +15,7 @@
 #include "nn/yaml_config.h"
 #include "schedule/schedule.h"
 #include "students/students.h"
+#include "tools/balancer.h"
 
 enum { RUN_MAX_STUDENTS = 16 };
 
@@ -76,6 +77,7 @@ typedef struct RunConfig {
     CheckpointConfig checkpoint;
     MonitorConfig monitor;
     NanPolicy on_nan;
+    BalancerConfig balancer;  /* the online balancer (tools/balancer.h, docs/balancer.md); off by default */
 } RunConfig;
 
 extern const ConfigSchema run_config_schema;

@@ -9,7 +9,9 @@
  * iterations; rank 0 adds the teacher's own, prints a status line per
  * group, appends the records to RUN_DIR/metrics.jsonl, serves them on the
  * Prometheus endpoint (monitor.port) and plots RUN_DIR/throughput.svg at the
- * end (tools/metrics.h, docs/metrics.md).
+ * end (tools/metrics.h, docs/metrics.md). With `balancer.enabled`, every
+ * window's end is also where the ranks' busy times reach rank 0 and the
+ * balancer's decision comes back (tools/balancer.h, docs/balancer.md).
  */
 #include "tools/run_job.h"
 
@@ -29,6 +31,7 @@
 #include "nn/checkpoint.h"
 #include "students/student_rank.h"
 #include "teacher/teacher_rank.h"
+#include "tools/balancer.h"
 #include "tools/metrics.h"
 #include "tools/plot_svg.h"
 #include "tools/prometheus.h"
@@ -55,6 +58,13 @@ typedef struct Job {
     MetricsBoard board;
     FILE *metrics_file;              /* RUN_DIR/metrics.jsonl, appended */
     PrometheusEndpoint *endpoint;    /* NULL: monitor.port 0 */
+    /* the online balancer: its state on rank 0, its decisions everywhere */
+    Balancer balancer;
+    double slowness;                 /* DD_INJECT_SLOW's factor for this rank (1: none) */
+    int plan_overridden;             /* the plan came from RUN_DIR/plan_override */
+    int replan_pending;              /* a re-plan waits for the next checkpoint */
+    int replan_ranks[LAYOUT_MAX_GROUPS];
+    int exit_status;                 /* 0, or RUN_EXIT_REPLAN */
 } Job;
 
 static double now_seconds(void) {
@@ -139,6 +149,10 @@ static int make_plan(Job *job, int world_size, DdError *err) {
      * ranks), the proportional plan below decides or reports */
     int plan_run_ranks(const RunConfig *config, int world_size, int *ranks, DdError *err);
     DdError planner_err = {{0}};
+    if (c->balancer.enabled && balancer_read_override(job->options.run_dir, ranks, groups, world_size)) {
+        job->plan_overridden = 1;   /* the balancer's re-plan (tools/balancer.h) */
+        return rank_layout_init(&job->layout, groups, ranks, c->global_batch, err);
+    }
     if (fixed < groups && plan_run_ranks(c, world_size, ranks, &planner_err) == 0)
         return rank_layout_init(&job->layout, groups, ranks, c->global_batch, err);
     if (fixed < groups) {
@@ -167,6 +181,7 @@ static void print_plan(const Job *job, FILE *out) {
                 g == 0 ? c->teacher.model.name : c->students[g - 1].name, job->layout.first_rank[g],
                 job->layout.first_rank[g] + job->layout.ranks[g] - 1, job->layout.ranks[g], end - begin);
     }
+    if (job->plan_overridden) fprintf(out, "  ranks per group from the balancer's re-plan (plan_override)\n");
     const ViTConfig *t = &c->teacher.model;
     const int side = c->crops.global_size / t->patch_size;
     fprintf(out, "  teacher rows on the wire: %.1f KB per image per student group (bf16, mean over 1024 images' masks)\n",
@@ -322,9 +337,10 @@ static void rank0_take(Job *job, const MetricsWindow *w) {
     const GroupMetrics *r = metrics_board_add(&job->board, w);
     if (!r) return;
     const double kb_per_image = w->images > 0 ? w->bytes * r->ranks / w->images / 1e3 : 0;
-    if (r->teacher)
+    if (r->teacher)   /* the teacher sends every image's row to each student group */
         printf("[%6.0f/%ld] %-8s %7.1f img/s  busy %3.0f%%  %.1f KB/img sent per student group\n", r->iteration,
-               job->total, r->group, r->images_per_second, 100 * r->busy_fraction, kb_per_image);
+               job->total, r->group, r->images_per_second, 100 * r->busy_fraction,
+               kb_per_image / (job->layout.group_count - 1));
     else
         printf("[%6.0f/%ld] %-8s %7.1f img/s  busy %3.0f%%  loss %.4f (dino local %.4f, global %.4f, ibot %.4f, "
                "koleo %.4f)  lr %.3g  %.1f KB/img\n",
@@ -378,6 +394,80 @@ static void rank0_close_metrics(Job *job) {
     DdError err;
     if (plot_run_folder(job->options.run_dir, NULL, &err) != 0)
         fprintf(stderr, "distill run: warning: no throughput plot: %s\n", err.message);
+}
+
+/* ---- the online balancer ---------------------------------------------------- */
+
+/* A move of images decided at the end of iteration first - 1: every rank
+ * updates its layout (the teacher sends by it), the group's ranks move
+ * their slices; nothing of iteration first has been posted yet. */
+static void apply_move(Job *job, const BalancerDecision *d, long first) {
+    DdError err;
+    if (rank_layout_set_slices(&job->layout, d->group, d->images, &err) != 0) abort_job(job, err.message, 1);
+    if (job->comm.group_index == d->group &&
+        student_rank_move_slice(&job->student, &job->layout, job->be, first, &err) != 0)
+        abort_job(job, err.message, 1);
+    if (is_rank0(job)) balancer_forget_group(&job->balancer, &job->layout, d->group);
+}
+
+static const char *group_name(const Job *job, int g) {
+    return g == 0 ? "teacher" : job->config.students[g - 1].name;
+}
+
+/* At the end of a monitor window, on every rank: each rank's busy seconds
+ * per iteration reach rank 0 (the gather also holds the teacher here, so
+ * it has posted nothing beyond iteration k); rank 0 folds them into the
+ * balancer, logs, and broadcasts its decision, which every rank applies
+ * from iteration k + 1 (a move) or at the next checkpoint (a re-plan). */
+static void balance_at_window_end(Job *job, const Window *w, long k) {
+    const double mine = w->steps > 0 ? w->busy / (double)w->steps : 0;
+    static double busy[BALANCER_MAX_RANKS];
+    MPI_Gather(&mine, 1, MPI_DOUBLE, busy, 1, MPI_DOUBLE, 0, job->comm.world);
+    BalancerDecision d = {.action = BALANCER_NONE};
+    if (is_rank0(job)) {
+        d = balancer_observe(&job->balancer, &job->layout, busy, w->steps, k + 1);
+        for (int g = 0; g < job->layout.group_count && g < METRICS_MAX_GROUPS; g++) {
+            job->board.groups[g].imbalance = job->balancer.imbalance[g];
+            job->board.groups[g].balancer_moves_total = job->balancer.moves[g];
+            char line[BALANCER_TEXT_MAX];
+            balancer_describe_group(&job->balancer, &job->layout, g, line, sizeof line);
+            if (job->layout.ranks[g] > 1) printf("balancer: [%ld] %s %s\n", k + 1, group_name(job, g), line);
+        }
+        printf("balancer: [%ld] groups imbalance %.3f\n", k + 1, job->balancer.across);
+        if (d.action == BALANCER_MOVE_IMAGES)
+            printf("balancer: move images in %s from iteration %ld: %s\n", group_name(job, d.group), k + 1, d.text);
+        if (d.action == BALANCER_REPLAN) printf("balancer: re-plan: %s\n", d.text);
+        fflush(stdout);
+    }
+    MPI_Bcast(&d, sizeof d, MPI_BYTE, 0, job->comm.world);
+    if (d.action == BALANCER_MOVE_IMAGES) apply_move(job, &d, k + 1);
+    if (d.action == BALANCER_REPLAN) {
+        job->replan_pending = 1;
+        memcpy(job->replan_ranks, d.ranks, sizeof job->replan_ranks);
+    }
+}
+
+/* After the checkpoint of iteration done: rank 0 writes the override, and
+ * the job stops for the supervisor to start it on the new plan. Returns 1
+ * when the job stops. */
+static int stop_for_replan(Job *job, long done) {
+    DdError err;
+    int ok = 1;
+    if (is_rank0(job)) {
+        ok = balancer_write_override(job->options.run_dir, job->replan_ranks, job->layout.group_count, &err) == 0;
+        if (ok) printf("balancer: stopping at the checkpoint of iteration %ld to restart on the new plan\n", done);
+        else fprintf(stderr, "distill run: warning: no re-plan: %s\n", err.message);
+        fflush(stdout);
+    }
+    MPI_Bcast(&ok, 1, MPI_INT, 0, MPI_COMM_WORLD);
+    job->replan_pending = 0;
+    if (ok) job->exit_status = RUN_EXIT_REPLAN;
+    return ok;
+}
+
+/* DD_INJECT_SLOW (tools/balancer.h): the step's compute stretched. */
+static void slow_down(const Job *job, double *busy_seconds) {
+    *busy_seconds += balancer_slow_down(job->slowness, *busy_seconds);
 }
 
 /* ---- the loop -------------------------------------------------------------- */
@@ -445,7 +535,10 @@ static long run_loop(Job *job) {
         if (teacher) {
             if (!skip && teacher_rank_step(&job->teacher, k, &job->comm, &job->layout, job->be, &err) != 0)
                 abort_job(job, err.message, 1);
-            if (!skip) window_add_teacher_step(&window, &job->teacher);
+            if (!skip) {
+                slow_down(job, &job->teacher.busy_seconds);
+                window_add_teacher_step(&window, &job->teacher);
+            }
             if (skip && job->teacher.loader) {
                 const DataBatch *batch;   /* the batch is drawn and dropped, as on every rank */
                 if (data_loader_next(job->teacher.loader, &batch, &err) != 0) abort_job(job, err.message, 1);
@@ -463,19 +556,25 @@ static long run_loop(Job *job) {
                 if (nonfinite && c->on_nan == NAN_ROLLBACK) remember_skip(job, k);
                 abort_job(job, err.message, nonfinite ? RUN_EXIT_NAN : 1);
             }
+            slow_down(job, &report.busy_seconds);
             window_add_student_step(&window, &report);
         }
-        if (leader && ((k + 1) % c->monitor.every == 0 || k + 1 == end)) {
-            if (!teacher) leader_send_status(job, &window, k);
+        if ((k + 1) % c->monitor.every == 0 || k + 1 == end) {
+            if (leader && !teacher) leader_send_status(job, &window, k);
             else if (is_rank0(job)) {
                 MetricsWindow own = window_metrics(job, &window, k);
                 rank0_take(job, &own);
             }
+            if (c->balancer.enabled && k + 1 < end) balance_at_window_end(job, &window, k);
             window = (Window){.start = now_seconds()};
         }
         if ((k + 1) % c->checkpoint.every == 0 || k + 1 == job->total) {
             if (checkpoint_all(job, k + 1, &err) != 0) abort_job(job, err.message, 1);
             if (is_rank0(job)) rank0_print_statuses(job);
+            if (job->replan_pending && k + 1 < end && stop_for_replan(job, k + 1)) {
+                end = k + 1;
+                break;
+            }
         }
     }
     if (teacher && teacher_rank_drain(&job->teacher, &err) != 0) abort_job(job, err.message, 1);
@@ -511,6 +610,12 @@ int run_job(const RunJobOptions *options, int argc, char **argv) {
     int threads = (int)sysconf(_SC_NPROCESSORS_ONLN) / (local_ranks > 0 ? local_ranks : 1);
     omp_set_num_threads(threads > 0 ? threads : 1);
 
+    job.slowness = balancer_injected_slowness(world_rank);
+    balancer_init(&job.balancer, &c->balancer);
+    if (c->balancer.enabled && world_size > BALANCER_MAX_RANKS) {
+        if (world_rank == 0) printf("balancer: off: %d ranks, at most %d balanced\n", world_size, BALANCER_MAX_RANKS);
+        job.config.balancer.enabled = 0;
+    }
     prepare_run_dir(&job, &err);
     if (is_rank0(&job)) {
         print_plan(&job, stdout);
@@ -534,5 +639,5 @@ int run_job(const RunJobOptions *options, int argc, char **argv) {
     comm_free(&job.comm);
     rank_layout_free(&job.layout);
     MPI_Finalize();
-    return 0;
+    return job.exit_status;
 }

@@ -12,6 +12,10 @@
  * `on_nan: rollback` the supervisor restarts it from the last checkpoint,
  * skipping that iteration. */
 enum { RUN_EXIT_NAN = 75 };
+/* Exit status of a job the balancer stopped at a checkpoint after writing
+ * RUN_DIR/plan_override (new ranks per group); the supervisor starts it
+ * again, and the new job plans from the override (tools/balancer.h). */
+enum { RUN_EXIT_REPLAN = 76 };
 
 typedef struct RunJobOptions {
     const char *config_path;

@@ -6,10 +6,10 @@ import json, sys
 NUMBER = (int, float)
 ALL = ["time", "iteration", "iterations_total", "ranks", "images_per_second", "iteration_seconds",
        "busy_seconds", "idle_seconds", "busy_fraction", "eta_seconds", "images_total",
-       "busy_seconds_total", "idle_seconds_total", "data_errors_total"]
+       "busy_seconds_total", "idle_seconds_total", "data_errors_total", "imbalance", "balancer_moves_total"]
 STUDENT = ["bytes_received", "loss", "dino_local", "dino_global", "ibot", "koleo", "lr", "bytes_received_total"]
 TEACHER = ["bytes_sent", "bytes_sent_total", "teacher_heads_random"]
-COUNTERS = ["images_total", "busy_seconds_total", "idle_seconds_total", "data_errors_total"]
+COUNTERS = ["images_total", "busy_seconds_total", "idle_seconds_total", "data_errors_total", "balancer_moves_total"]
 
 path, groups = sys.argv[1], sys.argv[2:]
 last = {}
