@@ -146,18 +146,21 @@ BalancerDecision balancer_observe(Balancer *b, const RankLayout *layout, const d
     b->across = imbalance_of(sum / layout->group_count, most);
     const long window_start = done - steps;
     /* in-group moves first: the most imbalanced student group that stayed so */
-    int worst = -1, pending = 0;
+    int worst = -1;
+    double pending = 0;   /* the largest in-group imbalance still waiting for a move */
     for (int g = 1; g < layout->group_count; g++) {
         if (layout->ranks[g] < 2 || layout->ranks[g] > BALANCER_MAX_GROUP_RANKS) continue;
         const int due = stayed_above(b, b->imbalance[g], &b->above_since[g], window_start, done);
-        pending |= b->above_since[g] >= 0 && !b->settled[g];
+        if (b->above_since[g] >= 0 && !b->settled[g] && b->imbalance[g] > pending) pending = b->imbalance[g];
         if (due && (worst < 0 || b->imbalance[g] > b->imbalance[worst])) worst = g;
     }
     if (worst >= 0) {
         BalancerDecision d = move_images(b, layout, worst, done);
         if (d.action != BALANCER_NONE) return d;
     }
-    if (!b->config.replan || b->replan_decided || pending) return none;
+    /* moves inside a group cannot fix an imbalance between groups larger
+     * than the group's own: then re-plan without waiting for them */
+    if (!b->config.replan || b->replan_decided || pending >= b->across) return none;
     if (stayed_above(b, b->across, &b->across_above_since, window_start, done)) return replan(b, layout, done);
     return none;
 }
