@@ -16,11 +16,6 @@
 #include "schedule/schedule.h"
 #include "students/students.h"
 
-/* The model index every rank draws the teacher's random weights with
- * (students are 1, 2, ...), so a student rank can draw the teacher's
- * prototypes alone. */
-enum { TEACHER_MODEL_INDEX = 0 };
-
 /* The teacher's prototype layers for a student rank: read from the weights
  * file (when it has trained heads), or drawn from the seed exactly as the
  * teacher ranks draw them. */

@@ -21,7 +21,7 @@
 #include "nn/backend.h"
 #include "nn/error.h"
 #include "nn/vit.h"
-#include "students/student_rank.h"
+#include "nn/model.h"
 
 typedef struct Teacher {
     ViTConfig cfg;

@@ -1,6 +1,6 @@
 /*
  * model.c - a backbone and its DINO and iBOT heads in one buffer (see
- * students.h): the layout with each tensor's module and layer, the named
+ * model.h): the layout with each tensor's module and layer, the named
  * views, initialisation, and tensor-file reading and writing.
  */
 #include <stdio.h>
@@ -9,7 +9,7 @@
 #include <string.h>
 
 #include "nn/random.h"
-#include "students/students_internal.h"
+#include "nn/model_layout.h"
 
 const char *const model_module_names[MODULE_COUNT] = {"backbone", "dino_head", "ibot_head"};
 

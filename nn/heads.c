@@ -1,5 +1,5 @@
 /*
- * heads.c - the DINO and iBOT heads on the op API (see students.h): the
+ * heads.c - the DINO and iBOT heads on the op API (see model.h): the
  * layout of a head's tensors, its activations, and the two halves (the MLP
  * to the L2-normalised bottleneck, the prototype layer) forward and back.
  */
@@ -7,7 +7,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "students/students_internal.h"
+#include "nn/model_layout.h"
 
 int head_layer_out(const HeadConfig *head, int i) {
     return i == head->layers - 1 ? head->bottleneck : head->hidden;
