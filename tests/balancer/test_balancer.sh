@@ -4,10 +4,10 @@
 #  1. a student group of 2 ranks, its second rank 3x slower: the measured
 #     in-group imbalance starts above the threshold (0.10), the balancer
 #     moves images, and the imbalance falls under the threshold by
-#     iteration 45 (one window of 10 to decide, a move at 10 or 15, then
-#     monitor windows of 5 to measure; timing noise can take a second or
-#     third move of one image: release builds settle by 15, the slower
-#     sanitizer build by 35);
+#     iteration 60 of 80 (one window of 10 to decide, a move at 10 or 15,
+#     then monitor windows of 5 to measure; with 3 ranks on 2 cores, timing
+#     noise can take a second or third move of one image: release builds
+#     settle by 15, the slower sanitizer build by 25 to 35);
 #  2. a whole one-rank group 4x slower: the balancer re-plans at a
 #     checkpoint, the job restarts from it and its plan gives that group 2
 #     ranks, taken from the other student; the run ends at iteration 60.
@@ -32,7 +32,7 @@ settled=$(awk '/^balancer: move images in s/ {moved = 1}
                moved && /^balancer: \[[0-9]+\] s imbalance/ {gsub(/[][]/, "", $2); if ($5 < 0.10) {print $2; exit}}' "$log")
 moves=$(grep -c "^balancer: move images in s" "$log")
 if [ $status -eq 0 ] && awk -v x="${first:-0}" 'BEGIN {exit !(x > 0.10)}' && [ "$moves" -ge 1 ] &&
-   [ -n "$settled" ] && [ "$settled" -le 45 ] && grep -q '"balancer_moves_total":[1-9]' "$work/a/metrics.jsonl"; then
+   [ -n "$settled" ] && [ "$settled" -le 60 ] && grep -q '"balancer_moves_total":[1-9]' "$work/a/metrics.jsonl"; then
     pass "in_group_imbalance_falls_under_the_threshold (imbalance $first before, under 0.10 at iteration $settled, $moves move(s))"
 else
     fail "in_group_imbalance_falls_under_the_threshold" "status $status, first ${first:-none}, settled ${settled:-never}, moves $moves" "$log"
