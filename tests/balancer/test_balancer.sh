@@ -17,10 +17,7 @@ distill=$1
 configs=tests/balancer/configs
 work=$(mktemp -d /tmp/dd_balancer.XXXXXX)
 trap 'rm -rf "$work"' EXIT
-passed=0
-failed=0
-pass() { echo "ok $1"; passed=$((passed + 1)); }
-fail() { echo "FAIL $1: $2"; failed=$((failed + 1)); echo "--- log:"; tail -n 30 "$3"; echo "---"; }
+. tests/script_harness.sh
 
 # 1. in-group move
 log=$work/in_group.log
@@ -51,5 +48,4 @@ else
     fail "replan_at_checkpoint_moves_a_rank" "status $status" "$log"
 fi
 
-echo "$passed passed, $failed failed"
-[ $failed -eq 0 ]
+finish

@@ -12,10 +12,7 @@ work=$(mktemp -d /tmp/dd_monitor.XXXXXX)
 supervisor=""
 cleanup() { [ -n "$supervisor" ] && kill "$supervisor" 2>/dev/null; rm -rf "$work"; }
 trap cleanup EXIT
-passed=0
-failed=0
-pass() { echo "ok $1"; passed=$((passed + 1)); }
-fail() { echo "FAIL $1: $2"; failed=$((failed + 1)); echo "--- log:"; tail -n 20 "$3"; echo "---"; }
+. tests/script_harness.sh
 
 # 1. a short run: every line of metrics.jsonl has the documented fields and types
 log=$work/short.log
@@ -105,5 +102,4 @@ else
     fail "top_url_prints_a_row_per_group" "$top" "$log"
 fi
 
-echo "$passed passed, $failed failed"
-[ $failed -eq 0 ]
+finish

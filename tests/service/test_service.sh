@@ -10,10 +10,7 @@ compare=$2
 configs=tests/service/configs
 work=$(mktemp -d /tmp/dd_service.XXXXXX)
 trap 'rm -rf "$work"' EXIT
-passed=0
-failed=0
-pass() { echo "ok $1"; passed=$((passed + 1)); }
-fail() { echo "FAIL $1: $2"; failed=$((failed + 1)); echo "--- log:"; tail -n 20 "$3"; echo "---"; }
+. tests/script_harness.sh
 state() { echo "$work/$1/checkpoints/iter_$(printf %09d "$2")/student_s.h5"; }
 
 # 1. an uninterrupted run of 40 iterations (30 + cooldown 10), the reference
@@ -99,5 +96,4 @@ else
     fail "a_nan_loss_rolls_back_and_skips_the_batch" "status $status" "$log"
 fi
 
-echo "$passed passed, $failed failed"
-[ $failed -eq 0 ]
+finish
