@@ -28,13 +28,17 @@ void delivery_transfer_free(DeliveryTransfer *transfer) {
 
 int delivery_for_each_message(const Comm *comm, const RankLayout *layout, const long *payload_offsets,
                               int sending, DeliveryMessageVisitor visit, void *ctx, DdError *err) {
+    /* a sender is a teacher member (maybe a student rank helping); a
+     * receiver is a student rank */
+    const int me = sending ? rank_layout_teacher_member(layout, comm->world_rank) : comm->group_rank;
+    if (me < 0) return dd_fail(err, "delivery: rank %d sends teacher rows but computes none", comm->world_rank);
     int begin, end;
-    rank_layout_slice(layout, comm->group_index, comm->group_rank, &begin, &end);
+    rank_layout_slice(layout, sending ? LAYOUT_TEACHER_GROUP : comm->group_index, me, &begin, &end);
     const long base = payload_offsets[begin];
     const int first_group = sending ? 1 : LAYOUT_TEACHER_GROUP;
     const int last_group = sending ? layout->group_count - 1 : LAYOUT_TEACHER_GROUP;
     for (int g = first_group; g <= last_group; g++) {
-        for (int r = 0; r < layout->ranks[g]; r++) {
+        for (int r = 0; r < rank_layout_members(layout, g); r++) {
             int peer_begin, peer_end;
             rank_layout_slice(layout, g, r, &peer_begin, &peer_end);
             int lo = begin > peer_begin ? begin : peer_begin;
@@ -42,7 +46,7 @@ int delivery_for_each_message(const Comm *comm, const RankLayout *layout, const 
             if (lo >= hi) continue;
             long values = payload_offsets[hi] - payload_offsets[lo];
             if (values == 0) continue;
-            if (visit(ctx, layout->first_rank[g] + r, payload_offsets[lo] - base, values, err) != 0) return -1;
+            if (visit(ctx, rank_layout_member_rank(layout, g, r), payload_offsets[lo] - base, values, err) != 0) return -1;
         }
     }
     return 0;
@@ -80,8 +84,8 @@ static int post_mpi_message(void *ctx, int peer, long first_value, long values, 
 
 int delivery_post_sends(const Comm *comm, const RankLayout *layout, const long *payload_offsets,
                         const uint16_t *slice_rows, int tag, DeliveryTransfer *transfer, DdError *err) {
-    if (comm->group_index != LAYOUT_TEACHER_GROUP)
-        return dd_fail(err, "delivery: rank %d is not a teacher rank", comm->world_rank);
+    /* a teacher rank, or a student rank computing teacher images: checked
+     * by the walk (delivery_for_each_message) */
     transfer->bytes_sent = 0;
     MpiPost post = {comm, (uint16_t *)slice_rows, 1, tag, transfer};
     return delivery_for_each_message(comm, layout, payload_offsets, 1, post_mpi_message, &post, err);

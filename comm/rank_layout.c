@@ -31,7 +31,13 @@ int rank_layout_init(RankLayout *layout, int group_count, const int *ranks_per_g
     layout->group_count = group_count;
     layout->global_batch = global_batch;
     layout->slice_offsets = malloc((size_t)offsets * sizeof *layout->slice_offsets);
-    if (!layout->slice_offsets) return dd_fail(err, "rank layout: out of memory");
+    layout->teacher_members = layout->ranks[0];
+    layout->teacher_member_rank = malloc((size_t)layout->ranks[0] * sizeof *layout->teacher_member_rank);
+    if (!layout->slice_offsets || !layout->teacher_member_rank) {
+        rank_layout_free(layout);
+        return dd_fail(err, "rank layout: out of memory");
+    }
+    for (int r = 0; r < layout->ranks[0]; r++) layout->teacher_member_rank[r] = layout->first_rank[0] + r;
     for (int g = 0; g < group_count; g++) {
         int *o = layout->slice_offsets + layout->offset_start[g];
         const int n = layout->ranks[g];
@@ -44,8 +50,9 @@ int rank_layout_init(RankLayout *layout, int group_count, const int *ranks_per_g
 int rank_layout_set_slices(RankLayout *layout, int group, const int *images_per_rank, DdError *err) {
     if (group < 0 || group >= layout->group_count)
         return dd_fail(err, "rank layout: expected a group in [0, %d), found %d", layout->group_count, group);
+    const int members = rank_layout_members(layout, group);
     long total = 0;
-    for (int r = 0; r < layout->ranks[group]; r++) {
+    for (int r = 0; r < members; r++) {
         if (images_per_rank[r] < 0)
             return dd_fail(err, "rank layout: group %d rank %d: expected images >= 0, found %d", group, r,
                            images_per_rank[r]);
@@ -55,13 +62,72 @@ int rank_layout_set_slices(RankLayout *layout, int group, const int *images_per_
         return dd_fail(err, "rank layout: group %d: expected slices summing to the global batch %d, found %ld",
                        group, layout->global_batch, total);
     int *o = layout->slice_offsets + layout->offset_start[group];
-    for (int r = 0; r < layout->ranks[group]; r++) o[r + 1] = o[r] + images_per_rank[r];
+    for (int r = 0; r < members; r++) o[r + 1] = o[r] + images_per_rank[r];
+    return 0;
+}
+
+int rank_layout_spread_teacher(RankLayout *layout, const int *teacher_images, DdError *err) {
+    const int own = layout->ranks[0];
+    int members = own;
+    long total = 0;
+    for (int w = 0; w < layout->world_size; w++) {
+        if (teacher_images[w] < 0)
+            return dd_fail(err, "rank layout: rank %d: expected teacher images >= 0, found %d", w, teacher_images[w]);
+        total += teacher_images[w];
+        members += w >= own && teacher_images[w] > 0;
+    }
+    if (total != layout->global_batch)
+        return dd_fail(err, "rank layout: expected teacher images summing to the global batch %d, found %ld",
+                       layout->global_batch, total);
+    /* the teacher's offsets take members + 1 entries: the students' are
+     * laid out again after them, their slices kept */
+    int starts[LAYOUT_MAX_GROUPS], size = members + 1;
+    for (int g = 1; g < layout->group_count; g++) starts[g] = size, size += layout->ranks[g] + 1;
+    int *offsets = malloc((size_t)size * sizeof *offsets);
+    int *member_rank = malloc((size_t)members * sizeof *member_rank);
+    if (!offsets || !member_rank) {
+        free(offsets);
+        free(member_rank);
+        return dd_fail(err, "rank layout: out of memory");
+    }
+    offsets[0] = 0;
+    for (int w = 0, m = 0; w < layout->world_size; w++)
+        if (w < own || teacher_images[w] > 0) {
+            member_rank[m] = w;
+            offsets[m + 1] = offsets[m] + teacher_images[w];
+            m++;
+        }
+    for (int g = 1; g < layout->group_count; g++) {
+        memcpy(offsets + starts[g], layout->slice_offsets + layout->offset_start[g],
+               (size_t)(layout->ranks[g] + 1) * sizeof *offsets);
+        layout->offset_start[g] = starts[g];
+    }
+    free(layout->slice_offsets);
+    free(layout->teacher_member_rank);
+    layout->slice_offsets = offsets;
+    layout->teacher_member_rank = member_rank;
+    layout->teacher_members = members;
     return 0;
 }
 
 void rank_layout_free(RankLayout *layout) {
     free(layout->slice_offsets);
+    free(layout->teacher_member_rank);
     memset(layout, 0, sizeof *layout);
+}
+
+int rank_layout_members(const RankLayout *layout, int group) {
+    return group == LAYOUT_TEACHER_GROUP ? layout->teacher_members : layout->ranks[group];
+}
+
+int rank_layout_member_rank(const RankLayout *layout, int group, int member) {
+    return group == LAYOUT_TEACHER_GROUP ? layout->teacher_member_rank[member] : layout->first_rank[group] + member;
+}
+
+int rank_layout_teacher_member(const RankLayout *layout, int world_rank) {
+    for (int m = 0; m < layout->teacher_members; m++)
+        if (layout->teacher_member_rank[m] == world_rank) return m;
+    return -1;
 }
 
 int rank_layout_group_of(const RankLayout *layout, int world_rank, int *group_rank) {

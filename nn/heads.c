@@ -82,6 +82,11 @@ static size_t head_activation_walk(HeadActivations *a, const HeadConfig *head, f
     return w.bytes;
 }
 
+size_t head_activation_count(const HeadConfig *head, int rows, int parts) {
+    HeadActivations a = {.capacity = rows, .parts = parts};
+    return head_activation_walk(&a, head, NULL) / sizeof(float);
+}
+
 int head_activations_alloc(HeadActivations *a, const HeadConfig *head, int in_dim, int capacity,
                            int parts, const NnBackend *be, DdError *err) {
     memset(a, 0, sizeof *a);

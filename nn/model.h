@@ -61,6 +61,8 @@ typedef struct HeadActivations {
 /* eps of the bottleneck's L2 normalisation (torch's default). */
 #define HEAD_NORM_EPS 1e-12f
 
+/* Floats head_activations_alloc takes for `rows` rows of the parts asked. */
+size_t head_activation_count(const HeadConfig *head, int rows, int parts);
 int head_activations_alloc(HeadActivations *a, const HeadConfig *head, int in_dim, int capacity,
                            int parts, const NnBackend *be, DdError *err);
 void head_activations_free(HeadActivations *a, const NnBackend *be);

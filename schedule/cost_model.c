@@ -4,6 +4,9 @@
  */
 #include "schedule/cost_model.h"
 
+#include <math.h>
+
+#include "nn/model.h"
 #include "nn/vit.h"
 
 static size_t patches_of(const ViTConfig *model, int size) {
@@ -63,11 +66,32 @@ double rank_state_bytes(const ViTConfig *model, const ViTConfig *teacher, const 
     return bytes;
 }
 
+/* Rows of the iBOT head per image: the most patches its crops may mask
+ * (a student), or every patch (the teacher, before it picks the masked). */
+static double ibot_rows_per_image(const ViTConfig *model, const CropShape *crops, int frozen) {
+    const double patches = (double)patches_of(model, crops->global_size);
+    return crops->global_count * (frozen ? patches : floor(patches * crops->max_masked_patch_fraction));
+}
+
 double rank_activation_bytes(const ViTConfig *model, const CropShape *crops, int images, int frozen) {
     if (images <= 0) return 0;
     size_t floats = vit_activation_count(model, images * crops->global_count, crops->global_size,
                                          crops->global_size, !frozen);
     if (!frozen && crops->local_count > 0)
         floats += vit_activation_count(model, images * crops->local_count, crops->local_size, crops->local_size, 1);
+    const int parts = frozen ? HEAD_PART_MLP : HEAD_PART_MLP | HEAD_PART_PROTOTYPES | HEAD_PART_BACKWARD;
+    const int cls_rows = images * (crops->global_count + (frozen ? 0 : crops->local_count));
+    floats += head_activation_count(&model->dino_head, cls_rows, parts) +
+              head_activation_count(&model->ibot_head, (int)(images * ibot_rows_per_image(model, crops, frozen)), parts);
     return (double)floats * COST_BYTES_PER_FLOAT;
+}
+
+double rank_slice_bytes_per_image(const ViTConfig *student, const ViTConfig *teacher, const CropShape *crops) {
+    const double masked = ibot_rows_per_image(student, crops, 0);
+    const double pixels = 3.0 * (crops->global_count * (double)crops->global_size * crops->global_size +
+                                 crops->local_count * (double)crops->local_size * crops->local_size);
+    const double rows = crops->global_count * (double)teacher->dino_head.bottleneck + masked * teacher->ibot_head.bottleneck;
+    const double targets = crops->global_count * (double)student->dino_head.prototypes +
+                           masked * student->ibot_head.prototypes;
+    return COST_BYTES_PER_FLOAT * (pixels + rows + targets);
 }

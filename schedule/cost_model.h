@@ -7,9 +7,14 @@
  *   trained (a student): 20 B per parameter (weights, gradients, AdamW m and
  *       v, EMA) of the backbone and both heads, 4 B per parameter of the
  *       frozen teacher prototype layers it applies, + training activations
- *       of every crop (vit_activation_count; head activations not counted);
+ *       of every crop (vit_activation_count) and of its heads (DINO on each
+ *       crop's CLS, iBOT on the most patches a crop may mask), per image of
+ *       a micro-batch; + what it keeps per image of its whole slice: the
+ *       crops, the teacher's rows and the targets (one row of prototype
+ *       scores per global crop and per maskable patch);
  *   frozen (the teacher): 4 B per parameter + inference activations of the
- *       global crops.
+ *       global crops and of its head MLPs (DINO on the CLS, iBOT on every
+ *       patch).
  * FLOPs per image (2 per multiply-add):
  *   teacher: forward of the global crops + the head MLPs (DINO on CLS, iBOT
  *       on every patch: the MLP runs before the masked rows are picked);
@@ -30,6 +35,7 @@ typedef struct CropShape {
     int global_size, global_count;
     int local_size, local_count;
     double masked_patch_fraction;
+    double max_masked_patch_fraction;   /* the most a crop may mask: buffers are sized by it */
 } CropShape;
 
 typedef struct ModelCost {
@@ -55,7 +61,10 @@ double student_flops_per_image(const ViTConfig *student, const ViTConfig *teache
 /* Bytes a rank keeps whatever its images: state (model_cost's state_bytes),
  * plus, for a student, the teacher prototype layers it applies (4 B each). */
 double rank_state_bytes(const ViTConfig *model, const ViTConfig *teacher, const CropShape *crops, int frozen);
-/* Activation bytes of `images` images on one rank. */
+/* Activation bytes of `images` images on one rank (of a micro-batch). */
 double rank_activation_bytes(const ViTConfig *model, const CropShape *crops, int images, int frozen);
+/* Bytes a student rank keeps per image of its slice, whatever its
+ * micro-batch: crops, the teacher's rows, the targets. */
+double rank_slice_bytes_per_image(const ViTConfig *student, const ViTConfig *teacher, const CropShape *crops);
 
 #endif

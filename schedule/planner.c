@@ -1,8 +1,9 @@
 /*
  * planner.c - ranks and slices per group from the cost model (see planner.h).
  */
-#include "schedule/planner.h"
+#include "schedule/planner_internal.h"
 
+#include <limits.h>
 #include <math.h>
 #include <stdlib.h>
 
@@ -14,49 +15,122 @@ PlanDevices plan_h100_devices(int count) {
 }
 
 double plan_group_flops(const PlanGroupInput *group, const PlanDevices *devices) {
+    if (group->sustained_flops > 0) return group->sustained_flops;
     return devices->peak_flops * (group->is_teacher ? PLAN_TEACHER_EFFICIENCY : PLAN_STUDENT_EFFICIENCY);
 }
 
-static int most_images_of(int global_batch, int ranks) { return (global_batch + ranks - 1) / ranks; }
+int plan_most_images(int global_batch, int ranks) { return (global_batch + ranks - 1) / ranks; }
 
-static double rank_memory(const PlanGroupInput *g, int images) {
-    return g->state_bytes + images * g->activation_bytes_per_image;
+double plan_seconds_per_image(const PlanGroupInput *g, const PlanDevices *devices) {
+    return g->flops_per_image / plan_group_flops(g, devices);
 }
 
-static double allreduce_seconds(const PlanGroupInput *g, const PlanDevices *devices, int ranks) {
+double plan_allreduce_seconds(const PlanGroupInput *g, const PlanDevices *devices, int ranks) {
     return ranks > 1 ? 2.0 * g->gradient_bytes / devices->link_bytes_per_second : 0.0;
 }
 
-/* Seconds of one iteration of group g on n ranks; INFINITY where n ranks
- * cannot take the batch (memory, more ranks than images, divisibility). */
-static double group_seconds(const PlanGroupInput *g, const PlanDevices *devices, int global_batch, int n,
-                            int even_slices_only) {
+int plan_micro_batch(const PlanGroupInput *g, const PlanDevices *devices, double extra_bytes, int images) {
+    double room = devices->memory_bytes - g->state_bytes - images * g->slice_bytes_per_image - extra_bytes;
+    if (room < 0) return 0;
+    if (!(g->activation_bytes_per_image > 0)) return images;
+    double fits = floor(room / g->activation_bytes_per_image);
+    return fits >= images ? images : (int)fits;
+}
+
+double plan_teacher_memory(const PlanGroupInput *teacher, int images) {
+    return teacher->state_bytes + images * teacher->activation_bytes_per_image;
+}
+
+/* A rank of group g with `images` images and nothing hosted fits. */
+static int rank_fits(const PlanGroupInput *g, const PlanDevices *devices, int images) {
+    if (g->is_teacher) return plan_teacher_memory(g, images) <= devices->memory_bytes;
+    return plan_micro_batch(g, devices, 0, images) >= 1;
+}
+
+double plan_group_seconds(const PlanGroupInput *g, const PlanDevices *devices, int global_batch, int n,
+                          int even_slices_only) {
     if (n < 1 || n > global_batch || (even_slices_only && global_batch % n != 0)) return INFINITY;
-    int images = most_images_of(global_batch, n);
-    if (rank_memory(g, images) > devices->memory_bytes) return INFINITY;
-    return images * g->flops_per_image / plan_group_flops(g, devices) + allreduce_seconds(g, devices, n);
+    int images = plan_most_images(global_batch, n);
+    if (!rank_fits(g, devices, images)) return INFINITY;
+    return images * plan_seconds_per_image(g, devices) + (g->is_teacher ? 0 : plan_allreduce_seconds(g, devices, n));
 }
 
-static void fill_group(GroupPlan *out, const PlanGroupInput *g, const PlanDevices *devices, int global_batch,
-                       int ranks, double seconds) {
-    out->ranks = ranks;
-    out->most_images = most_images_of(global_batch, ranks);
-    out->ranks_with_most = global_batch - (out->most_images - 1) * ranks;
-    out->seconds = seconds;
-    out->memory_bytes = rank_memory(g, out->most_images);
+int plan_first_rank(const Plan *plan, int group) {
+    int first = 0;
+    for (int g = 0; g < group; g++) first += plan->groups[g].ranks;
+    return first;
 }
 
-static void finish_plan(Plan *plan, int group_count, int global_batch) {
+/* Busy seconds and memory of rank r of group g holding `images` student
+ * images (none for the teacher) and `hosted` teacher images. */
+static void rank_cost(const PlanGroupInput *groups, int g, const PlanDevices *devices, int ranks, int images,
+                      int hosted, double *busy, double *memory, int *micro_batch) {
+    const PlanGroupInput *teacher = &groups[0];
+    const double teacher_busy = hosted * plan_seconds_per_image(teacher, devices);
+    if (g == 0) {
+        *busy = teacher_busy;
+        *memory = plan_teacher_memory(teacher, hosted);
+        *micro_batch = hosted;
+        return;
+    }
+    const double extra = hosted > 0 ? plan_teacher_memory(teacher, hosted) : 0;
+    *micro_batch = plan_micro_batch(&groups[g], devices, extra, images);
+    *busy = images * plan_seconds_per_image(&groups[g], devices) + plan_allreduce_seconds(&groups[g], devices, ranks) +
+            teacher_busy;
+    *memory = groups[g].state_bytes + images * groups[g].slice_bytes_per_image +
+              *micro_batch * groups[g].activation_bytes_per_image + extra;
+}
+
+void plan_finish(Plan *plan, const PlanGroupInput *groups, int group_count, int global_batch,
+                 const PlanDevices *devices, const int *ranks, const int *teacher_images) {
     plan->group_count = group_count;
     plan->global_batch = global_batch;
+    plan->spread_teacher = 0;
+    plan->rank_count = 0;
+    static double busy[PLAN_MAX_RANKS];   /* per rank, in Plan.teacher_images order */
+    for (int g = 0; g < group_count; g++) {
+        GroupPlan *out = &plan->groups[g];
+        out->ranks = ranks[g];
+        out->most_images = plan_most_images(global_batch, ranks[g]);
+        out->ranks_with_most = global_batch - (out->most_images - 1) * ranks[g];
+        out->seconds = out->memory_bytes = 0;
+        out->micro_batch = out->most_images;
+        out->teacher_images = 0;
+        out->teacher_images_least = INT_MAX;
+        out->teacher_images_most = 0;
+        for (int r = 0; r < ranks[g]; r++) {
+            const int k = plan->rank_count++;
+            const int images = r < out->ranks_with_most ? out->most_images : out->most_images - 1;
+            const int hosted = teacher_images ? teacher_images[k] : g == 0 ? images : 0;
+            plan->teacher_images[k] = hosted;
+            if (hosted > 0 && g > 0) plan->spread_teacher = 1;
+            double memory;
+            int micro;
+            rank_cost(groups, g, devices, ranks[g], g == 0 ? 0 : images, hosted, &busy[k], &memory, &micro);
+            out->seconds = fmax(out->seconds, busy[k]);
+            out->memory_bytes = fmax(out->memory_bytes, memory);
+            if (g > 0 && micro < out->micro_batch) out->micro_batch = micro;
+            out->teacher_images += hosted;
+            if (hosted < out->teacher_images_least) out->teacher_images_least = hosted;
+            if (hosted > out->teacher_images_most) out->teacher_images_most = hosted;
+        }
+        if (g == 0) {   /* the teacher's slices are its images */
+            out->micro_batch = out->teacher_images_most;
+            out->most_images = out->teacher_images_most;
+            out->ranks_with_most = 0;
+            for (int r = 0; r < ranks[0]; r++) out->ranks_with_most += plan->teacher_images[r] == out->most_images;
+        }
+    }
     plan->seconds_per_iteration = 0;
     for (int g = 0; g < group_count; g++)
         plan->seconds_per_iteration = fmax(plan->seconds_per_iteration, plan->groups[g].seconds);
     plan->worst_idle_fraction = 0;
-    for (int g = 0; g < group_count; g++) {
-        double idle = plan->seconds_per_iteration > 0 ? 1.0 - plan->groups[g].seconds / plan->seconds_per_iteration : 0;
-        plan->groups[g].idle_fraction = idle;
-        plan->worst_idle_fraction = fmax(plan->worst_idle_fraction, idle);
+    for (int g = 0, k = 0; g < group_count; g++) {
+        double idle = 0;
+        for (int r = 0; r < ranks[g]; r++, k++)
+            idle += plan->seconds_per_iteration > 0 ? 1.0 - busy[k] / plan->seconds_per_iteration : 0;
+        plan->groups[g].idle_fraction = idle / ranks[g];
+        plan->worst_idle_fraction = fmax(plan->worst_idle_fraction, plan->groups[g].idle_fraction);
     }
 }
 
@@ -74,7 +148,7 @@ static int check_inputs(const PlanGroupInput *groups, int group_count, int globa
         if (!(groups[g].flops_per_image > 0))
             return dd_fail(err, "plan: %s: expected FLOPs per image > 0, found %g", groups[g].name,
                            groups[g].flops_per_image);
-        double one_image = rank_memory(&groups[g], 1);
+        double one_image = groups[g].state_bytes + groups[g].slice_bytes_per_image + groups[g].activation_bytes_per_image;
         if (one_image > devices->memory_bytes)
             return dd_fail(err, "%s needs %.1f GiB per rank with 1 image per rank, a device has %.1f GiB",
                            groups[g].name, one_image / GIB, devices->memory_bytes / GIB);
@@ -82,8 +156,7 @@ static int check_inputs(const PlanGroupInput *groups, int group_count, int globa
     return 0;
 }
 
-/* Ranks a group may take: its fixed count, else 1 .. devices. */
-static void rank_range(const PlanGroupInput *g, int devices, int *lowest, int *highest) {
+void plan_rank_range(const PlanGroupInput *g, int devices, int *lowest, int *highest) {
     *lowest = g->fixed_ranks > 0 ? g->fixed_ranks : 1;
     *highest = g->fixed_ranks > 0 ? g->fixed_ranks : devices;
 }
@@ -106,7 +179,7 @@ static int assign_ranks(const double *times, const PlanGroupInput *groups, int g
     for (int s = 0; s < width; s++) best[s] = s == 0 ? INFINITY : -1;
     for (int g = 0; g < group_count; g++) {
         int lowest, highest;
-        rank_range(&groups[g], devices, &lowest, &highest);
+        plan_rank_range(&groups[g], devices, &lowest, &highest);
         for (int s = 0; s < width; s++) {
             double value = -1;
             int picked = 0;
@@ -137,7 +210,9 @@ static int compare_doubles(const void *a, const void *b) {
 }
 
 int plan_groups(Plan *plan, const PlanGroupInput *groups, int group_count, int global_batch,
-                const PlanDevices *devices, int even_slices_only, DdError *err) {
+                const PlanDevices *devices, const PlanOptions *options, DdError *err) {
+    const PlanOptions defaults = {0};
+    if (!options) options = &defaults;
     if (check_inputs(groups, group_count, global_batch, devices, err)) return -1;
     const int width = devices->count + 1;
     double *times = malloc(sizeof(double) * (size_t)group_count * width);
@@ -150,10 +225,11 @@ int plan_groups(Plan *plan, const PlanGroupInput *groups, int group_count, int g
     int count = 0;
     for (int g = 0; g < group_count; g++) {
         int lowest, highest;
-        rank_range(&groups[g], devices->count, &lowest, &highest);
+        plan_rank_range(&groups[g], devices->count, &lowest, &highest);
         for (int n = 0; n < width; n++) {
             double t = n >= lowest && n <= highest
-                           ? group_seconds(&groups[g], devices, global_batch, n, even_slices_only) : INFINITY;
+                           ? plan_group_seconds(&groups[g], devices, global_batch, n, options->even_slices_only)
+                           : INFINITY;
             times[g * width + n] = t;
             if (isfinite(t)) candidates[count++] = t;
         }
@@ -171,7 +247,8 @@ int plan_groups(Plan *plan, const PlanGroupInput *groups, int group_count, int g
         }
         status = dd_fail(err, "no layout of %d devices fits: the groups need at least %.0f devices for "
                          "a %d-image batch (memory, %s), or the fixed ranks leave none", devices->count,
-                         least_devices, global_batch, even_slices_only ? "even slices" : "one image per rank at least");
+                         least_devices, global_batch,
+                         options->even_slices_only ? "even slices" : "one image per rank at least");
     } else {
         int low = 0, high = count - 1;  /* candidates[high] is feasible */
         while (low < high) {
@@ -180,26 +257,29 @@ int plan_groups(Plan *plan, const PlanGroupInput *groups, int group_count, int g
             else low = mid + 1;
         }
         assign_ranks(times, groups, group_count, devices->count, candidates[high], ranks);
-        for (int g = 0; g < group_count; g++)
-            fill_group(&plan->groups[g], &groups[g], devices, global_batch, ranks[g], times[g * width + ranks[g]]);
-        finish_plan(plan, group_count, global_batch);
+        plan_finish(plan, groups, group_count, global_batch, devices, ranks, NULL);
     }
     free(times);
     free(candidates);
+    if (status == 0 && options->spread_teacher && !options->even_slices_only) {
+        static Plan spread;   /* large */
+        /* worth the teacher's memory on student ranks only for a real gain */
+        if (plan_spread_teacher(&spread, groups, group_count, global_batch, devices, plan->seconds_per_iteration) &&
+            (spread.seconds_per_iteration < plan->seconds_per_iteration * (1 - PLAN_SPREAD_MIN_GAIN) ||
+             spread.worst_idle_fraction < plan->worst_idle_fraction - PLAN_SPREAD_MIN_GAIN))
+            *plan = spread;
+    }
     return status;
 }
 
 int plan_predict(Plan *plan, const PlanGroupInput *groups, int group_count, int global_batch,
                  const PlanDevices *devices, const int *ranks, DdError *err) {
     if (check_inputs(groups, group_count, global_batch, devices, err)) return -1;
-    for (int g = 0; g < group_count; g++) {
-        double t = group_seconds(&groups[g], devices, global_batch, ranks[g], 0);
-        if (!isfinite(t))
+    for (int g = 0; g < group_count; g++)
+        if (!isfinite(plan_group_seconds(&groups[g], devices, global_batch, ranks[g], 0)))
             return dd_fail(err, "plan: %s on %d ranks: expected 1 to %d ranks whose slices fit in %.1f GiB",
                            groups[g].name, ranks[g], global_batch, devices->memory_bytes / GIB);
-        fill_group(&plan->groups[g], &groups[g], devices, global_batch, ranks[g], t);
-    }
-    finish_plan(plan, group_count, global_batch);
+    plan_finish(plan, groups, group_count, global_batch, devices, ranks, NULL);
     return 0;
 }
 
@@ -217,24 +297,33 @@ int plan_predict_shared_teacher(Plan *plan, const PlanGroupInput *groups, int gr
     }
     if (used != devices->count)
         return dd_fail(err, "plan: the students' ranks sum to %d, expected the %d devices", used, devices->count);
-    const double share = (double)global_batch / devices->count * groups[0].flops_per_image /
-                         plan_group_flops(&groups[0], devices);
-    fill_group(&plan->groups[0], &groups[0], devices, global_batch, devices->count, share);
+    /* every device computes its share of the teacher's batch, then trains;
+     * memory is not checked (the reference shards the teacher): the model
+     * is given as much as it asks */
+    PlanDevices unbounded = *devices;
+    unbounded.memory_bytes = INFINITY;
+    int ranks[PLAN_MAX_GROUPS];
+    ranks[0] = devices->count;
+    for (int s = 0; s < group_count - 1; s++) ranks[s + 1] = student_ranks[s];
+    plan_finish(plan, groups, group_count, global_batch, &unbounded, ranks, NULL);
+    const double share = plan->groups[0].seconds;
+    double slowest = 0;
+    for (int g = 1; g < group_count; g++) slowest = fmax(slowest, plan->groups[g].seconds += share);
+    plan->seconds_per_iteration = slowest;
     plan->groups[0].memory_bytes = groups[0].state_bytes / devices->count;
-    for (int s = 0; s < group_count - 1; s++) {
-        const PlanGroupInput *g = &groups[s + 1];
-        double t = group_seconds(g, devices, global_batch, student_ranks[s], 0);
-        if (!isfinite(t))  /* over memory: still predicted, the reference shards */
-            t = most_images_of(global_batch, student_ranks[s]) * g->flops_per_image / plan_group_flops(g, devices) +
-                allreduce_seconds(g, devices, student_ranks[s]);
-        fill_group(&plan->groups[s + 1], g, devices, global_batch, student_ranks[s], share + t);
-    }
-    finish_plan(plan, group_count, global_batch);
     /* the teacher's share is inside every student's time: no idle of its own */
     plan->groups[0].idle_fraction = 0;
     plan->worst_idle_fraction = 0;
-    for (int g = 1; g < group_count; g++)
+    for (int g = 1; g < group_count; g++) {
+        int slices[PLAN_MAX_DEVICES];
+        plan_slices(&plan->groups[g], slices);
+        double idle = 0;
+        for (int r = 0; r < student_ranks[g - 1]; r++)
+            idle += 1.0 - (share + slices[r] * plan_seconds_per_image(&groups[g], devices) +
+                           plan_allreduce_seconds(&groups[g], devices, student_ranks[g - 1])) / slowest;
+        plan->groups[g].idle_fraction = idle / student_ranks[g - 1];
         plan->worst_idle_fraction = fmax(plan->worst_idle_fraction, plan->groups[g].idle_fraction);
+    }
     return 0;
 }
 

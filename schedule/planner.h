@@ -7,26 +7,43 @@
  *   seconds per image  c_g = flops_per_image / sustained FLOP/s (the teacher's
  *       inference and the students' training run at their own fraction of
  *       the device's peak: PLAN_TEACHER_EFFICIENCY, PLAN_STUDENT_EFFICIENCY);
- *   a rank with b images takes b * c_g seconds and needs state_bytes +
- *       b * activation_bytes_per_image of memory;
+ *   a student rank with b images takes b * c_g seconds and runs them in
+ *       micro-batches of as many images as its memory holds: it needs
+ *       state_bytes + b * slice_bytes_per_image + m * activation_bytes_per_image
+ *       for a micro-batch of m >= 1 images (students/students.h, gradient
+ *       accumulation); a teacher rank runs its images at once: state + b *
+ *       activations;
  *   a student group of n > 1 ranks adds an all-reduce of its gradients, not
  *       overlapped: 2 * gradient_bytes / link bytes per second (ring);
- *   group time t_g = max over its ranks; iteration time T = max over groups;
- *   idle fraction of g = 1 - t_g / T.
+ *   a rank's busy time is the sum of what it runs; the iteration time T is
+ *       the largest; the idle fraction of a group is the mean over its
+ *       ranks of 1 - busy / T (the share of its device time spent waiting).
  * Slices: with uneven slices (the default) n ranks share the batch B as
- * ceil(B/n) and floor(B/n) images; with even slices only, n must divide B.
+ *   ceil(B/n) and floor(B/n) images; with even slices only, n must divide B.
  * Search: exact. The smallest T is found by bisection over every group's
- * possible times (feasibility grows with T); at that T a dynamic programme
- * over the device count picks the ranks per group (summing to the devices)
- * that keep the fastest group as slow as possible, i.e. the worst idle
- * fraction as small as possible. Groups with fixed ranks keep them.
+ *   possible times (feasibility grows with T); at that T a dynamic programme
+ *   over the device count picks the ranks per group (summing to the devices)
+ *   that keep the fastest group as slow as possible, i.e. the worst idle
+ *   fraction as small as possible. Groups with fixed ranks keep them.
+ * Spreading the teacher (PlanOptions.spread_teacher, schedule/teacher_spread.c):
+ *   whole ranks per group leave the faster groups idle (a 4-rank group that
+ *   3 ranks cannot carry waits for the slowest). Student ranks may then also
+ *   compute teacher images in that spare time (their memory permitting the
+ *   teacher's state besides their own); the teacher's dedicated ranks take
+ *   the rest. T is found by bisection on a continuous time: at each T a
+ *   dynamic programme over the devices maximises the teacher images every
+ *   rank can take by T; T is feasible when they cover the batch. The batch's
+ *   teacher images are then dealt one by one to the least busy rank that
+ *   can take one, which evens the busy times out to within one image. The
+ *   spread plan is taken when it is PLAN_SPREAD_MIN_GAIN faster or less idle.
  */
 #ifndef DD_SCHEDULE_PLANNER_H
 #define DD_SCHEDULE_PLANNER_H
 
 #include "nn/error.h"
 
-enum { PLAN_MAX_GROUPS = 17, PLAN_MAX_DEVICES = 4096 };
+enum { PLAN_MAX_GROUPS = 17, PLAN_MAX_DEVICES = 4096,
+       PLAN_MAX_RANKS = 2 * PLAN_MAX_DEVICES /* the reference's layout: a teacher and a student rank per device */ };
 
 #define PLAN_H100_PEAK_FLOPS 790e12       /* bf16 dense matmul, measured (DESIGN.md) */
 #define PLAN_TEACHER_EFFICIENCY 0.60      /* inference: large matmuls, no backward */
@@ -34,6 +51,7 @@ enum { PLAN_MAX_GROUPS = 17, PLAN_MAX_DEVICES = 4096 };
 #define PLAN_H100_MEMORY_BYTES (80.0 * 1073741824.0)
 #define PLAN_LINK_BYTES_PER_SECOND 47e9   /* InfiniBand NDR, one NIC per device */
 #define PLAN_GRADIENT_BYTES_PER_PARAM 2.0 /* bf16 gradients on the wire */
+#define PLAN_SPREAD_MIN_GAIN 0.01         /* spread the teacher for 1% less time or idle, not less */
 
 typedef struct PlanDevices {
     int count;
@@ -47,8 +65,10 @@ typedef struct PlanGroupInput {
     const char *name;                /* in messages: "vith16plus needs ..." */
     int is_teacher;
     double flops_per_image;
+    double sustained_flops;          /* FLOP/s measured or configured; > 0 overrides peak x efficiency */
     double state_bytes;              /* per rank, whatever its images */
-    double activation_bytes_per_image;
+    double activation_bytes_per_image;   /* per image of a micro-batch */
+    double slice_bytes_per_image;        /* a student's, per image of its slice (targets, crops) */
     double gradient_bytes;           /* all-reduced per iteration; 0 for the teacher */
     int fixed_ranks;                 /* > 0: kept as given */
 } PlanGroupInput;
@@ -57,10 +77,20 @@ typedef struct GroupPlan {
     int ranks;
     int most_images;                 /* images of the first `ranks_with_most` ranks */
     int ranks_with_most;             /* the others take most_images - 1 */
-    double seconds;                  /* per iteration */
-    double idle_fraction;
-    double memory_bytes;             /* per rank, at most_images */
+    double seconds;                  /* per iteration: its busiest rank */
+    double idle_fraction;            /* mean over its ranks of 1 - busy / iteration */
+    double memory_bytes;             /* per rank, the most of its ranks */
+    int micro_batch;                 /* a student's images per forward/backward pass (the fewest of its
+                                      * ranks); the teacher's: its most images */
+    int teacher_images;              /* teacher images its ranks compute per iteration (a student group's:
+                                      * those it hosts when the teacher is spread) */
+    int teacher_images_least, teacher_images_most;   /* per rank */
 } GroupPlan;
+
+typedef struct PlanOptions {
+    int even_slices_only;            /* every rank of a group takes B/n images */
+    int spread_teacher;              /* student ranks may compute teacher images in their spare time */
+} PlanOptions;
 
 typedef struct Plan {
     int group_count;
@@ -68,18 +98,22 @@ typedef struct Plan {
     GroupPlan groups[PLAN_MAX_GROUPS];
     double seconds_per_iteration;
     double worst_idle_fraction;
+    int spread_teacher;              /* the plan hosts teacher images on student ranks */
+    int rank_count;                  /* ranks of the plan: the teacher's, then each student group's */
+    int teacher_images[PLAN_MAX_RANKS];     /* per rank in that order: teacher images it computes */
 } Plan;
 
 /* Devices of the H100 class: 80 GiB, 790 TFLOP/s peak, 47 GB/s links. */
 PlanDevices plan_h100_devices(int count);
 
-/* Sustained FLOP/s of a group on a device. */
+/* Sustained FLOP/s of a group on a device: its own sustained_flops when
+ * given, else the device's peak x the efficiency of its role. */
 double plan_group_flops(const PlanGroupInput *group, const PlanDevices *devices);
 
-/* The best plan; even_slices_only: every rank of a group takes B/n images.
+/* The best plan under the options (NULL: uneven slices, teacher not spread).
  * Errors name the model, the memory it needs and what a device has. */
 int plan_groups(Plan *plan, const PlanGroupInput *groups, int group_count, int global_batch,
-                const PlanDevices *devices, int even_slices_only, DdError *err);
+                const PlanDevices *devices, const PlanOptions *options, DdError *err);
 
 /* The same model's prediction for given ranks per group (uneven slices). */
 int plan_predict(Plan *plan, const PlanGroupInput *groups, int group_count, int global_batch,
@@ -94,5 +128,8 @@ int plan_predict_shared_teacher(Plan *plan, const PlanGroupInput *groups, int gr
 
 /* images_per_rank[0 .. ranks-1] of a group's plan. */
 void plan_slices(const GroupPlan *group, int *images_per_rank);
+
+/* The plan's first rank of group g in its rank order (teacher first). */
+int plan_first_rank(const Plan *plan, int group);
 
 #endif

@@ -31,8 +31,8 @@ static int timed_group_max(void *context, float *buffer, long count, DdError *er
     return status;
 }
 
-/* Everything sized by the slice: the workspace, the crops and rows
- * buffers, the loader from first_iteration. */
+/* Everything sized by the slice: the workspace (its activations by the
+ * micro-batch), the crops and rows buffers, the loader from first_iteration. */
 static int open_slice(StudentRank *rank, const RankLayout *layout, const NnBackend *be, long first_iteration,
                       DdError *err) {
     const StudentRankOptions *o = &rank->options;
@@ -44,7 +44,7 @@ static int open_slice(StudentRank *rank, const RankLayout *layout, const NnBacke
     const CropConfig *c = o->crops;
     const int side = c->global_size / o->model->patch_size, Np = side * side;
     const int Kd = o->teacher->dino_head.bottleneck, Ki = o->teacher->ibot_head.bottleneck;
-    StudentShape shape = {B, c->global_count, c->global_size, c->local_count, c->local_size, 0};
+    StudentShape shape = {B, c->global_count, c->global_size, c->local_count, c->local_size, 0, o->micro_batch};
     shape.max_masked = student_max_masked(&shape, o->objective, o->model->patch_size);
     if (student_workspace_alloc(&rank->workspace, o->model, o->teacher, &shape, o->objective, be, err) != 0)
         return -1;

@@ -35,6 +35,7 @@ typedef struct StudentRankOptions {
     const OptimizerConfig *optimizer;
     const RunSchedules *schedules;
     int global_batch;
+    int micro_batch;                   /* images per forward and backward (0: the whole slice at once) */
     long first_iteration;
 } StudentRankOptions;
 

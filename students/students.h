@@ -28,6 +28,17 @@
  * and L local crops per image; global crop g of image b is row g*B + b of
  * every global-crop tensor (images, masks, teacher bottlenecks), local crop
  * l of image b row l*B + b.
+ *
+ * Micro-batches: the slice's B images may run through the student in chunks
+ * of at most StudentShape.micro_batch images (images b0 .. b0+c-1), each a
+ * forward, its losses and a backward that accumulates into the gradients;
+ * the activations are sized by the micro-batch, so memory falls with it. A
+ * micro-batch keeps the same layout with c in place of B (global crop g of
+ * its image j at row g*c + j), gathered from the slice's rows. The teacher's
+ * targets are made once for the whole slice, and every row keeps its weight
+ * in the slice's loss, so the gradient is the whole slice's (up to the order
+ * of fp32 sums) -- except KoLeo, whose nearest neighbours are taken within
+ * a micro-batch (as DINOv3 takes them within each device's batch).
  */
 #ifndef DD_STUDENTS_STUDENTS_H
 #define DD_STUDENTS_STUDENTS_H
@@ -164,7 +175,10 @@ typedef struct StudentShape {
     int global_size;     /* px, square */
     int local_count;     /* L >= 0 */
     int local_size;      /* px */
-    int max_masked;      /* masked patches one iteration may hold, over all G*B global crops */
+    int max_masked;      /* masked patches one iteration may hold, over all G*B global crops; a bound
+                          * of so many per image (as student_max_masked gives it): a micro-batch
+                          * of c images holds up to ceil(max_masked * c / B) */
+    int micro_batch;     /* images per forward and backward (0, or >= B: the whole slice at once) */
 } StudentShape;
 
 /* The bound of max_masked for a mask config: every global crop masked at
@@ -193,43 +207,56 @@ typedef struct StudentBatch {
     float local_rope_rescale;
 } StudentBatch;
 
-/* Every per-iteration buffer of one student rank, allocated once. */
+/* Every per-iteration buffer of one student rank, allocated once. m is the
+ * images of a full micro-batch (micro), Mm the masked patches one may hold
+ * (micro_masked); the buffers marked "slice" hold the whole slice. */
 typedef struct StudentWorkspace {
     StudentShape shape;
     ObjectiveConfig objective;
     LossWeights weights;                 /* from the objective; a test may change them */
     int D, Np, prototypes_dino, prototypes_ibot;
-    ViTActivations global, local;        /* G*B global crops (masked), L*B local crops */
-    HeadActivations dino, ibot;          /* (G+L)*B CLS rows, up to max_masked patch rows */
+    int micro;                           /* m: min(micro_batch, B), B when micro_batch is 0 */
+    int micro_masked;                    /* Mm: ceil(max_masked * m / B) */
+    int koleo_crops;                     /* global crops in micro-batches of >= 2 images (KoLeo's rows) */
+    ViTActivations global, local;        /* G*m global crops (masked), L*m local crops */
+    HeadActivations dino, ibot;          /* (G+L)*m CLS rows, Mm patch rows */
     float *memory;                       /* one allocation for: */
     size_t count;
-    float *cls;                          /* [(G+L)*B, D] pre-head CLS: global rows, then local */
-    float *d_cls;                        /* [(G+L)*B, D] */
-    float *patches;                      /* [max_masked, D] masked patch tokens of the global crops */
-    float *d_patches;                    /* [max_masked, D] */
-    float *dout_global;                  /* [G*B, T_global, D] gradient of the backbone outputs */
-    float *dout_local;                   /* [L*B, T_local, D] */
-    float *koleo_unit;                   /* [G*B, D] global CLS, L2-normalised */
-    float *koleo_norm;                   /* [G*B] */
-    float *d_koleo_unit;                 /* [G*B, D] */
-    float *dino_targets;                 /* [G*B, dino prototypes] */
-    float *ibot_targets;                 /* [max_masked, ibot prototypes] */
+    float *cls;                          /* [(G+L)*m, D] pre-head CLS: global rows, then local */
+    float *d_cls;                        /* [(G+L)*m, D] */
+    float *patches;                      /* [Mm, D] masked patch tokens of the global crops */
+    float *d_patches;                    /* [Mm, D] */
+    float *dout_global;                  /* [G*m, T_global, D] gradient of the backbone outputs */
+    float *dout_local;                   /* [L*m, T_local, D] */
+    float *koleo_unit;                   /* [G*m, D] global CLS, L2-normalised */
+    float *koleo_norm;                   /* [G*m] */
+    float *d_koleo_unit;                 /* [G*m, D] */
+    float *micro_global_crops;           /* [G*m, C, S, S] a micro-batch's crops, gathered from the */
+    float *micro_local_crops;            /* [L*m, C, s, s] slice's; NULL when m = B (the slice's are used) */
+    float *dino_targets;                 /* slice [G*B, dino prototypes] */
+    float *ibot_targets;                 /* slice [max_masked, ibot prototypes] */
     float *column;                       /* [max(prototypes)] Sinkhorn-Knopp scratch */
-    float *row_loss;                     /* [rows] per-row losses: DINO, iBOT, KoLeo */
-    float *row_dloss;                    /* [rows] their weights in the total */
-    float *row_lse;                      /* [(G+L)*B + max_masked] */
+    float *row_loss;                     /* slice [rows] per-row losses: DINO, iBOT, KoLeo */
+    float *row_dloss;                    /* slice [rows] their weights in the total */
+    float *row_lse;                      /* slice [rows] log-sum-exp of the cross-entropy rows */
     int32_t *indices;                    /* one int32 allocation for: */
-    int32_t *cls_rows_global;            /* [G*B] CLS rows of global.out as [G*B*T, D] */
-    int32_t *cls_rows_local;             /* [L*B] */
-    int32_t *patch_rows;                 /* [max_masked] masked patch rows of global.out */
-    int32_t *dino_global_targets;        /* [G*B, G-1] target rows of each global crop */
-    int32_t *dino_local_targets;         /* [L*B, G] target rows of each local crop */
-    int32_t *koleo_neighbor;             /* [G*B] */
-    uint8_t *masks;                      /* [G*B, Np] backend copy of the batch's masks */
+    int32_t *cls_rows_global;            /* [G*m] CLS rows of global.out as [G*m*T, D] */
+    int32_t *cls_rows_local;             /* [L*m] */
+    int32_t *patch_rows;                 /* [Mm] masked patch rows of global.out */
+    int32_t *ibot_target_rows;           /* [Mm] their rows of ibot_targets */
+    int32_t *dino_global_targets;        /* [G*m, G-1] rows of dino_targets each global crop is compared with */
+    int32_t *dino_local_targets;         /* [L*m, G] those of each local crop */
+    int32_t *koleo_neighbor;             /* [G*m] */
+    uint8_t *masks;                      /* [G*m, Np] backend copy of the micro-batch's masks */
     void *host;                          /* one host allocation for: */
-    float *host_row_loss, *host_row_dloss;   /* [rows] */
-    int32_t *host_patch_rows;            /* [max_masked] */
-    float *host_patch_weight;            /* [max_masked] 1 / (masked patches of its crop) */
+    float *host_row_loss, *host_row_dloss;   /* slice [rows] */
+    int32_t *host_patch_rows;            /* [Mm] */
+    float *host_patch_weight;            /* [Mm] 1 / (masked patches of its crop) */
+    int32_t *host_ibot_target_rows;      /* [Mm] */
+    int32_t *host_target_tables;         /* [G*m*(G-1) + L*m*G] */
+    int32_t *host_crop_masked;           /* slice [G*B + 1] masked patches before each global crop */
+    uint8_t *host_masks;                 /* [G*m, Np] a micro-batch's masks, gathered */
+    int tables_first, tables_images;     /* the micro-batch the target tables on the backend are for */
     int rows;                            /* per-row loss slots */
     int masked;                          /* M of the last iteration */
 } StudentWorkspace;
@@ -245,15 +272,21 @@ typedef struct LossTerms {
     double dino_local;    /* mean CE of each local crop against each teacher global crop */
     double dino_global;   /* mean CE of each global crop against the other teacher global crops */
     double ibot;          /* sum over masked crops of the mean CE of their masked patches, / (G*B) */
-    double koleo;         /* mean over global crops of KoLeo on the pre-head CLS */
+    double koleo;         /* mean over global crops of KoLeo on the pre-head CLS (neighbours
+                           * within a micro-batch; a micro-batch of 1 image has none and
+                           * does not count) */
     double total;
     int masked;           /* M, masked patches */
 } LossTerms;
 
 /* Forward, targets and loss of one iteration; with backward != 0 also every
- * gradient (s->grads is zeroed first, then filled). Fails on a masked count
- * over the workspace's capacity, a failing group sum, or a loss that is not
- * finite (the state is left as it was). */
+ * gradient (s->grads is zeroed first, then filled), micro-batch by
+ * micro-batch: the targets first (the group's collectives: the same calls
+ * however the slice is cut), then per micro-batch a forward, its losses and
+ * a backward. Fails on a masked count over the workspace's capacity, a
+ * failing group sum, or a loss that is not finite, checked before each
+ * micro-batch's backward: the parameters are left as they were (the
+ * gradients may hold the earlier micro-batches'). */
 int student_forward_backward(const NnBackend *be, Student *s, StudentWorkspace *w,
                              const TeacherPrototypes *teacher, const StudentBatch *batch,
                              float teacher_temperature, const StudentGroup *group, int backward,

@@ -36,16 +36,25 @@ static int load_weights(Teacher *t, const char *path, const NnBackend *be, DdErr
     return heads;
 }
 
+/* Frees what teacher_resize sized. */
+static void free_slice_buffers(Teacher *t, const NnBackend *be) {
+    vit_activations_free(&t->act, be);
+    head_activations_free(&t->dino, be);
+    head_activations_free(&t->ibot, be);
+    if (t->memory) be->free(t->memory);
+    free(t->host);
+    t->memory = NULL, t->host = NULL;
+    t->images = t->cls = t->patches = t->host_dino = t->host_ibot = NULL;
+    t->row_starts = NULL;
+    t->capacity = 0;
+}
+
 int teacher_create(Teacher *t, const ViTConfig *cfg, const char *weights_path, uint64_t seed, int capacity,
                    int global_count, int global_size, int max_masked, const NnBackend *be, DdError *err) {
     memset(t, 0, sizeof *t);
     t->cfg = *cfg;
-    t->capacity = capacity;
     t->global_count = global_count;
     t->global_size = global_size;
-    t->max_masked = max_masked > 0 ? max_masked : 1;
-    const int rows = global_count * capacity, D = cfg->dim;
-    const int Kd = cfg->dino_head.bottleneck, Ki = cfg->ibot_head.bottleneck;
     if (model_layout_create(&t->layout, cfg, err) != 0 || model_params_alloc(&t->params, cfg, be, err) != 0 ||
         model_params_init_informative(&t->params, cfg, be, seed, TEACHER_MODEL_INDEX, err) != 0)
         goto fail;
@@ -54,13 +63,30 @@ int teacher_create(Teacher *t, const ViTConfig *cfg, const char *weights_path, u
         if (heads < 0) goto fail;
         t->heads_from_file = heads;
     }
-    if (vit_activations_alloc(&t->act, cfg, be, rows, global_size, global_size, 0, err) != 0 ||
+    if (capacity > 0 && teacher_resize(t, capacity, max_masked, be, err) != 0) goto fail;
+    return 0;
+fail:
+    teacher_free(t, be);
+    return -1;
+}
+
+int teacher_resize(Teacher *t, int capacity, int max_masked, const NnBackend *be, DdError *err) {
+    const ViTConfig *cfg = &t->cfg;
+    max_masked = max_masked > 0 ? max_masked : 1;
+    if (capacity < 1) return dd_fail(err, "teacher '%s': expected a capacity >= 1, found %d", cfg->name, capacity);
+    if (t->memory && capacity == t->capacity && max_masked == t->max_masked) return 0;
+    free_slice_buffers(t, be);
+    t->capacity = capacity;
+    t->max_masked = max_masked;
+    const int rows = t->global_count * capacity, D = cfg->dim;
+    const int Kd = cfg->dino_head.bottleneck, Ki = cfg->ibot_head.bottleneck;
+    if (vit_activations_alloc(&t->act, cfg, be, rows, t->global_size, t->global_size, 0, err) != 0 ||
         head_activations_alloc(&t->dino, &cfg->dino_head, D, rows, HEAD_PART_MLP, be, err) != 0 ||
         head_activations_alloc(&t->ibot, &cfg->ibot_head, D, t->max_masked, HEAD_PART_MLP, be, err) != 0)
         goto fail;
     vit_set_rope(&t->act, cfg, be, 1.0f);   /* no rescale at inference */
 
-    const size_t image_floats = (size_t)rows * cfg->in_channels * global_size * global_size;
+    const size_t image_floats = (size_t)rows * cfg->in_channels * t->global_size * t->global_size;
     t->count = image_floats + (size_t)rows * D + (size_t)t->max_masked * D;
     t->memory = be->alloc(t->count * sizeof(float));
     t->host = malloc(((size_t)rows * Kd + (size_t)t->max_masked * Ki) * sizeof(float) + (size_t)rows * sizeof(long));
@@ -76,18 +102,14 @@ int teacher_create(Teacher *t, const ViTConfig *cfg, const char *weights_path, u
     t->row_starts = (long *)(t->host_ibot + (size_t)t->max_masked * Ki);
     return 0;
 fail:
-    teacher_free(t, be);
+    free_slice_buffers(t, be);
     return -1;
 }
 
 void teacher_free(Teacher *t, const NnBackend *be) {
-    vit_activations_free(&t->act, be);
-    head_activations_free(&t->dino, be);
-    head_activations_free(&t->ibot, be);
+    free_slice_buffers(t, be);
     model_params_free(&t->params, be);
     model_layout_free(&t->layout);
-    if (t->memory) be->free(t->memory);
-    free(t->host);
     memset(t, 0, sizeof *t);
 }
 

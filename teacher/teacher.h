@@ -28,7 +28,7 @@ typedef struct Teacher {
     ModelLayout layout;
     ModelParams params;           /* backbone and both heads, frozen */
     int heads_from_file;          /* 0: the heads were drawn from the seed (no trained heads given) */
-    int capacity;                 /* most images of a slice */
+    int capacity;                 /* most images of a slice (teacher_resize) */
     int global_count, global_size, max_masked;
     PayloadShape shape;           /* of the last computed slice */
     ViTActivations act;           /* inference activations of G * capacity crops */
@@ -44,10 +44,16 @@ typedef struct Teacher {
     long *row_starts;             /* [G*B] payload scratch */
 } Teacher;
 
-/* weights_path may be NULL (random weights from the seed). max_masked
- * bounds the masked patches of one slice (student_max_masked). */
+/* weights_path may be NULL (random weights from the seed). capacity and
+ * max_masked size the slice buffers as teacher_resize does; capacity 0
+ * leaves them for a later teacher_resize. */
 int teacher_create(Teacher *t, const ViTConfig *cfg, const char *weights_path, uint64_t seed, int capacity,
                    int global_count, int global_size, int max_masked, const NnBackend *be, DdError *err);
+/* Sizes what depends on the slice, the weights kept: activations and
+ * buffers for slices of up to capacity (>= 1) images, whose masked patches
+ * number at most max_masked (student_max_masked). Nothing is done when
+ * both are unchanged. */
+int teacher_resize(Teacher *t, int capacity, int max_masked, const NnBackend *be, DdError *err);
 void teacher_free(Teacher *t, const NnBackend *be);
 
 /* From the B images of a slice: global_crops[G*B, C, S, S] (host, crop-major)

@@ -9,38 +9,86 @@
 
 #include "nn/clock.h"
 
+/* Masked patches of a slice of `images` images at most, as
+ * student_max_masked counts them. */
+static int slice_max_masked(const TeacherRank *rank, int images) {
+    const IbotMaskHookContext *m = &rank->masks;
+    return m->global_count * images * ibot_mask_max_count(&m->config, m->Hp * m->Wp);
+}
+
+/* Everything sized by the slice: the teacher's activations, the rows and
+ * wire buffers, the loader from first_iteration (none for 0 images). */
+static int open_slice(TeacherRank *rank, const RankLayout *layout, const NnBackend *be, long first_iteration,
+                      DdError *err) {
+    const TeacherRankOptions *o = &rank->options;
+    rank_layout_slice(layout, LAYOUT_TEACHER_GROUP, rank->member, &rank->begin, &rank->end);
+    const int images = rank->end - rank->begin, capacity = images > 0 ? images : 1;
+    if (teacher_resize(&rank->teacher, capacity, slice_max_masked(rank, capacity), be, err) != 0) return -1;
+    const ViTConfig *cfg = o->model;
+    const size_t max_values = (size_t)images * o->crops->global_count *
+                              ((size_t)cfg->dino_head.bottleneck +
+                               (size_t)rank->masks.Hp * rank->masks.Wp * cfg->ibot_head.bottleneck);
+    rank->rows = malloc((max_values + 1) * sizeof(float));
+    if (!rank->rows) return dd_fail(err, "teacher: out of memory for the rows of a slice");
+    for (int s = 0; s < rank->prefetch; s++) {
+        rank->wire[s] = malloc((max_values + 1) * sizeof(uint16_t));
+        if (!rank->wire[s]) return dd_fail(err, "teacher: out of memory for the wire buffers");
+    }
+    if (images == 0) return 0;
+    DataLoaderOptions loader = {
+        .data = o->data, .crops = o->crops, .seed = o->seed, .global_batch = o->global_batch,
+        .begin = rank->begin, .end = rank->end, .build_locals = 0, .first_iteration = (uint64_t)first_iteration,
+        .mask_hook = ibot_mask_hook, .mask_context = &rank->masks,
+        .mask_bytes = ibot_mask_batch_bytes(&rank->masks, images),
+    };
+    return data_loader_open(&rank->loader, &loader, err);
+}
+
+/* Frees what open_slice made but the teacher's buffers (teacher_resize
+ * replaces those, teacher_free frees them); nothing may be in flight. */
+static void close_slice(TeacherRank *rank) {
+    if (rank->loader) data_loader_close(rank->loader);
+    rank->loader = NULL;
+    free(rank->rows);
+    rank->rows = NULL;
+    for (int s = 0; s < TEACHER_MAX_PREFETCH; s++) {
+        free(rank->wire[s]);
+        rank->wire[s] = NULL;
+    }
+}
+
 int teacher_rank_open(TeacherRank *rank, const TeacherRankOptions *o, const Comm *comm,
                       const RankLayout *layout, const NnBackend *be, DdError *err) {
     memset(rank, 0, sizeof *rank);
     if (o->prefetch < 1 || o->prefetch > TEACHER_MAX_PREFETCH)
         return dd_fail(err, "teacher: expected prefetch in [1, %d], found %d", TEACHER_MAX_PREFETCH, o->prefetch);
+    rank->options = *o;
     rank->prefetch = o->prefetch;
-    rank_layout_slice(layout, comm->group_index, comm->group_rank, &rank->begin, &rank->end);
-    const int images = rank->end - rank->begin;
+    /* a teacher rank, or a student rank computing teacher images too */
+    rank->member = rank_layout_teacher_member(layout, comm->world_rank);
+    if (rank->member < 0)
+        return dd_fail(err, "teacher: rank %d computes no teacher images in the plan", comm->world_rank);
     const ViTConfig *cfg = o->model;
-    const int side = o->crops->global_size / cfg->patch_size, Np = side * side;
+    const int side = o->crops->global_size / cfg->patch_size;
     rank->masks = (IbotMaskHookContext){*o->ibot_mask, side, side, o->crops->global_count};
-    if (teacher_create(&rank->teacher, cfg, o->weights_path, o->seed, images > 0 ? images : 1,
-                       o->crops->global_count, o->crops->global_size, o->max_masked, be, err) != 0)
+    if (teacher_create(&rank->teacher, cfg, o->weights_path, o->seed, 0, o->crops->global_count,
+                       o->crops->global_size, 0, be, err) != 0)
         return -1;
-    const size_t max_values = (size_t)images * o->crops->global_count *
-                              ((size_t)cfg->dino_head.bottleneck + (size_t)Np * cfg->ibot_head.bottleneck);
     rank->offsets = calloc((size_t)o->global_batch + 1, sizeof *rank->offsets);
-    rank->rows = malloc((max_values + 1) * sizeof(float));
-    if (!rank->offsets || !rank->rows) return dd_fail(err, "teacher: out of memory for the rows of a slice");
-    for (int s = 0; s < rank->prefetch; s++) {
-        rank->wire[s] = malloc((max_values + 1) * sizeof(uint16_t));
-        if (!rank->wire[s]) return dd_fail(err, "teacher: out of memory for the wire buffers");
+    if (!rank->offsets) return dd_fail(err, "teacher: out of memory for the batch offsets");
+    for (int s = 0; s < rank->prefetch; s++)
         if (delivery_transfer_init(&rank->transfers[s], layout, err) != 0) return -1;
-    }
-    if (images == 0) return 0;
-    DataLoaderOptions loader = {
-        .data = o->data, .crops = o->crops, .seed = o->seed, .global_batch = o->global_batch,
-        .begin = rank->begin, .end = rank->end, .build_locals = 0, .first_iteration = (uint64_t)o->first_iteration,
-        .mask_hook = ibot_mask_hook, .mask_context = &rank->masks,
-        .mask_bytes = ibot_mask_batch_bytes(&rank->masks, images),
-    };
-    return data_loader_open(&rank->loader, &loader, err);
+    return open_slice(rank, layout, be, o->first_iteration, err);
+}
+
+int teacher_rank_move_slice(TeacherRank *rank, const RankLayout *layout, const NnBackend *be, long first_iteration,
+                            DdError *err) {
+    if (teacher_rank_drain(rank, err) != 0) return -1;   /* the wire buffers are freed */
+    close_slice(rank);
+    if (open_slice(rank, layout, be, first_iteration, err) != 0)
+        return dd_fail_context(err, "teacher member %d: moving to a new slice at iteration %ld", rank->member,
+                               first_iteration);
+    return 0;
 }
 
 int teacher_rank_step(TeacherRank *rank, long iteration, const Comm *comm, const RankLayout *layout,
@@ -50,7 +98,9 @@ int teacher_rank_step(TeacherRank *rank, long iteration, const Comm *comm, const
         if (delivery_wait(&rank->transfers[slot], err) != 0) return -1;
         rank->in_flight[slot] = 0;
     }
-    if (rank->end == rank->begin) return 0;
+    rank->busy_seconds = 0;
+    rank->bytes_sent = 0;
+    if (rank->end == rank->begin) return 0;   /* a member with no images this time */
     const DataBatch *batch;
     if (data_loader_next(rank->loader, &batch, err) != 0) return -1;
     double start = dd_now_seconds();
@@ -88,13 +138,9 @@ int teacher_rank_drain(TeacherRank *rank, DdError *err) {
 }
 
 void teacher_rank_close(TeacherRank *rank, const NnBackend *be) {
-    if (rank->loader) data_loader_close(rank->loader);
+    close_slice(rank);
     teacher_free(&rank->teacher, be);
-    for (int s = 0; s < TEACHER_MAX_PREFETCH; s++) {
-        free(rank->wire[s]);
-        delivery_transfer_free(&rank->transfers[s]);
-    }
+    for (int s = 0; s < TEACHER_MAX_PREFETCH; s++) delivery_transfer_free(&rank->transfers[s]);
     free(rank->offsets);
-    free(rank->rows);
     memset(rank, 0, sizeof *rank);
 }

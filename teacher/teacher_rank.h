@@ -19,7 +19,6 @@ typedef struct TeacherRankOptions {
     const DataConfig *data;
     const CropConfig *crops;
     const IbotMaskConfig *ibot_mask;
-    int max_masked;                  /* bound of masked patches in one slice */
     int global_batch;
     int prefetch;                    /* iterations the teacher may run ahead, >= 1 */
     long first_iteration;
@@ -28,6 +27,8 @@ typedef struct TeacherRankOptions {
 enum { TEACHER_MAX_PREFETCH = 16 };
 
 typedef struct TeacherRank {
+    TeacherRankOptions options;
+    int member;                              /* among the teacher's members (rank_layout.h) */
     Teacher teacher;
     DataLoader *loader;
     IbotMaskHookContext masks;
@@ -44,7 +45,15 @@ typedef struct TeacherRank {
 
 int teacher_rank_open(TeacherRank *rank, const TeacherRankOptions *options, const Comm *comm,
                       const RankLayout *layout, const NnBackend *be, DdError *err);
-/* Computes iteration k's rows and posts them to the students. */
+/* The rank's slice changed in the layout (the online balancer, from
+ * first_iteration on): what was posted is drained, the buffers sized by the
+ * slice and the loader are made again; the teacher's weights are kept.
+ * Every rank must hold the new layout before iteration first_iteration's
+ * rows are posted or received. */
+int teacher_rank_move_slice(TeacherRank *rank, const RankLayout *layout, const NnBackend *be, long first_iteration,
+                            DdError *err);
+/* Computes iteration k's rows and posts them to the students (nothing for
+ * a member whose slice is empty). */
 int teacher_rank_step(TeacherRank *rank, long iteration, const Comm *comm, const RankLayout *layout,
                       const NnBackend *be, DdError *err);
 /* Waits until every posted row has left. */

@@ -27,6 +27,14 @@ void balancer_forget_group(Balancer *b, const RankLayout *layout, int group) {
     b->across_above_since = -1;
 }
 
+/* 1 when the balancer moves images inside the group: 2 to
+ * BALANCER_MAX_GROUP_RANKS ranks and, for the teacher group, no helpers. */
+static int moves_inside(const RankLayout *layout, int group) {
+    if (layout->ranks[group] < 2 || layout->ranks[group] > BALANCER_MAX_GROUP_RANKS) return 0;
+    /* a helper's busy time mixes its student's work and the teacher's */
+    return group != LAYOUT_TEACHER_GROUP || layout->teacher_members == layout->ranks[group];
+}
+
 /* Mean and largest of a group's averages. */
 static void group_times(const Balancer *b, const RankLayout *layout, int group, double *mean, double *slowest) {
     double sum = 0, most = 0;
@@ -145,11 +153,11 @@ BalancerDecision balancer_observe(Balancer *b, const RankLayout *layout, const d
     }
     b->across = imbalance_of(sum / layout->group_count, most);
     const long window_start = done - steps;
-    /* in-group moves first: the most imbalanced student group that stayed so */
+    /* in-group moves first: the most imbalanced group that stayed so */
     int worst = -1;
     double pending = 0;   /* the largest in-group imbalance still waiting for a move */
-    for (int g = 1; g < layout->group_count; g++) {
-        if (layout->ranks[g] < 2 || layout->ranks[g] > BALANCER_MAX_GROUP_RANKS) continue;
+    for (int g = 0; g < layout->group_count; g++) {
+        if (!moves_inside(layout, g)) continue;
         const int due = stayed_above(b, b->imbalance[g], &b->above_since[g], window_start, done);
         if (b->above_since[g] >= 0 && !b->settled[g] && b->imbalance[g] > pending) pending = b->imbalance[g];
         if (due && (worst < 0 || b->imbalance[g] > b->imbalance[worst])) worst = g;

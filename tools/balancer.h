@@ -6,10 +6,13 @@
  * reach rank 0, which keeps a moving average (EMA) per rank. A group's
  * imbalance is slowest / mean - 1 over its ranks' averages; the groups'
  * imbalance is the same over their balanced times (a group's mean).
- *   - In-group move (no restart): a student group whose imbalance stays
- *     above `threshold` for `window` iterations gets new images per rank in
+ *   - In-group move (no restart): a group whose imbalance stays above
+ *     `threshold` for `window` iterations gets new images per rank in
  *     proportion to each rank's measured speed (images / busy seconds);
- *     every rank applies the new slices from the next iteration.
+ *     every rank applies the new slices from the next iteration. The
+ *     teacher group is moved likewise when no student rank helps it (no
+ *     spread); with helpers it is not: a helper's busy time mixes its
+ *     student's work and the teacher's, so its teacher speed is unknown.
  *   - Re-plan (restart): when no group needs a move and the groups stay
  *     imbalanced above `threshold` for `window` iterations, ranks per group
  *     in proportion to each group's measured work (proportional_plan); if

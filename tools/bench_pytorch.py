@@ -30,6 +30,10 @@ Fairness: Debian's torch runs its matmuls on OpenBLAS, which under a
 hypervisor may detect only generic x86-64 kernels; like `distill` (see
 nn/cpu/cpu_blas_select.c), this script then selects the kernels the CPU
 supports through OPENBLAS_CORETYPE, so both sides use the same sgemm.
+
+On a GPU (bf16, scaled_dot_product_attention, the multi-crop student step and
+the teacher forward of issue 7) see tools/bench_pytorch_gpu.py, which reuses
+init_params, configure_cpu_blas and run_distill_bench from here.
 """
 import argparse
 import os
@@ -56,22 +60,26 @@ def parse_arguments():
     return parser, args
 
 
-def init_params(torch, cfg, layout, generator):
-    """{name: float32 leaf tensor} for layout [(name, shape)], initialised as
+def init_params(torch, cfg, layout, generator, dtype=None, requires_grad=True):
+    """{name: leaf tensor} for layout [(name, shape)], initialised as
     vit_params_init does: N(0, 0.02) matrices and CLS/register tokens, zero
-    biases and mask token, unit LayerNorm weights, LayerScale = layerscale_init."""
+    biases and mask token, unit LayerNorm weights, LayerScale = layerscale_init.
+    The tensors are made on the generator's device, in dtype (default float32);
+    tools/bench_pytorch_gpu.py uses this for its CUDA and bf16 models."""
+    dtype = dtype or torch.float32
+    device = generator.device
     params = {}
     for name, shape in layout:
         leaf = name.rsplit(".", 1)[-1]
         if len(shape) == 2 or name.endswith(("cls_token", "register_tokens")):
-            value = torch.randn(shape, generator=generator) * 0.02
+            value = torch.randn(shape, generator=generator, device=device, dtype=dtype) * 0.02
         elif leaf == "lambda1":
-            value = torch.full(shape, cfg.layerscale_init)
+            value = torch.full(shape, cfg.layerscale_init, device=device, dtype=dtype)
         elif leaf == "weight":  # LayerNorm
-            value = torch.ones(shape)
+            value = torch.ones(shape, device=device, dtype=dtype)
         else:  # biases, mask token
-            value = torch.zeros(shape)
-        params[name] = value.requires_grad_(True)
+            value = torch.zeros(shape, device=device, dtype=dtype)
+        params[name] = value.requires_grad_(requires_grad)
     return params
 
 
@@ -89,13 +97,27 @@ def best_openblas_core():
     return None
 
 
-def run_distill_bench(args):
-    """Runs `distill bench` with the same settings; returns its key=value figures."""
-    command = [args.distill, "bench", args.model, "--batch", str(args.batch),
-               "--image-size", str(args.image_size), "--steps", str(args.steps),
-               "--warmup", str(args.warmup)]
+def configure_cpu_blas(threads):
+    """Sets the BLAS thread count and kernels in the environment. Torch's BLAS
+    (OpenBLAS on Debian) reads them when it is loaded, so this must run
+    before `import torch`."""
+    for variable in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[variable] = str(threads)
+    core = best_openblas_core()
+    if core and "OPENBLAS_CORETYPE" not in os.environ:
+        os.environ["OPENBLAS_CORETYPE"] = core
+
+
+def run_distill_bench(distill, model, batch, image_size, steps, warmup, backend=None, echo=True):
+    """Runs `distill bench` (echoing its output when echo); returns the
+    key=value figures of its machine-readable 'bench' line."""
+    command = [distill, "bench", model, "--batch", str(batch), "--image-size", str(image_size),
+               "--steps", str(steps), "--warmup", str(warmup)]
+    if backend:
+        command += ["--backend", backend]
     output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
-    sys.stdout.write(output)
+    if echo:
+        sys.stdout.write(output)
     line = next(line for line in output.splitlines() if line.startswith("bench "))
     return dict(field.split("=", 1) for field in line.split()[1:])
 
@@ -112,14 +134,9 @@ def time_repeated(function, warmup, steps):
 
 def main():
     parser, args = parse_arguments()
-    # Torch's BLAS (OpenBLAS on Debian) reads its thread count when it is
-    # loaded, so torch is imported here, once the count is set.
-    for variable in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-        os.environ[variable] = str(args.threads)
-    core = best_openblas_core()
-    if core and "OPENBLAS_CORETYPE" not in os.environ:
-        os.environ["OPENBLAS_CORETYPE"] = core
-    ours = run_distill_bench(args) if args.distill else None
+    configure_cpu_blas(args.threads)
+    ours = (run_distill_bench(args.distill, args.model, args.batch, args.image_size, args.steps, args.warmup)
+            if args.distill else None)
     import torch
     sys.path.insert(0, os.path.join(REPO, "tests", "reference"))
     from vit_torch import load_config, tensor_layout, vit_forward

@@ -14,10 +14,10 @@
 
 #include "nn/backend.h"
 #include "nn/clock.h"
-#include "nn/random.h"
 #include "nn/vit.h"
 #include "nn/vit_config.h"
 #include "tools/commands.h"
+#include "tools/device_timing.h"
 
 typedef struct BenchOptions {
     const char *model_path;
@@ -42,55 +42,6 @@ static void print_bench_help(FILE *out) {
             "  --warmup N       untimed steps first (default 1)\n"
             "  --backend NAME   cpu (default) or cuda\n\n"
             "distill bench data --help: crops/s per core of the data loader instead.\n");
-}
-
-static int compare_doubles(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-static double median(double *values, int n) {
-    qsort(values, (size_t)n, sizeof *values, compare_doubles);
-    return n % 2 ? values[n / 2] : 0.5 * (values[n / 2 - 1] + values[n / 2]);
-}
-
-static float *random_device_buffer(const NnBackend *be, size_t count, uint64_t seed, float scale) {
-    float *host = malloc(count * sizeof(float));
-    float *device = be->alloc(count * sizeof(float));
-    if (!host || !device) {
-        free(host);
-        if (device) be->free(device);
-        return NULL;
-    }
-    DdRandom rng = dd_random_seed(seed, 0);
-    for (size_t i = 0; i < count; i++) host[i] = (float)(scale * dd_random_normal(&rng));
-    be->copy_to_device(device, host, count * sizeof(float));
-    free(host);
-    return device;
-}
-
-/* The sgemm ceiling: the best GFLOP/s of the model's FFN matmul shape
- * out[N, F1] = inp[N, D] @ W[F1, D]^T, the largest matmul of a step, over
- * `runs` repetitions. The best (not the median) makes it a ceiling: the
- * fractions printed against it are then conservative. */
-static double measure_sgemm_gflops(const NnBackend *be, int N, int C, int OC, int runs) {
-    float *a = random_device_buffer(be, (size_t)N * C, 1, 1.0f);
-    float *w = random_device_buffer(be, (size_t)OC * C, 2, 1.0f);
-    float *out = be->alloc((size_t)N * OC * sizeof(float));
-    if (!a || !w || !out) return 0.0;
-    double best = INFINITY;
-    for (int i = 0; i < runs; i++) {
-        be->synchronize();
-        double t0 = dd_now_seconds();
-        be->matmul_forward(out, a, w, NULL, N, C, OC);
-        be->synchronize();
-        double seconds = dd_now_seconds() - t0;
-        if (seconds < best) best = seconds;
-    }
-    be->free(a);
-    be->free(w);
-    be->free(out);
-    return 2.0 * N * C * OC / best * 1e-9;
 }
 
 static double peak_rss_mib(void) {
@@ -175,8 +126,8 @@ int cmd_bench(int argc, char **argv) {
         fprintf(stderr, "distill bench: %s\n", err.message);
         goto done;
     }
-    images = random_device_buffer(be, image_count, 3, 1.0f);
-    dout = random_device_buffer(be, (size_t)B * train.T * cfg.dim, 4, 1e-3f);
+    images = device_random_buffer(be, image_count, 3, 1.0f);
+    dout = device_random_buffer(be, (size_t)B * train.T * cfg.dim, 4, 1e-3f);
     if (!images || !dout) {
         fprintf(stderr, "distill bench: out of %s memory for inputs\n", be->name);
         goto done;
@@ -186,7 +137,7 @@ int cmd_bench(int argc, char **argv) {
 
     const int ffn_width = cfg.ffn == FFN_SWIGLU ? 2 * cfg.ffn_hidden : cfg.ffn_hidden;
     /* measured before and after the model, so a busy spell does not lower it */
-    double ceiling = measure_sgemm_gflops(be, B * train.T, cfg.dim, ffn_width, 10);
+    double ceiling = sgemm_ceiling_gflops(be, B * train.T, cfg.dim, ffn_width, 10);
 
     double train_times[32], forward_times[32];
     for (int i = 0; i < o.warmup + o.steps; i++) {
@@ -207,9 +158,9 @@ int cmd_bench(int argc, char **argv) {
         be->synchronize();
         if (i >= o.warmup) forward_times[i - o.warmup] = dd_now_seconds() - t0;
     }
-    double ceiling_after = measure_sgemm_gflops(be, B * train.T, cfg.dim, ffn_width, 10);
+    double ceiling_after = sgemm_ceiling_gflops(be, B * train.T, cfg.dim, ffn_width, 10);
     if (ceiling_after > ceiling) ceiling = ceiling_after;
-    double train_s = median(train_times, o.steps), forward_s = median(forward_times, o.steps);
+    double train_s = median_of(train_times, o.steps), forward_s = median_of(forward_times, o.steps);
     double flops_forward = vit_forward_flops(&cfg, S, S) * B;
     double train_gflops = 3.0 * flops_forward / train_s * 1e-9;
     double forward_gflops = flops_forward / forward_s * 1e-9;

@@ -94,7 +94,9 @@ static int print_file(const char *path, int batch, CropConfig *shown, int *heade
         *shown = crops;
         *header_printed = 1;
     }
-    const CropShape shape = {crops.global_size, crops.global_count, crops.local_size, crops.local_count, 0};
+    /* no masks here: the iBOT rows and the slice's buffers are `distill plan`'s */
+    const CropShape shape = {.global_size = crops.global_size, .global_count = crops.global_count,
+                             .local_size = crops.local_size, .local_count = crops.local_count};
     if (!is_run) {
         ModelCost c = model_cost(&model, &shape, batch, 0);
         print_row("model", &model, &c);
@@ -157,8 +159,9 @@ int cmd_info(int argc, char **argv) {
     }
     if (header_printed)
         printf("\nFLOPs: one forward of one crop. Memory per rank for %d images per rank: trained models keep\n"
-               "20 B per parameter and training activations of every crop; a run's frozen teacher keeps\n"
-               "4 B per parameter and inference activations of the global crops.\n",
+               "20 B per parameter and training activations of every crop and DINO head; a run's frozen\n"
+               "teacher keeps 4 B per parameter and inference activations of the global crops and head MLPs\n"
+               "(`distill plan` adds the iBOT head on masked patches and a slice's targets and crops).\n",
                batch);
     return failed;
 }

@@ -28,8 +28,13 @@ int cmd_plan(int argc, char **argv);
 struct RunConfig;
 struct PlanGroupInput;
 void run_plan_inputs(const struct RunConfig *config, struct PlanGroupInput *groups);
-/* Ranks per group for world_size H100-class devices (fixed ranks kept). */
-int plan_run_ranks(const struct RunConfig *config, int world_size, int *ranks, DdError *err);
+/* count devices as the config's devices section describes them (H100 figures by default). */
+struct PlanDevices;
+struct PlanDevices run_plan_devices(const struct RunConfig *config, int count);
+/* The plan of a run on world_size devices of the config's devices section
+ * (fixed ranks kept, the teacher spread when the config allows it). */
+struct Plan;
+int plan_run(const struct RunConfig *config, int world_size, struct Plan *plan, DdError *err);
 int cmd_top(int argc, char **argv);
 int cmd_plot(int argc, char **argv);
 

@@ -2,17 +2,20 @@
  * run_config.c - the schema of a run file (configs/runs/NAME.yaml) and the
  * checks that tie its parts together: unique student names, the same patch
  * grid and prototype counts for teacher and students, crops that are whole
- * patches.
+ * patches, device speeds (`devices:`) given to students that exist.
  */
 #include "tools/run_config.h"
 
 #include <stddef.h>
 #include <string.h>
 
+#include "schedule/planner.h"
+
 static const ConfigField teacher_fields[] = {
     {CONFIG_MEMBER(TeacherConfig, model), .type = CONFIG_STRUCT, .required = 1, .schema = &vit_config_schema},
     {CONFIG_MEMBER(TeacherConfig, weights), .type = CONFIG_STRING, .fallback_text = ""},
     {CONFIG_MEMBER(TeacherConfig, ranks), .type = CONFIG_INT, .min = 0, .max = 1 << 20, .fallback = 0},
+    {CONFIG_MEMBER(TeacherConfig, spread), .type = CONFIG_BOOL, .fallback = 1},
 };
 static const ConfigSchema teacher_schema = CONFIG_SCHEMA("teacher", TeacherConfig, teacher_fields, NULL);
 
@@ -20,6 +23,7 @@ static const ConfigField student_fields[] = {
     {CONFIG_MEMBER(StudentConfig, name), .type = CONFIG_STRING, .required = 1, .min = 1},
     {CONFIG_MEMBER(StudentConfig, model), .type = CONFIG_STRUCT, .required = 1, .schema = &vit_config_schema},
     {CONFIG_MEMBER(StudentConfig, ranks), .type = CONFIG_INT, .min = 0, .max = 1 << 20, .fallback = 0},
+    {CONFIG_MEMBER(StudentConfig, micro_batch), .type = CONFIG_INT, .min = 0, .max = 1 << 20, .fallback = 0},
 };
 static const ConfigSchema student_schema = CONFIG_SCHEMA("student", StudentConfig, student_fields, NULL);
 
@@ -45,6 +49,32 @@ static const ConfigField balancer_fields[] = {
 };
 static const ConfigSchema balancer_schema = CONFIG_SCHEMA("balancer", BalancerConfig, balancer_fields, NULL);
 
+static const ConfigField teacher_speed_fields[] = {
+    {CONFIG_MEMBER(GroupSpeedConfig, sustained_tflops), .type = CONFIG_DOUBLE, .min = 0, .max = 1e6, .fallback = 0},
+};
+static const ConfigSchema teacher_speed_schema =
+    CONFIG_SCHEMA("teacher speed", GroupSpeedConfig, teacher_speed_fields, NULL);
+
+static const ConfigField student_speed_fields[] = {
+    {CONFIG_MEMBER(GroupSpeedConfig, name), .type = CONFIG_STRING, .required = 1, .min = 1},
+    {CONFIG_MEMBER(GroupSpeedConfig, sustained_tflops), .type = CONFIG_DOUBLE, .min = 0, .max = 1e6, .fallback = 0},
+};
+static const ConfigSchema student_speed_schema =
+    CONFIG_SCHEMA("student speed", GroupSpeedConfig, student_speed_fields, NULL);
+
+static const ConfigField devices_fields[] = {
+    {CONFIG_MEMBER(DevicesConfig, memory_gib), .type = CONFIG_DOUBLE, .min = 1e-6, .max = 1e6,
+     .fallback = PLAN_H100_MEMORY_BYTES / 1073741824.0},
+    {CONFIG_MEMBER(DevicesConfig, peak_tflops), .type = CONFIG_DOUBLE, .min = 1e-6, .max = 1e6,
+     .fallback = PLAN_H100_PEAK_FLOPS / 1e12},
+    {CONFIG_MEMBER(DevicesConfig, link_gb_per_s), .type = CONFIG_DOUBLE, .min = 1e-6, .max = 1e6,
+     .fallback = PLAN_LINK_BYTES_PER_SECOND / 1e9},
+    {CONFIG_MEMBER(DevicesConfig, teacher), .type = CONFIG_STRUCT, .schema = &teacher_speed_schema},
+    {CONFIG_MEMBER(DevicesConfig, students), .type = CONFIG_LIST, .schema = &student_speed_schema,
+     .count_offset = offsetof(DevicesConfig, student_count)},
+};
+static const ConfigSchema devices_schema = CONFIG_SCHEMA("devices", DevicesConfig, devices_fields, NULL);
+
 static const char *const nan_policy_names[] = {"stop", "rollback", NULL};
 
 static const ConfigField run_fields[] = {
@@ -68,6 +98,7 @@ static const ConfigField run_fields[] = {
     {CONFIG_MEMBER(RunConfig, monitor), .type = CONFIG_STRUCT, .schema = &monitor_schema},
     {CONFIG_MEMBER(RunConfig, on_nan), .type = CONFIG_ENUM, .names = nan_policy_names, .fallback = 0},
     {CONFIG_MEMBER(RunConfig, balancer), .type = CONFIG_STRUCT, .schema = &balancer_schema},
+    {CONFIG_MEMBER(RunConfig, devices), .type = CONFIG_STRUCT, .schema = &devices_schema},
 };
 
 /* The teacher's patch features are matched to the students' patches, so all
@@ -114,6 +145,24 @@ static int check_crop_sizes(const RunConfig *c, const ConfigPlaces *places, DdEr
     return 0;
 }
 
+/* Every speed in `devices: students:` names a student, once. */
+static int check_device_speeds(const RunConfig *c, const ConfigPlaces *places, DdError *err) {
+    const DevicesConfig *d = &c->devices;
+    for (int i = 0; i < d->student_count; i++) {
+        int known = 0;
+        for (int s = 0; s < c->student_count; s++) known |= strcmp(d->students[i].name, c->students[s].name) == 0;
+        if (!known)
+            return CONFIG_FAIL_AT(places, &d->students[i].name, err,
+                                  "expected the name of a student of the run, found '%s'", d->students[i].name);
+        for (int j = 0; j < i; j++)
+            if (strcmp(d->students[i].name, d->students[j].name) == 0)
+                return CONFIG_FAIL_AT(places, &d->students[i].name, err,
+                                      "expected a student name not given a speed before, found '%s' again",
+                                      d->students[i].name);
+    }
+    return 0;
+}
+
 /* Each schedule's warmup (its own, or the run's) fits in the main phase. */
 static int check_schedules(const RunConfig *c, const ConfigPlaces *places, DdError *err) {
     const ScheduleConfig *each[] = {&c->schedules.lr, &c->schedules.weight_decay,
@@ -140,7 +189,14 @@ static int check_run_config(const void *object, const ConfigPlaces *places, DdEr
         return CONFIG_FAIL_AT(places, &c->ranks, err,
                               "expected at least one rank for the teacher and each of the %d students (%d) for "
                               "'ranks', found %d", c->student_count, 1 + c->student_count, c->ranks);
-    if (check_patch_grid(c, places, err) || check_prototypes(c, places, err) || check_schedules(c, places, err))
+    for (int i = 0; i < c->student_count; i++)   /* KoLeo's nearest neighbour is in the micro-batch */
+        if (c->students[i].micro_batch == 1 && c->objective.koleo_weight > 0)
+            return CONFIG_FAIL_AT(places, &c->students[i].micro_batch, err,
+                                  "expected 0 or at least 2 for 'micro_batch' of student '%s' (KoLeo compares each "
+                                  "image with its nearest neighbour in its micro-batch; or set koleo_weight: 0), "
+                                  "found 1", c->students[i].name);
+    if (check_patch_grid(c, places, err) || check_prototypes(c, places, err) || check_schedules(c, places, err) ||
+        check_device_speeds(c, places, err))
         return -1;
     return check_crop_sizes(c, places, err);
 }

@@ -26,6 +26,8 @@ typedef struct TeacherConfig {
     ViTConfig model;          /* usually `model: ../models/NAME.yaml` */
     char weights[512];        /* HDF5 weights (`distill import`); empty: drawn from the seed */
     int ranks;                /* ranks of the teacher group; 0: planned */
+    int spread;               /* the planner may put teacher images on student ranks with spare time
+                               * (schedule/planner.h); true by default */
 } TeacherConfig;
 
 /* `checkpoint:` one consistent checkpoint of every group each `every`
@@ -55,7 +57,26 @@ typedef struct StudentConfig {
     char name[64];            /* the group's name in logs, metrics and checkpoints */
     ViTConfig model;
     int ranks;                /* ranks of this student's group; 0: planned */
+    int micro_batch;          /* images per forward and backward on a rank; 0: the rank's whole slice */
 } StudentConfig;
+
+/* `devices:` what the planner assumes of one device (schedule/planner.h,
+ * docs/planning.md): memory, peak, link, and per group the sustained speed
+ * that `distill plan --calibrate` measured (0: peak x the role's default
+ * efficiency). Students are named as in `students:`. */
+typedef struct GroupSpeedConfig {
+    char name[64];            /* a student's name; unused for the teacher */
+    double sustained_tflops;  /* 0: peak x default efficiency */
+} GroupSpeedConfig;
+
+typedef struct DevicesConfig {
+    double memory_gib;        /* 80 */
+    double peak_tflops;       /* 790: H100 dense bf16 */
+    double link_gb_per_s;     /* 47: InfiniBand NDR, one NIC per device */
+    GroupSpeedConfig teacher;
+    GroupSpeedConfig students[RUN_MAX_STUDENTS];
+    int student_count;
+} DevicesConfig;
 
 typedef struct RunConfig {
     char name[64];
@@ -78,6 +99,7 @@ typedef struct RunConfig {
     MonitorConfig monitor;
     NanPolicy on_nan;
     BalancerConfig balancer;  /* the online balancer (tools/balancer.h, docs/balancer.md); off by default */
+    DevicesConfig devices;    /* what the planner assumes of a device; H100 figures by default */
 } RunConfig;
 
 extern const ConfigSchema run_config_schema;

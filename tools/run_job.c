@@ -29,9 +29,12 @@
 #include "comm/comm.h"
 #include "comm/proportional_plan.h"
 #include "nn/checkpoint.h"
+#include "schedule/planner.h"
 #include "students/student_rank.h"
 #include "teacher/teacher_rank.h"
 #include "tools/balancer.h"
+#include "tools/balancer_slices.h"
+#include "tools/commands.h"
 #include "tools/metrics.h"
 #include "tools/plot_svg.h"
 #include "tools/prometheus.h"
@@ -50,8 +53,9 @@ typedef struct Job {
     char resume_folder[CHECKPOINT_PATH_MAX];
     long skips[MAX_SKIPS];           /* iterations whose batch is skipped (rollback after a NaN) */
     int skip_count;
-    TeacherRank teacher;
+    TeacherRank teacher;             /* teacher ranks, and student ranks the plan gives teacher images */
     StudentRank student;
+    int teacher_member;              /* this rank's index among the teacher's members, -1: none */
     MetricsWindow status;            /* the leader's pending record */
     MPI_Request status_request;
     /* rank 0: every group's metrics, where they go */
@@ -65,6 +69,7 @@ typedef struct Job {
     int replan_pending;              /* a re-plan waits for the next checkpoint */
     int replan_ranks[LAYOUT_MAX_GROUPS];
     int exit_status;                 /* 0, or RUN_EXIT_REPLAN */
+    int planned_micro_batch[LAYOUT_MAX_GROUPS];   /* the planner's, per student group (0: none) */
 } Job;
 
 static double now_seconds(void) {
@@ -143,18 +148,22 @@ static int make_plan(Job *job, int world_size, DdError *err) {
     }
     if (fixed == groups && fixed_ranks != world_size)
         return dd_fail(err, "the config gives its groups %d ranks in all, found %d MPI ranks", fixed_ranks, world_size);
-    /* the planner (tools/cmd_plan.c, schedule/planner.h) on H100-class
-     * devices: only the costs' ratios matter for ranks, so a CPU run plans
-     * the same; if it finds no layout (memory of the H100 model, too few
-     * ranks), the proportional plan below decides or reports */
-    int plan_run_ranks(const RunConfig *config, int world_size, int *ranks, DdError *err);
-    DdError planner_err = {{0}};
     if (c->balancer.enabled && balancer_read_override(job->options.run_dir, ranks, groups, world_size)) {
         job->plan_overridden = 1;   /* the balancer's re-plan (tools/balancer.h) */
         return rank_layout_init(&job->layout, groups, ranks, c->global_batch, err);
     }
-    if (fixed < groups && plan_run_ranks(c, world_size, ranks, &planner_err) == 0)
-        return rank_layout_init(&job->layout, groups, ranks, c->global_batch, err);
+    /* the planner (tools/cmd_plan.c, schedule/planner.h) on H100-class
+     * devices: only the costs' ratios matter for ranks, so a CPU run plans
+     * the same; if it finds no layout (memory of the H100 model, too few
+     * ranks), the proportional plan below decides or reports */
+    static Plan plan;   /* large */
+    DdError planner_err = {{0}};
+    if (plan_run(c, world_size, &plan, &planner_err) == 0) {
+        for (int g = 0; g < groups; g++) ranks[g] = plan.groups[g].ranks;
+        for (int g = 1; g < groups; g++) job->planned_micro_batch[g] = plan.groups[g].micro_batch;
+        if (rank_layout_init(&job->layout, groups, ranks, c->global_batch, err) != 0) return -1;
+        return plan.spread_teacher ? rank_layout_spread_teacher(&job->layout, plan.teacher_images, err) : 0;
+    }
     if (fixed < groups) {
         group_costs(c, costs);
         double free_costs[LAYOUT_MAX_GROUPS];
@@ -181,6 +190,15 @@ static void print_plan(const Job *job, FILE *out) {
                 g == 0 ? c->teacher.model.name : c->students[g - 1].name, job->layout.first_rank[g],
                 job->layout.first_rank[g] + job->layout.ranks[g] - 1, job->layout.ranks[g], end - begin);
     }
+    const RankLayout *l = &job->layout;
+    for (int m = l->ranks[0]; m < l->teacher_members; m++) {
+        int group_rank, begin, end;
+        const int world = rank_layout_member_rank(l, LAYOUT_TEACHER_GROUP, m);
+        const int g = rank_layout_group_of(l, world, &group_rank);
+        rank_layout_slice(l, LAYOUT_TEACHER_GROUP, m, &begin, &end);
+        fprintf(out, "  teacher  also on rank %d (%s rank %d): %d images in its spare time\n", world,
+                c->students[g - 1].name, group_rank, end - begin);
+    }
     if (job->plan_overridden) fprintf(out, "  ranks per group from the balancer's re-plan (plan_override)\n");
     const ViTConfig *t = &c->teacher.model;
     const int side = c->crops.global_size / t->patch_size;
@@ -191,6 +209,7 @@ static void print_plan(const Job *job, FILE *out) {
 
 /* ---- the run folder, resume and skips ------------------------------------ */
 
+/* what: 0 the config, 1 the plan, 2 the slices (tools/balancer_slices.h). */
 static int write_text_file(const char *folder, const char *name, const Job *job, int what, DdError *err) {
     char path[CHECKPOINT_PATH_MAX];
     snprintf(path, sizeof path, "%s/%s", folder, name);
@@ -198,7 +217,8 @@ static int write_text_file(const char *folder, const char *name, const Job *job,
     if (!out) return dd_fail(err, "%s: cannot write: %s", path, strerror(errno));
     int status = 0;
     if (what == 0) status = config_write(out, &run_config_schema, &job->config, err);
-    else print_plan(job, out);
+    else if (what == 1) print_plan(job, out);
+    else balancer_slices_print(out, &job->layout);
     if (fclose(out) != 0 && status == 0) status = dd_fail(err, "%s: write failed", path);
     return status;
 }
@@ -256,7 +276,7 @@ static int prepare_run_dir(Job *job, DdError *err) {
 static int checkpoint_all(Job *job, long done, DdError *err) {
     CheckpointWriter writer;
     int ok = 1;
-    if (job->comm.group_index == LAYOUT_TEACHER_GROUP && teacher_rank_drain(&job->teacher, err) != 0) return -1;
+    if (job->teacher_member >= 0 && teacher_rank_drain(&job->teacher, err) != 0) return -1;
     MPI_Barrier(MPI_COMM_WORLD);
     if (is_rank0(job)) ok = checkpoint_begin(&writer, job->options.run_dir, done, err) == 0;
     MPI_Bcast(&ok, 1, MPI_INT, 0, MPI_COMM_WORLD);
@@ -272,7 +292,8 @@ static int checkpoint_all(Job *job, long done, DdError *err) {
     }
     if (is_rank0(job))
         mine = write_text_file(writer.partial_dir, "config.yaml", job, 0, &local) == 0 &&
-               write_text_file(writer.partial_dir, "plan.txt", job, 1, &local) == 0;
+               write_text_file(writer.partial_dir, "plan.txt", job, 1, &local) == 0 &&
+               write_text_file(writer.partial_dir, "slices", job, 2, &local) == 0;
     if (!mine) fprintf(stderr, "distill run: rank %d: checkpoint %ld: %s\n", job->comm.world_rank, done, local.message);
     MPI_Allreduce(&mine, &ok, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD);
     if (is_rank0(job)) {
@@ -399,12 +420,19 @@ static void rank0_close_metrics(Job *job) {
 /* ---- the online balancer ---------------------------------------------------- */
 
 /* A move of images decided at the end of iteration first - 1: every rank
- * updates its layout (the teacher sends by it), the group's ranks move
- * their slices; nothing of iteration first has been posted yet. */
+ * updates its layout (the teacher sends by it, the students receive by
+ * it), the group's ranks move their slices; nothing of iteration first has
+ * been posted yet. A teacher move has no helpers (balancer.h): the members
+ * are the teacher group's ranks, which drain their sends of iteration
+ * first - 1 (received already) before their buffers change. */
 static void apply_move(Job *job, const BalancerDecision *d, long first) {
     DdError err;
     if (rank_layout_set_slices(&job->layout, d->group, d->images, &err) != 0) abort_job(job, err.message, 1);
-    if (job->comm.group_index == d->group &&
+    const int mine = job->comm.group_index == d->group;
+    if (mine && d->group == LAYOUT_TEACHER_GROUP &&
+        teacher_rank_move_slice(&job->teacher, &job->layout, job->be, first, &err) != 0)
+        abort_job(job, err.message, 1);
+    if (mine && d->group != LAYOUT_TEACHER_GROUP &&
         student_rank_move_slice(&job->student, &job->layout, job->be, first, &err) != 0)
         abort_job(job, err.message, 1);
     if (is_rank0(job)) balancer_forget_group(&job->balancer, &job->layout, d->group);
@@ -447,6 +475,40 @@ static void balance_at_window_end(Job *job, const Window *w, long k) {
     }
 }
 
+/* At resume, with the balancer on: the slices of the checkpoint (written
+ * there by rank 0, tools/balancer_slices.h) replace the plan's when they
+ * fit its groups and members, so the balancer's moves survive a restart;
+ * rank 0 reads them and every rank applies the same. */
+static void resume_balancer_slices(Job *job) {
+    if (!job->config.balancer.enabled || !job->resume_folder[0]) return;
+    const int count = balancer_slices_count(&job->layout);
+    int *images = malloc((size_t)count * sizeof *images);
+    if (!images) abort_job(job, "out of memory for the balancer's slices", 1);
+    int found = 0;
+    DdError err;
+    if (is_rank0(job)) {
+        char path[CHECKPOINT_PATH_MAX + 16];
+        snprintf(path, sizeof path, "%s/slices", job->resume_folder);
+        found = balancer_slices_read(path, &job->layout, images, &err);
+        if (found < 0)
+            printf("balancer: the checkpoint's slices do not fit this plan, its own are kept: %s\n", err.message);
+        found = found > 0 && balancer_slices_differ(&job->layout, images);
+    }
+    MPI_Bcast(&found, 1, MPI_INT, 0, MPI_COMM_WORLD);
+    if (found) {
+        MPI_Bcast(images, count, MPI_INT, 0, MPI_COMM_WORLD);
+        if (balancer_slices_apply(&job->layout, images, &err) != 0) abort_job(job, err.message, 1);
+    }
+    free(images);
+    if (found && is_rank0(job)) {
+        const char *names[LAYOUT_MAX_GROUPS];
+        for (int g = 0; g < job->layout.group_count; g++) names[g] = group_name(job, g);
+        char text[BALANCER_TEXT_MAX];
+        balancer_slices_describe(&job->layout, names, text, sizeof text);
+        printf("resuming with the balancer's slices: %s\n", text);
+    }
+}
+
 /* After the checkpoint of iteration done: rank 0 writes the override, and
  * the job stops for the supervisor to start it on the new plan. Returns 1
  * when the job stops. */
@@ -472,34 +534,47 @@ static void slow_down(const Job *job, double *busy_seconds) {
 
 /* ---- the loop -------------------------------------------------------------- */
 
+/* The teacher's part of a rank: a teacher rank's whole work, or the
+ * teacher images a student rank computes in its spare time. */
+static int open_teacher_part(Job *job, DdError *err) {
+    const RunConfig *c = &job->config;
+    TeacherRankOptions o = {
+        .model = &c->teacher.model, .weights_path = c->teacher.weights[0] ? c->teacher.weights : NULL,
+        .seed = c->seed, .data = &c->data, .crops = &c->crops, .ibot_mask = &c->objective.ibot_mask,
+        .global_batch = c->global_batch, .prefetch = c->prefetch, .first_iteration = job->first,
+    };
+    if (is_rank0(job) && !o.weights_path)
+        printf("teacher: no weights file given: backbone and heads are drawn from the seed %llu\n",
+               (unsigned long long)c->seed);
+    if (teacher_rank_open(&job->teacher, &o, &job->comm, &job->layout, job->be, err) != 0) return -1;
+    if (is_rank0(job) && o.weights_path && !job->teacher.teacher.heads_from_file)
+        printf("teacher: %s has no head weights: the DINO and iBOT heads are random (drawn from the seed)\n",
+               o.weights_path);
+    return 0;
+}
+
+/* Student s's micro-batch: the config's, else the planner's when the slice
+ * does not fit at once (2 at least while KoLeo needs neighbours). */
+static int micro_batch_of(const Job *job, int s) {
+    const RunConfig *c = &job->config;
+    if (c->students[s].micro_batch > 0) return c->students[s].micro_batch;
+    int planned = job->planned_micro_batch[1 + s];
+    if (planned > 0 && planned < 2 && c->objective.koleo_weight > 0) planned = 2;
+    return planned;
+}
+
 static int open_role(Job *job, DdError *err) {
     const RunConfig *c = &job->config;
-    if (job->comm.group_index == LAYOUT_TEACHER_GROUP) {
-        StudentShape shape = {0};
-        int begin, end;
-        rank_layout_slice(&job->layout, 0, job->comm.group_rank, &begin, &end);
-        shape = (StudentShape){end - begin, c->crops.global_count, c->crops.global_size, 0, 0, 0};
-        TeacherRankOptions o = {
-            .model = &c->teacher.model, .weights_path = c->teacher.weights[0] ? c->teacher.weights : NULL,
-            .seed = c->seed, .data = &c->data, .crops = &c->crops, .ibot_mask = &c->objective.ibot_mask,
-            .max_masked = student_max_masked(&shape, &c->objective, c->teacher.model.patch_size),
-            .global_batch = c->global_batch, .prefetch = c->prefetch, .first_iteration = job->first,
-        };
-        if (is_rank0(job) && !o.weights_path)
-            printf("teacher: no weights file given: backbone and heads are drawn from the seed %llu\n",
-                   (unsigned long long)c->seed);
-        if (teacher_rank_open(&job->teacher, &o, &job->comm, &job->layout, job->be, err) != 0) return -1;
-        if (is_rank0(job) && o.weights_path && !job->teacher.teacher.heads_from_file)
-            printf("teacher: %s has no head weights: the DINO and iBOT heads are random (drawn from the seed)\n",
-                   o.weights_path);
-        return 0;
-    }
+    job->teacher_member = rank_layout_teacher_member(&job->layout, job->comm.world_rank);
+    if (job->teacher_member >= 0 && open_teacher_part(job, err) != 0) return -1;
+    if (job->comm.group_index == LAYOUT_TEACHER_GROUP) return 0;
     const int s = job->comm.group_index - 1;
     StudentRankOptions o = {
         .name = c->students[s].name, .model = &c->students[s].model, .teacher = &c->teacher.model,
         .teacher_weights = c->teacher.weights[0] ? c->teacher.weights : NULL, .model_index = 1 + s, .seed = c->seed,
         .data = &c->data, .crops = &c->crops, .objective = &c->objective, .optimizer = &c->optimizer,
         .schedules = &job->schedules, .global_batch = c->global_batch, .first_iteration = job->first,
+        .micro_batch = micro_batch_of(job, s),
     };
     if (student_rank_open(&job->student, &o, &job->comm, &job->layout, job->be, err) != 0) return -1;
     if (job->resume_folder[0]) {
@@ -522,6 +597,15 @@ static void remember_skip(Job *job, long k) {
     }
 }
 
+/* A skipped iteration's batch is drawn and dropped, as on every rank. */
+static void drop_batch(Job *job, DataLoader *loader) {
+    const DataBatch *batch;
+    DdError err;
+    if (!loader) return;
+    if (data_loader_next(loader, &batch, &err) != 0) abort_job(job, err.message, 1);
+    data_loader_release(loader, batch);
+}
+
 static long run_loop(Job *job) {
     const RunConfig *c = &job->config;
     DdError err;
@@ -532,23 +616,21 @@ static long run_loop(Job *job) {
     Window window = {.start = now_seconds()};
     for (long k = job->first; k < end; k++) {
         int skip = skipped(job, k);
-        if (teacher) {
-            if (!skip && teacher_rank_step(&job->teacher, k, &job->comm, &job->layout, job->be, &err) != 0)
-                abort_job(job, err.message, 1);
-            if (!skip) {
+        double teacher_busy = 0;
+        if (job->teacher_member >= 0) {   /* first: every student rank waits for these rows */
+            if (skip) drop_batch(job, job->teacher.loader);
+            else {
+                if (teacher_rank_step(&job->teacher, k, &job->comm, &job->layout, job->be, &err) != 0)
+                    abort_job(job, err.message, 1);
                 slow_down(job, &job->teacher.busy_seconds);
-                window_add_teacher_step(&window, &job->teacher);
+                teacher_busy = job->teacher.busy_seconds;
             }
-            if (skip && job->teacher.loader) {
-                const DataBatch *batch;   /* the batch is drawn and dropped, as on every rank */
-                if (data_loader_next(job->teacher.loader, &batch, &err) != 0) abort_job(job, err.message, 1);
-                data_loader_release(job->teacher.loader, batch);
-            }
+        }
+        if (teacher) {
+            if (!skip) window_add_teacher_step(&window, &job->teacher);
             if (is_rank0(job)) rank0_print_statuses(job);
         } else if (skip) {
-            const DataBatch *batch;
-            if (data_loader_next(job->student.loader, &batch, &err) != 0) abort_job(job, err.message, 1);
-            data_loader_release(job->student.loader, batch);
+            drop_batch(job, job->student.loader);
         } else {
             StudentStepReport report;
             if (student_rank_step(&job->student, k, &job->comm, &job->layout, job->be, &report, &err) != 0) {
@@ -557,6 +639,7 @@ static long run_loop(Job *job) {
                 abort_job(job, err.message, nonfinite ? RUN_EXIT_NAN : 1);
             }
             slow_down(job, &report.busy_seconds);
+            report.busy_seconds += teacher_busy;   /* a rank spreading the teacher is busy with both */
             window_add_student_step(&window, &report);
         }
         if ((k + 1) % c->monitor.every == 0 || k + 1 == end) {
@@ -577,7 +660,7 @@ static long run_loop(Job *job) {
             }
         }
     }
-    if (teacher && teacher_rank_drain(&job->teacher, &err) != 0) abort_job(job, err.message, 1);
+    if (job->teacher_member >= 0 && teacher_rank_drain(&job->teacher, &err) != 0) abort_job(job, err.message, 1);
     if (job->status_request != MPI_REQUEST_NULL) MPI_Wait(&job->status_request, MPI_STATUS_IGNORE);
     MPI_Barrier(MPI_COMM_WORLD);
     if (is_rank0(job)) rank0_print_statuses(job);
@@ -588,6 +671,7 @@ int run_job(const RunJobOptions *options, int argc, char **argv) {
     MPI_Init(&argc, &argv);
     static Job job;   /* large; one per process */
     memset(&job, 0, sizeof job);
+    job.teacher_member = -1;
     job.options = *options;
     job.status_request = MPI_REQUEST_NULL;
     DdError err;
@@ -617,6 +701,7 @@ int run_job(const RunJobOptions *options, int argc, char **argv) {
         job.config.balancer.enabled = 0;
     }
     prepare_run_dir(&job, &err);
+    resume_balancer_slices(&job);
     if (is_rank0(&job)) {
         print_plan(&job, stdout);
         if (job.first > 0) printf("resuming from %s (iteration %ld)\n", job.resume_folder, job.first);
@@ -634,8 +719,8 @@ int run_job(const RunJobOptions *options, int argc, char **argv) {
         printf("metrics: %s/metrics.jsonl, plot %s/throughput.svg\n", options->run_dir, options->run_dir);
         fflush(stdout);
     }
-    if (job.comm.group_index == LAYOUT_TEACHER_GROUP) teacher_rank_close(&job.teacher, job.be);
-    else student_rank_close(&job.student, job.be);
+    if (job.teacher_member >= 0) teacher_rank_close(&job.teacher, job.be);
+    if (job.comm.group_index != LAYOUT_TEACHER_GROUP) student_rank_close(&job.student, job.be);
     comm_free(&job.comm);
     rank_layout_free(&job.layout);
     MPI_Finalize();

@@ -2,6 +2,7 @@
  * test_comm_units.c - the parts of comm/ that need no MPI: rank layouts
  * and bf16 conversion.
  */
+#include <string.h>
 #include <math.h>
 #include <stdint.h>
 
@@ -61,6 +62,46 @@ static void impossible_layouts_are_refused(void) {
     CHECK(rank_layout_init(&layout, 2, zero, 4, &err) != 0, "an empty group accepted");
     CHECK(strcmp(err.message, "rank layout: expected at least 1 rank in group 1, found 0") == 0, "%s", err.message);
     CHECK(rank_layout_init(&layout, 2, many, 4, &err) != 0, "more ranks than images accepted");
+}
+
+static void spread_teacher_makes_student_ranks_members(void) {
+    /* teacher 2 ranks, students of 2 and 3 ranks; ranks 3 and 6 compute
+     * teacher images too, teacher rank 1 none */
+    const int ranks[3] = {2, 2, 3};
+    const int teacher_images[7] = {6, 0, 0, 3, 0, 0, 1};
+    RankLayout layout;
+    DdError err = {{0}};
+    CHECK(rank_layout_init(&layout, 3, ranks, 10, &err) == 0, "%s", err.message);
+    const int moved[3] = {5, 3, 2};
+    CHECK(rank_layout_set_slices(&layout, 2, moved, &err) == 0, "%s", err.message);
+    CHECK(rank_layout_spread_teacher(&layout, teacher_images, &err) == 0, "%s", err.message);
+    CHECK(rank_layout_members(&layout, 0) == 4 && rank_layout_members(&layout, 2) == 3, "members %d, %d",
+          rank_layout_members(&layout, 0), rank_layout_members(&layout, 2));
+    const int expected_rank[4] = {0, 1, 3, 6}, expected_begin[5] = {0, 6, 6, 9, 10};
+    for (int m = 0; m < 4; m++) {
+        int b, e;
+        rank_layout_slice(&layout, 0, m, &b, &e);
+        CHECK(rank_layout_member_rank(&layout, 0, m) == expected_rank[m] && b == expected_begin[m] &&
+                  e == expected_begin[m + 1], "member %d: rank %d, [%d, %d)", m, rank_layout_member_rank(&layout, 0, m),
+              b, e);
+        CHECK(rank_layout_teacher_member(&layout, expected_rank[m]) == m, "rank %d's member", expected_rank[m]);
+    }
+    CHECK(rank_layout_teacher_member(&layout, 4) == -1, "rank 4 computes no teacher images");
+    /* the students' slices are kept, the groups unchanged */
+    int b, e, group_rank;
+    rank_layout_slice(&layout, 2, 0, &b, &e);
+    CHECK(b == 0 && e == 5, "student slice [%d, %d) moved", b, e);
+    rank_layout_slice(&layout, 1, 1, &b, &e);
+    CHECK(b == 5 && e == 10, "student slice [%d, %d) moved", b, e);
+    CHECK(rank_layout_group_of(&layout, 3, &group_rank) == 1 && group_rank == 1, "rank 3 stays a student");
+    const int teacher_slices[4] = {4, 2, 3, 1};
+    CHECK(rank_layout_set_slices(&layout, 0, teacher_slices, &err) == 0, "%s", err.message);
+    rank_layout_slice(&layout, 0, 3, &b, &e);
+    CHECK(b == 9 && e == 10, "member 3 after a move: [%d, %d)", b, e);
+    const int short_sum[7] = {6, 0, 0, 3, 0, 0, 0};
+    CHECK(rank_layout_spread_teacher(&layout, short_sum, &err) != 0 && strstr(err.message, "summing to the global batch"),
+          "a short sum was accepted: %s", err.message);
+    rank_layout_free(&layout);
 }
 
 static void bf16_rounds_to_nearest_even(void) {
@@ -144,6 +185,6 @@ static void payload_rows_round_trip_through_bf16(void) {
     CHECK(memcmp(ibot, ibot_back, sizeof ibot) == 0, "iBOT rows differ after the round trip");
 }
 
-TEST_MAIN(TEST(payload_rows_round_trip_through_bf16), TEST(ranks_follow_cost_with_one_at_least), TEST(even_slices_cover_the_batch_once_per_group), TEST(uneven_slices_are_checked),
+TEST_MAIN(TEST(spread_teacher_makes_student_ranks_members), TEST(payload_rows_round_trip_through_bf16), TEST(ranks_follow_cost_with_one_at_least), TEST(even_slices_cover_the_batch_once_per_group), TEST(uneven_slices_are_checked),
           TEST(impossible_layouts_are_refused), TEST(bf16_rounds_to_nearest_even),
           TEST(bf16_relative_error_is_at_most_2_to_minus_8))

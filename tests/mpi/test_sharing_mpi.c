@@ -81,7 +81,7 @@ static void students_get_the_teachers_crops_and_rows(void) {
     if (comm.group_index == LAYOUT_TEACHER_GROUP) {
         TeacherRankOptions o = {
             .model = &f.teacher_cfg, .seed = 11, .data = &f.data, .crops = &f.crops, .ibot_mask = &f.masks,
-            .max_masked = max_masked, .global_batch = BATCH, .prefetch = 2, .first_iteration = 0,
+            .global_batch = BATCH, .prefetch = 2, .first_iteration = 0,
         };
         TeacherRank teacher;
         CHECK(teacher_rank_open(&teacher, &o, &comm, &layout, be, &err) == 0, "%s", err.message);

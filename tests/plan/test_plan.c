@@ -50,7 +50,7 @@ static void known_optimum_by_brute_force(void) {
             PlanDevices d = unit_devices(devices);
             Plan p;
             DdError err = {{0}};
-            CHECK(plan_groups(&p, groups, 3, 17, &d, 0, &err) == 0, "%s", err.message);
+            CHECK(plan_groups(&p, groups, 3, 17, &d, NULL, &err) == 0, "%s", err.message);
             double best = brute_force_seconds(groups, 3, 17, &d);
             CHECK(fabs(p.seconds_per_iteration - best) <= 1e-12 * best, "case %d, %d devices: planned %g, best %g", k,
                   devices, p.seconds_per_iteration, best);
@@ -67,8 +67,8 @@ static void uneven_slices_beat_even_ones(void) {
     PlanDevices d = unit_devices(7);
     Plan uneven, even;
     DdError err = {{0}};
-    CHECK(plan_groups(&uneven, groups, 2, 10, &d, 0, &err) == 0, "%s", err.message);
-    CHECK(plan_groups(&even, groups, 2, 10, &d, 1, &err) == 0, "%s", err.message);
+    CHECK(plan_groups(&uneven, groups, 2, 10, &d, NULL, &err) == 0, "%s", err.message);
+    CHECK(plan_groups(&even, groups, 2, 10, &d, &(PlanOptions){.even_slices_only = 1}, &err) == 0, "%s", err.message);
     CHECK(fabs(uneven.seconds_per_iteration - 4) < 1e-9 && fabs(even.seconds_per_iteration - 5) < 1e-9,
           "uneven %g s, even %g s", uneven.seconds_per_iteration, even.seconds_per_iteration);
     const GroupPlan *three = uneven.groups[0].ranks == 3 ? &uneven.groups[0] : &uneven.groups[1];
@@ -85,7 +85,7 @@ static void fixed_ranks_are_kept(void) {
     PlanDevices d = unit_devices(10);
     Plan p;
     DdError err = {{0}};
-    CHECK(plan_groups(&p, groups, 3, 16, &d, 0, &err) == 0, "%s", err.message);
+    CHECK(plan_groups(&p, groups, 3, 16, &d, NULL, &err) == 0, "%s", err.message);
     CHECK(p.groups[0].ranks == 2 && p.groups[1].ranks + p.groups[2].ranks == 8, "%d %d %d", p.groups[0].ranks,
           p.groups[1].ranks, p.groups[2].ranks);
     CHECK(fabs(p.seconds_per_iteration - 8 / PLAN_TEACHER_EFFICIENCY) < 1e-9, "%g s, expected the teacher's", p.seconds_per_iteration);
@@ -100,7 +100,7 @@ static void model_too_big_is_named(void) {
     PlanDevices d = plan_h100_devices(8);
     Plan p;
     DdError err = {{0}};
-    CHECK(plan_groups(&p, groups, 2, 64, &d, 0, &err) != 0, "planned a model over memory");
+    CHECK(plan_groups(&p, groups, 2, 64, &d, NULL, &err) != 0, "planned a model over memory");
     CHECK(strcmp(err.message, "vith16plus needs 93.1 GiB per rank with 1 image per rank, a device has 80.0 GiB") == 0,
           "message: %s", err.message);
 }
@@ -113,10 +113,19 @@ static void family_on_256_devices(void) {
     run_plan_inputs(&c, groups);
     PlanDevices d = plan_h100_devices(256);
     Plan p;
-    /* fp32 activations without recompute: 80 GiB devices cannot hold it */
-    CHECK(plan_groups(&p, groups, 5, c.global_batch, &d, 0, &err) != 0, "planned in 80 GiB");
+    /* in 80 GiB every rank fits (micro-batches), at the cost of ranks for
+     * memory: a ViT-S rank keeps ~0.1 GiB of targets per image of its slice,
+     * so it needs more ranks than its compute asks (the teacher spread then
+     * fills their spare time: tests/plan/test_spread.c) */
+    CHECK(plan_groups(&p, groups, 5, c.global_batch, &d, NULL, &err) == 0, "%s", err.message);
+    for (int g = 0; g < 5; g++)
+        CHECK(p.groups[g].memory_bytes <= d.memory_bytes && p.groups[g].micro_batch >= 1, "%s: %.1f GiB, micro %d",
+              groups[g].name, p.groups[g].memory_bytes / 1073741824.0, p.groups[g].micro_batch);
+    Plan ample;
     d.memory_bytes = 1e15;
-    CHECK(plan_groups(&p, groups, 5, c.global_batch, &d, 0, &err) == 0, "%s", err.message);
+    CHECK(plan_groups(&ample, groups, 5, c.global_batch, &d, NULL, &err) == 0, "%s", err.message);
+    CHECK(p.groups[1].ranks > ample.groups[1].ranks && p.seconds_per_iteration >= ample.seconds_per_iteration,
+          "vits16: %d ranks in 80 GiB, %d in ample memory", p.groups[1].ranks, ample.groups[1].ranks);
     Plan reference;
     PlanDevices rd = d;
     rd.count = 296;
@@ -124,17 +133,16 @@ static void family_on_256_devices(void) {
                                       &err) == 0, "%s", err.message);
     CHECK(p.seconds_per_iteration < reference.seconds_per_iteration, "planned %g s, reference %g s",
           p.seconds_per_iteration, reference.seconds_per_iteration);
-    CHECK(p.worst_idle_fraction < 0.06, "worst idle %g", p.worst_idle_fraction);
 }
 
 static void distill_plan_runs_on_the_run_files(void) {
     char *family[] = {"plan", "configs/runs/dinov3-family.yaml", "--devices", "256", "--device-memory", "1000",
                       "--reference", "48,48,80,120"};
     char *demo[] = {"plan", "configs/runs/demo.yaml", "--devices", "5", "--device-tflops", "0.2"};
-    char *too_small[] = {"plan", "configs/runs/dinov3-family.yaml", "--devices", "256"};
+    char *too_small[] = {"plan", "configs/runs/dinov3-family.yaml", "--devices", "256", "--device-memory", "20"};
     CHECK(cmd_plan(8, family) == 0, "family");
     CHECK(cmd_plan(6, demo) == 0, "demo");
-    CHECK(cmd_plan(4, too_small) == 1, "family in 80 GiB");
+    CHECK(cmd_plan(6, too_small) == 1, "family in 20 GiB (ViT-H+'s state alone is 21.9 GiB)");
 }
 
 TEST_MAIN(TEST(known_optimum_by_brute_force), TEST(uneven_slices_beat_even_ones), TEST(fixed_ranks_are_kept),

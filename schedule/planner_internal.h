@@ -1,0 +1,48 @@
+/*
+ * planner_internal.h - what the group planner (planner.c) and the spreading
+ * of the teacher over spare student time (teacher_spread.c) share: the cost
+ * of one rank under the model of planner.h.
+ */
+#ifndef DD_SCHEDULE_PLANNER_INTERNAL_H
+#define DD_SCHEDULE_PLANNER_INTERNAL_H
+
+#include "schedule/planner.h"
+
+/* ceil(batch / ranks): the images of a group's busiest ranks. */
+int plan_most_images(int global_batch, int ranks);
+
+double plan_seconds_per_image(const PlanGroupInput *g, const PlanDevices *devices);
+/* The in-group all-reduce of a student group of `ranks` ranks. */
+double plan_allreduce_seconds(const PlanGroupInput *g, const PlanDevices *devices, int ranks);
+
+/* The most images a student rank with `images` images runs per
+ * forward/backward pass, its state and slice buffers held, when
+ * `extra_bytes` of its memory hold something else (the teacher it hosts);
+ * 0 when not even one image fits. */
+int plan_micro_batch(const PlanGroupInput *g, const PlanDevices *devices, double extra_bytes, int images);
+/* Memory of a rank running the teacher on `images` images at once. */
+double plan_teacher_memory(const PlanGroupInput *teacher, int images);
+
+/* Seconds of one iteration of group g on n ranks without teacher images
+ * hosted; INFINITY where n ranks cannot take the batch (memory, more ranks
+ * than images, divisibility). */
+double plan_group_seconds(const PlanGroupInput *g, const PlanDevices *devices, int global_batch, int n,
+                          int even_slices_only);
+
+/* Ranks a group may take: its fixed count, else 1 .. devices. */
+void plan_rank_range(const PlanGroupInput *g, int devices, int *lowest, int *highest);
+
+/* Fills the plan from ranks per group and the teacher images of every rank
+ * (Plan.teacher_images order; NULL: the teacher's ranks take the batch as
+ * their slices and no student rank hosts any): slices, busy times,
+ * iteration time, idle fractions, memory and micro-batches. */
+void plan_finish(Plan *plan, const PlanGroupInput *groups, int group_count, int global_batch,
+                 const PlanDevices *devices, const int *ranks, const int *teacher_images);
+
+/* Spreads the teacher over the spare time of student ranks (planner.h).
+ * upper: an iteration time known feasible (the plan without spreading).
+ * Returns 1 with *plan filled, 0 when spreading finds nothing faster. */
+int plan_spread_teacher(Plan *plan, const PlanGroupInput *groups, int group_count, int global_batch,
+                        const PlanDevices *devices, double upper);
+
+#endif

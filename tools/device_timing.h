@@ -1,0 +1,29 @@
+/*
+ * device_timing.h - what timing code on a backend shares: random inputs on
+ * the device, the median of repeated runs, and the sgemm ceiling (the best
+ * rate of one large matmul), so that a model's rate can be read as a
+ * fraction of what the matmul reaches in the same run. Used by `distill
+ * bench` and the planner's calibration (tools/calibrate.h).
+ */
+#ifndef DD_TOOLS_DEVICE_TIMING_H
+#define DD_TOOLS_DEVICE_TIMING_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "nn/backend.h"
+
+/* count floats on the device, normal with standard deviation scale, drawn
+ * from seed on the host; NULL when out of memory. Free with be->free. */
+float *device_random_buffer(const NnBackend *be, size_t count, uint64_t seed, float scale);
+
+/* The median of values[0 .. n-1] (sorts them in place); n >= 1. */
+double median_of(double *values, int n);
+
+/* The sgemm ceiling in GFLOP/s: the best of `runs` repetitions of
+ * out[N, OC] = inp[N, C] @ W[OC, C]^T on the backend (the best, not the
+ * median, makes it a ceiling: fractions of it are then conservative);
+ * 0 when out of memory. */
+double sgemm_ceiling_gflops(const NnBackend *be, int N, int C, int OC, int runs);
+
+#endif
