@@ -13,6 +13,8 @@
  *     teacher group is moved likewise when no student rank helps it (no
  *     spread); with helpers it is not: a helper's busy time mixes its
  *     student's work and the teacher's, so its teacher speed is unknown.
+ *     Moved slices survive a restart: each checkpoint holds them
+ *     (balancer_slices.h).
  *   - Re-plan (restart): when no group needs a move and the groups stay
  *     imbalanced above `threshold` for `window` iterations, ranks per group
  *     in proportion to each group's measured work (proportional_plan); if

@@ -11,7 +11,8 @@
  * Prometheus endpoint (monitor.port) and plots RUN_DIR/throughput.svg at the
  * end (tools/metrics.h, docs/metrics.md). With `balancer.enabled`, every
  * window's end is also where the ranks' busy times reach rank 0 and the
- * balancer's decision comes back (tools/balancer.h, docs/balancer.md).
+ * balancer's decision comes back (tools/balancer.h, docs/balancer.md); each
+ * checkpoint keeps the slices it moved, for a restart to go on with them.
  */
 #include "tools/run_job.h"
 
@@ -491,7 +492,7 @@ static void resume_balancer_slices(Job *job) {
         snprintf(path, sizeof path, "%s/slices", job->resume_folder);
         found = balancer_slices_read(path, &job->layout, images, &err);
         if (found < 0)
-            printf("balancer: the checkpoint's slices do not fit this plan, its own are kept: %s\n", err.message);
+            printf("balancer: starting on the plan's slices, the checkpoint's do not fit it: %s\n", err.message);
         found = found > 0 && balancer_slices_differ(&job->layout, images);
     }
     MPI_Bcast(&found, 1, MPI_INT, 0, MPI_COMM_WORLD);
