@@ -45,34 +45,58 @@ static int crop_run_alloc(CropRun *r, const NnBackend *be, const ViTConfig *cfg,
     return 0;
 }
 
-/* Median seconds per image of cfg's work (grads NULL: inference of the
- * global crops; else forward and backward of every crop) after one untimed run. */
-static int time_pass(double *seconds, const NnBackend *be, const ViTConfig *cfg, const ViTParams *params,
-                     ViTParams *grads, const CropShape *crops, int images, int runs, DdError *err) {
+/* One model's work, ready to run: grads NULL times the inference of the
+ * global crops, else forward and backward of every crop. */
+typedef struct Pass {
+    const ViTConfig *cfg;
+    const ViTParams *params;
+    ViTParams *grads;
+    CropRun crop[2];              /* global crops, local crops */
+} Pass;
+
+static int pass_alloc(Pass *p, const NnBackend *be, const CropShape *crops, int images, DdError *err) {
+    const int training = p->grads != NULL;
+    if (crop_run_alloc(&p->crop[0], be, p->cfg, images * crops->global_count, crops->global_size, training, err))
+        return -1;
+    return crop_run_alloc(&p->crop[1], be, p->cfg, training ? images * crops->local_count : 0, crops->local_size,
+                          training, err);
+}
+
+/* Seconds of one run of the pass. */
+static double pass_seconds(const NnBackend *be, Pass *p) {
+    be->synchronize();
+    double t0 = dd_now_seconds();
+    for (int k = 0; k < 2; k++)
+        if (p->crop[k].images) vit_forward(be, p->cfg, p->params, &p->crop[k].act, p->crop[k].images, NULL);
+    for (int k = 0; p->grads && k < 2; k++)
+        if (p->crop[k].images)
+            vit_backward(be, p->cfg, p->params, p->grads, &p->crop[k].act, p->crop[k].dout, NULL);
+    be->synchronize();
+    return dd_now_seconds() - t0;
+}
+
+/* seconds[i]: median seconds per image of passes[i] (count <= 2). Each runs
+ * once untimed, then the passes take turns `runs` times, so that a busy
+ * spell of the machine slows them alike. */
+static int time_passes(double *seconds, Pass *passes, int count, const NnBackend *be, const CropShape *crops,
+                       int images, int runs, DdError *err) {
     if (images < 1 || runs < 1 || runs > CALIBRATE_MAX_RUNS)
         return dd_fail(err, "expected 1 or more images and 1 to %d runs for a calibration, found %d and %d",
                        CALIBRATE_MAX_RUNS, images, runs);
-    const int training = grads != NULL;
-    CropRun crop[2];              /* global crops, local crops */
-    memset(crop, 0, sizeof crop);
-    int status = crop_run_alloc(&crop[0], be, cfg, images * crops->global_count, crops->global_size, training, err);
-    if (status == 0)
-        status = crop_run_alloc(&crop[1], be, cfg, training ? images * crops->local_count : 0, crops->local_size,
-                                training, err);
-    double times[CALIBRATE_MAX_RUNS];
-    for (int i = 0; status == 0 && i <= runs; i++) {
-        be->synchronize();
-        double t0 = dd_now_seconds();
-        for (int k = 0; k < 2; k++)
-            if (crop[k].images) vit_forward(be, cfg, params, &crop[k].act, crop[k].images, NULL);
-        for (int k = 0; training && k < 2; k++)
-            if (crop[k].images) vit_backward(be, cfg, params, grads, &crop[k].act, crop[k].dout, NULL);
-        be->synchronize();
-        if (i > 0) times[i - 1] = dd_now_seconds() - t0;
+    int status = 0;
+    for (int i = 0; i < count; i++) memset(passes[i].crop, 0, sizeof passes[i].crop);
+    for (int i = 0; status == 0 && i < count; i++) status = pass_alloc(&passes[i], be, crops, images, err);
+    double times[2][CALIBRATE_MAX_RUNS];
+    for (int r = 0; status == 0 && r <= runs; r++)
+        for (int i = 0; i < count; i++) {
+            double t = pass_seconds(be, &passes[i]);
+            if (r > 0) times[i][r - 1] = t;
+        }
+    for (int i = 0; i < count; i++) {
+        if (status == 0) seconds[i] = median_of(times[i], runs) / images;
+        crop_run_free(&passes[i].crop[0], be);
+        crop_run_free(&passes[i].crop[1], be);
     }
-    if (status == 0) *seconds = median_of(times, runs) / images;
-    crop_run_free(&crop[0], be);
-    crop_run_free(&crop[1], be);
     return status;
 }
 
@@ -104,7 +128,8 @@ int calibrate_time_model(double *seconds, const NnBackend *be, const ViTConfig *
                          int frozen, int images, int runs, DdError *err) {
     ViTParams params = {0}, grads = {0};
     int status = model_alloc(&params, &grads, be, model, model->depth, frozen, err);
-    if (status == 0) status = time_pass(seconds, be, model, &params, frozen ? NULL : &grads, crops, images, runs, err);
+    Pass pass = {.cfg = model, .params = &params, .grads = frozen ? NULL : &grads};
+    if (status == 0) status = time_passes(seconds, &pass, 1, be, crops, images, runs, err);
     vit_params_free(&params, be);
     vit_params_free(&grads, be);
     return status;
@@ -119,9 +144,10 @@ int calibrate_model(ModelTiming *timing, const NnBackend *be, const ViTConfig *m
     int status = model_alloc(&params[1], &grads[1], be, model, 2, frozen, err);
     if (status == 0) status = vit_params_view(&params[0], &cfg[0], params[1].memory, err);
     if (status == 0 && !frozen) status = vit_params_view(&grads[0], &cfg[0], grads[1].memory, err);
-    for (int d = 0; status == 0 && d < 2; d++)
-        status = time_pass(&timing->at_depth[d], be, &cfg[d], &params[d], frozen ? NULL : &grads[d], crops, images,
-                           runs, err);
+    Pass passes[2];
+    for (int d = 0; d < 2; d++)
+        passes[d] = (Pass){.cfg = &cfg[d], .params = &params[d], .grads = frozen ? NULL : &grads[d]};
+    if (status == 0) status = time_passes(timing->at_depth, passes, 2, be, crops, images, runs, err);
     for (int d = 0; d < 2; d++) {
         vit_params_free(&params[d], d == 1 ? be : NULL);
         vit_params_free(&grads[d], d == 1 ? be : NULL);
@@ -149,10 +175,13 @@ int calibrate_run(Calibration *cal, const RunConfig *config, const CropShape *cr
     memset(cal, 0, sizeof *cal);
     cal->backend = be->name;
     cal->group_count = 1 + config->student_count;
-    /* measured before and after the models, so a busy spell does not lower it */
-    double ceiling = sgemm_ceiling_gflops(be, CALIBRATE_CEILING_ROWS, CALIBRATE_CEILING_WIDTH,
-                                          CALIBRATE_CEILING_WIDTH, 3);
-    for (int g = 0; g < cal->group_count; g++) {
+    /* the ceiling is sampled before each model and after the last, the best
+     * kept, so that a busy spell of the machine does not lower it */
+    double ceiling = 0;
+    for (int g = 0; g <= cal->group_count; g++) {
+        ceiling = fmax(ceiling, sgemm_ceiling_gflops(be, CALIBRATE_CEILING_ROWS, CALIBRATE_CEILING_WIDTH,
+                                                     CALIBRATE_CEILING_WIDTH, CALIBRATE_CEILING_RUNS));
+        if (g == cal->group_count) break;
         const ViTConfig *model = g == 0 ? &config->teacher.model : &config->students[g - 1].model;
         GroupCalibration *out = &cal->groups[g];
         if (calibrate_model(&out->backbone, be, model, crops, g == 0, CALIBRATE_IMAGES, CALIBRATE_RUNS, err))
@@ -161,8 +190,6 @@ int calibrate_run(Calibration *cal, const RunConfig *config, const CropShape *cr
         out->sustained_flops = out->backbone_flops / out->backbone.seconds;
         out->seconds = groups[g].flops_per_image / out->sustained_flops;
     }
-    ceiling = fmax(ceiling, sgemm_ceiling_gflops(be, CALIBRATE_CEILING_ROWS, CALIBRATE_CEILING_WIDTH,
-                                                 CALIBRATE_CEILING_WIDTH, 3));
     if (!(ceiling > 0)) return dd_fail(err, "out of %s memory for the sgemm ceiling", be->name);
     cal->ceiling_flops = ceiling * 1e9;
     cal->wall_seconds = dd_now_seconds() - t0;

@@ -8,15 +8,20 @@
  *   student: the backbone's forward and backward of every crop (global and
  *       local, one activation set per crop size), no optimizer step (AdamW
  *       costs per parameter, not per image).
- * Each model is built with its real width, heads and FFN but only 1 and 2
- * blocks; each is run once untimed, then `runs` times with `images` images,
- * and the median is kept. t(d) = fixed + per_block * d through the two
- * points gives the time at the real depth (a very large model calibrates in
- * seconds). The backbone's FLOPs (vit_forward_flops, x3 for training) over
- * that time is the group's sustained rate; the heads are assumed to run at
- * the same rate, so the group's seconds per image are the cost model's
- * flops_per_image (heads included) over it. The sgemm ceiling of the same
- * run puts each rate in proportion.
+ * Each model is built with its real width, attention heads and FFN but only
+ * 1 and 2 blocks (parameters of small random values, not the real
+ * initialisation: the same speed, far quicker to fill); each runs once
+ * untimed, then the two take turns `runs` times with `images` images (a
+ * busy spell slows both alike), and the medians are kept. The line
+ * t(d) = fixed + per_block * d through the two points gives the time at the
+ * real depth, so ViT-7B calibrates in seconds (should noise make 2 blocks no
+ * slower than 1: t(d) = t(2) * d / 2). The backbone's FLOPs per image
+ * (vit_forward_flops, x3 for training) over that time is the group's
+ * sustained rate. The DINO and iBOT heads are not timed: they are assumed to
+ * run at the same rate, so the group's seconds per image are the cost
+ * model's flops_per_image (heads included) over it. An sgemm ceiling timed
+ * in the same run (the best of samples before each model and after the
+ * last) puts each rate in proportion.
  */
 #ifndef DD_TOOLS_CALIBRATE_H
 #define DD_TOOLS_CALIBRATE_H
@@ -32,6 +37,7 @@ enum {
     CALIBRATE_IMAGES = 1,         /* images per timed run */
     CALIBRATE_RUNS = 3,           /* timed runs per depth, after one untimed */
     CALIBRATE_CEILING_ROWS = 1024, CALIBRATE_CEILING_WIDTH = 4096,   /* the sgemm: [1024, 4096] x [4096, 4096] */
+    CALIBRATE_CEILING_RUNS = 3,   /* before each model and after the last; the best counts */
 };
 
 /* One model timed at depths 1 and 2 and extrapolated (seconds per image). */
