@@ -177,20 +177,24 @@ int calibrate_run(Calibration *cal, const RunConfig *config, const CropShape *cr
     cal->group_count = 1 + config->student_count;
     /* the ceiling is sampled before each model and after the last, the best
      * kept, so that a busy spell of the machine does not lower it */
+    SgemmProbe probe;
+    if (sgemm_probe_alloc(&probe, be, CALIBRATE_CEILING_ROWS, CALIBRATE_CEILING_WIDTH, CALIBRATE_CEILING_WIDTH))
+        return dd_fail(err, "out of %s memory for the sgemm ceiling", be->name);
     double ceiling = 0;
+    int status = 0;
     for (int g = 0; g <= cal->group_count; g++) {
-        ceiling = fmax(ceiling, sgemm_ceiling_gflops(be, CALIBRATE_CEILING_ROWS, CALIBRATE_CEILING_WIDTH,
-                                                     CALIBRATE_CEILING_WIDTH, CALIBRATE_CEILING_RUNS));
+        ceiling = fmax(ceiling, sgemm_probe_gflops(&probe, CALIBRATE_CEILING_RUNS));
         if (g == cal->group_count) break;
         const ViTConfig *model = g == 0 ? &config->teacher.model : &config->students[g - 1].model;
         GroupCalibration *out = &cal->groups[g];
-        if (calibrate_model(&out->backbone, be, model, crops, g == 0, CALIBRATE_IMAGES, CALIBRATE_RUNS, err))
-            return -1;
+        status = calibrate_model(&out->backbone, be, model, crops, g == 0, CALIBRATE_IMAGES, CALIBRATE_RUNS, err);
+        if (status) break;
         out->backbone_flops = backbone_flops(model, crops, g == 0);
         out->sustained_flops = out->backbone_flops / out->backbone.seconds;
         out->seconds = groups[g].flops_per_image / out->sustained_flops;
     }
-    if (!(ceiling > 0)) return dd_fail(err, "out of %s memory for the sgemm ceiling", be->name);
+    sgemm_probe_free(&probe);
+    if (status) return status;
     cal->ceiling_flops = ceiling * 1e9;
     cal->wall_seconds = dd_now_seconds() - t0;
     return 0;

@@ -37,7 +37,7 @@ enum {
     CALIBRATE_IMAGES = 1,         /* images per timed run */
     CALIBRATE_RUNS = 3,           /* timed runs per depth, after one untimed */
     CALIBRATE_CEILING_ROWS = 1024, CALIBRATE_CEILING_WIDTH = 4096,   /* the sgemm: [1024, 4096] x [4096, 4096] */
-    CALIBRATE_CEILING_RUNS = 3,   /* before each model and after the last; the best counts */
+    CALIBRATE_CEILING_RUNS = 2,   /* before each model and after the last; the best counts */
 };
 
 /* One model timed at depths 1 and 2 and extrapolated (seconds per image). */

@@ -35,20 +35,39 @@ double median_of(double *values, int n) {
     return n % 2 ? values[n / 2] : 0.5 * (values[n / 2 - 1] + values[n / 2]);
 }
 
-double sgemm_ceiling_gflops(const NnBackend *be, int N, int C, int OC, int runs) {
-    float *a = device_random_buffer(be, (size_t)N * C, 1, 1.0f);
-    float *w = device_random_buffer(be, (size_t)OC * C, 2, 1.0f);
-    float *out = be->alloc((size_t)N * OC * sizeof(float));
+int sgemm_probe_alloc(SgemmProbe *probe, const NnBackend *be, int N, int C, int OC) {
+    *probe = (SgemmProbe){.be = be, .N = N, .C = C, .OC = OC};
+    probe->inp = device_random_buffer(be, (size_t)N * C, 1, 1.0f);
+    probe->weight = device_random_buffer(be, (size_t)OC * C, 2, 1.0f);
+    probe->out = be->alloc((size_t)N * OC * sizeof(float));
+    if (probe->inp && probe->weight && probe->out) return 0;
+    sgemm_probe_free(probe);
+    return -1;
+}
+
+double sgemm_probe_gflops(const SgemmProbe *p, int runs) {
     double best = INFINITY;
-    for (int i = 0; a && w && out && i < runs; i++) {
-        be->synchronize();
+    for (int i = 0; p->out && i < runs; i++) {
+        p->be->synchronize();
         double t0 = dd_now_seconds();
-        be->matmul_forward(out, a, w, NULL, N, C, OC);
-        be->synchronize();
+        p->be->matmul_forward(p->out, p->inp, p->weight, NULL, p->N, p->C, p->OC);
+        p->be->synchronize();
         best = fmin(best, dd_now_seconds() - t0);
     }
-    if (a) be->free(a);
-    if (w) be->free(w);
-    if (out) be->free(out);
-    return isfinite(best) ? 2.0 * N * C * OC / best * 1e-9 : 0.0;
+    return isfinite(best) ? 2.0 * p->N * p->C * p->OC / best * 1e-9 : 0.0;
+}
+
+void sgemm_probe_free(SgemmProbe *p) {
+    if (p->inp) p->be->free(p->inp);
+    if (p->weight) p->be->free(p->weight);
+    if (p->out) p->be->free(p->out);
+    p->inp = p->weight = p->out = NULL;
+}
+
+double sgemm_ceiling_gflops(const NnBackend *be, int N, int C, int OC, int runs) {
+    SgemmProbe probe;
+    if (sgemm_probe_alloc(&probe, be, N, C, OC)) return 0.0;
+    double gflops = sgemm_probe_gflops(&probe, runs);
+    sgemm_probe_free(&probe);
+    return gflops;
 }

@@ -26,4 +26,17 @@ double median_of(double *values, int n);
  * 0 when out of memory. */
 double sgemm_ceiling_gflops(const NnBackend *be, int N, int C, int OC, int runs);
 
+/* The same matmul kept allocated, to sample the ceiling several times in a
+ * run: alloc (0, or -1 when out of memory), then sgemm_probe_gflops as often
+ * as wanted, then free. */
+typedef struct SgemmProbe {
+    const NnBackend *be;
+    int N, C, OC;
+    float *inp, *weight, *out;    /* [N, C], [OC, C], [N, OC] */
+} SgemmProbe;
+
+int sgemm_probe_alloc(SgemmProbe *probe, const NnBackend *be, int N, int C, int OC);
+double sgemm_probe_gflops(const SgemmProbe *probe, int runs);
+void sgemm_probe_free(SgemmProbe *probe);
+
 #endif
