@@ -55,12 +55,6 @@ double plan_group_seconds(const PlanGroupInput *g, const PlanDevices *devices, i
     return images * plan_seconds_per_image(g, devices) + (g->is_teacher ? 0 : plan_allreduce_seconds(g, devices, n));
 }
 
-int plan_first_rank(const Plan *plan, int group) {
-    int first = 0;
-    for (int g = 0; g < group; g++) first += plan->groups[g].ranks;
-    return first;
-}
-
 /* Busy seconds and memory of rank r of group g holding `images` student
  * images (none for the teacher) and `hosted` teacher images. */
 static void rank_cost(const PlanGroupInput *groups, int g, const PlanDevices *devices, int ranks, int images,

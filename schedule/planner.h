@@ -129,7 +129,4 @@ int plan_predict_shared_teacher(Plan *plan, const PlanGroupInput *groups, int gr
 /* images_per_rank[0 .. ranks-1] of a group's plan. */
 void plan_slices(const GroupPlan *group, int *images_per_rank);
 
-/* The plan's first rank of group g in its rank order (teacher first). */
-int plan_first_rank(const Plan *plan, int group);
-
 #endif

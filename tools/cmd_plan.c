@@ -282,8 +282,10 @@ int cmd_plan(int argc, char **argv) {
                                           t->dino_head.bottleneck, t->ibot_head.bottleneck);
     static Plan plan, plain;   /* large */
     const PlanOptions options = {.even_slices_only = even, .spread_teacher = c.teacher.spread && !no_spread};
+    /* without the spread only when the plan spreads: its comparison line */
     if (plan_groups(&plan, groups, group_count, c.global_batch, &d, &options, &err) ||
-        plan_groups(&plain, groups, group_count, c.global_batch, &d, &(PlanOptions){.even_slices_only = even}, &err)) {
+        (plan.spread_teacher &&
+         plan_groups(&plain, groups, group_count, c.global_batch, &d, &(PlanOptions){.even_slices_only = even}, &err))) {
         fprintf(stderr, "distill plan: %s\n", err.message);
         return 1;
     }

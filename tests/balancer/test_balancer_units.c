@@ -62,16 +62,22 @@ static int moved_layout(RankLayout *layout, DdError *err) {
     return rank_layout_set_slices(layout, 1, student, err);
 }
 
+/* The layout's slices as a checkpoint holds them, in a new file named by
+ * the mkstemp template path. */
+static int write_slices_file(const RankLayout *layout, char *path) {
+    int fd = mkstemp(path);
+    FILE *out = fd >= 0 ? fdopen(fd, "w") : NULL;
+    if (!out) return -1;
+    balancer_slices_print(out, layout);
+    return fclose(out) == 0 ? 0 : -1;
+}
+
 static void slices_come_back_into_the_same_layout(void) {
     RankLayout moved, planned;
     DdError err;
     CHECK(moved_layout(&moved, &err) == 0, "%s", err.message);
     char path[] = "/tmp/dd_slices_XXXXXX";
-    int fd = mkstemp(path);
-    CHECK(fd >= 0, "mkstemp");
-    FILE *out = fdopen(fd, "w");
-    balancer_slices_print(out, &moved);
-    fclose(out);
+    CHECK(write_slices_file(&moved, path) == 0, "cannot write %s", path);
     const int ranks[2] = {2, 2};
     CHECK(rank_layout_init(&planned, 2, ranks, 32, &err) == 0, "%s", err.message);
     int images[4] = {0};
@@ -97,11 +103,7 @@ static void slices_of_another_layout_are_refused(void) {
     DdError err;
     CHECK(moved_layout(&moved, &err) == 0, "%s", err.message);
     char path[] = "/tmp/dd_slices_XXXXXX";
-    int fd = mkstemp(path);
-    CHECK(fd >= 0, "mkstemp");
-    FILE *out = fdopen(fd, "w");
-    balancer_slices_print(out, &moved);
-    fclose(out);
+    CHECK(write_slices_file(&moved, path) == 0, "cannot write %s", path);
     int images[4];
     const int replanned[2] = {1, 3};   /* a re-plan: other ranks per group */
     CHECK(rank_layout_init(&other, 2, replanned, 32, &err) == 0, "%s", err.message);
