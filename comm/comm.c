@@ -4,6 +4,7 @@
 #include "comm/comm.h"
 
 #include <limits.h>
+#include <stdlib.h>
 #include <string.h>
 
 static int mpi_fail(DdError *err, int code, const char *what) {
@@ -42,6 +43,8 @@ int comm_init(Comm *comm, const RankLayout *layout, DdError *err) {
 
 void comm_free(Comm *comm) {
     if (comm->nccl) comm_free_nccl(comm);
+    free(comm->host_staging);
+    comm->host_staging = NULL, comm->host_staging_count = 0;
     if (comm->group != MPI_COMM_NULL) MPI_Comm_free(&comm->group);
     if (comm->world != MPI_COMM_NULL) MPI_Comm_free(&comm->world);
     comm->group = comm->world = MPI_COMM_NULL;
@@ -63,12 +66,4 @@ int comm_group_sum(Comm *comm, float *buffer, long count, DdError *err) {
 
 int comm_group_max(Comm *comm, float *buffer, long count, DdError *err) {
     return group_allreduce(comm, buffer, count, MPI_MAX, err);
-}
-
-int comm_group_sum_hook(void *comm, float *buffer, long count, DdError *err) {
-    return comm_group_sum(comm, buffer, count, err);
-}
-
-int comm_group_max_hook(void *comm, float *buffer, long count, DdError *err) {
-    return comm_group_max(comm, buffer, count, err);
 }

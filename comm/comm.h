@@ -21,6 +21,12 @@ typedef struct Comm {
     int group_index;      /* LAYOUT_TEACHER_GROUP or a student group 1.. */
     int group_rank, group_size;
     struct CommNccl *nccl; /* NCCL communicators of a CUDA run; NULL until comm_init_nccl */
+    /* Where the hooks' buffers live (comm_set_hook_memory): NULL for host
+     * memory, else the backend whose memory they are, staged through
+     * host_staging when no NCCL communicator carries them. */
+    const struct NnBackend *hook_memory;
+    float *host_staging;
+    long host_staging_count;
 } Comm;
 
 /* MPI must be initialised. Fails (on every rank alike) when the world size
@@ -33,9 +39,16 @@ void comm_free(Comm *comm);
 int comm_group_sum(Comm *comm, float *buffer, long count, DdError *err);
 /* buffer[count] <- its maximum over the ranks of this rank's group. */
 int comm_group_max(Comm *comm, float *buffer, long count, DdError *err);
-/* The same with the signature of a reduction hook (ctx is the Comm). */
+/* The same with the signature of a reduction hook (ctx is the Comm), on
+ * buffers in the memory comm_set_hook_memory names (host memory until it
+ * is called): through NCCL when comm_init_nccl succeeded, else over MPI,
+ * copying a device buffer to host memory and back (comm/comm_hooks.c). */
 int comm_group_sum_hook(void *comm, float *buffer, long count, DdError *err);
 int comm_group_max_hook(void *comm, float *buffer, long count, DdError *err);
+/* The hooks' buffers are in be's memory from now on (NULL: host memory).
+ * A run on a device backend calls it once after comm_init (and after
+ * comm_init_nccl, if the ranks have devices of their own). */
+void comm_set_hook_memory(Comm *comm, const struct NnBackend *be);
 
 /* ---- teacher -> student delivery --------------------------------------- */
 
@@ -70,6 +83,9 @@ int delivery_wait(DeliveryTransfer *transfer, DdError *err);
  * In a build without NCCL every call below fails with "this build has no
  * NCCL" (comm/nccl_absent.c); the CPU path never calls them. */
 
+/* 1 when this build has NCCL (comm/nccl_comm.c), 0 otherwise. */
+int comm_has_nccl(void);
+
 /* After comm_init, on a rank whose CUDA device is already chosen
  * (cudaSetDevice; one device per rank): creates an NCCL communicator over
  * the group and one over the world from the MPI communicators (the unique id
@@ -77,6 +93,12 @@ int delivery_wait(DeliveryTransfer *transfer, DdError *err);
  * Collective over the world. comm_free releases them. */
 int comm_init_nccl(Comm *comm, DdError *err);
 void comm_free_nccl(Comm *comm);
+/* *shared <- 1 when two ranks of this world run on the same CUDA device
+ * (compared by device UUID), which NCCL refuses within one communicator:
+ * such a run reduces over MPI through host memory instead. Names the first
+ * pair in note (may be NULL). Collective over the world; the device must be
+ * chosen (cudaSetDevice) first. */
+int comm_devices_shared(Comm *comm, int *shared, char *note, size_t note_size, DdError *err);
 
 /* device_buffer[count] (device memory) <- its sum / maximum over the ranks of
  * this rank's group (ncclAllReduce on the NCCL stream; returns when done). */

@@ -9,7 +9,15 @@ static int no_nccl(DdError *err, const char *what) {
                         "nccl.h and libnccl)", what);
 }
 
+int comm_has_nccl(void) { return 0; }
+
 int comm_init_nccl(Comm *comm, DdError *err) { return no_nccl(err, "comm_init_nccl"); }
+
+int comm_devices_shared(Comm *comm, int *shared, char *note, size_t note_size, DdError *err) {
+    (void)comm, (void)note, (void)note_size;
+    *shared = 0;
+    return no_nccl(err, "comm_devices_shared");
+}
 
 void comm_free_nccl(Comm *comm) { (void)comm; }
 

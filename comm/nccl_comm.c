@@ -12,6 +12,7 @@
  */
 #include <cuda_runtime.h>
 #include <nccl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -83,6 +84,35 @@ int comm_init_nccl(Comm *comm, DdError *err) {
         comm_free_nccl(comm);
         return -1;
     }
+    return 0;
+}
+
+int comm_has_nccl(void) { return 1; }
+
+int comm_devices_shared(Comm *comm, int *shared, char *note, size_t note_size, DdError *err) {
+    *shared = 0;
+    int device = -1;
+    cudaError_t code = cudaGetDevice(&device);
+    if (code != cudaSuccess) return cuda_fail(err, code, "comm_devices_shared: cudaGetDevice");
+    struct cudaDeviceProp properties;
+    code = cudaGetDeviceProperties(&properties, device);
+    if (code != cudaSuccess) return cuda_fail(err, code, "comm_devices_shared: cudaGetDeviceProperties");
+    cudaUUID_t *uuids = calloc((size_t)comm->world_size, sizeof *uuids);
+    if (!uuids) return dd_fail(err, "comm_devices_shared: out of memory");
+    int mpi = MPI_Allgather(&properties.uuid, (int)sizeof(cudaUUID_t), MPI_BYTE, uuids, (int)sizeof(cudaUUID_t),
+                            MPI_BYTE, comm->world);
+    if (mpi != MPI_SUCCESS) {
+        free(uuids);
+        return dd_fail(err, "comm_devices_shared: MPI_Allgather of the device UUIDs failed (MPI error %d)", mpi);
+    }
+    for (int a = 0; a < comm->world_size && !*shared; a++)
+        for (int b = a + 1; b < comm->world_size && !*shared; b++)
+            if (memcmp(&uuids[a], &uuids[b], sizeof(cudaUUID_t)) == 0) {
+                *shared = 1;
+                if (note && note_size > 0)
+                    snprintf(note, note_size, "ranks %d and %d share one CUDA device", a, b);
+            }
+    free(uuids);
     return 0;
 }
 

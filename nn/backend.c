@@ -9,6 +9,8 @@
 const NnBackend *nn_backend_by_name(const char *name, char *why, size_t why_size) {
     if (strcmp(name, "cpu") == 0) return &nn_cpu_backend;
     if (strcmp(name, "cuda") == 0) return nn_cuda_backend(why, why_size);
-    if (why) snprintf(why, why_size, "expected backend 'cpu' or 'cuda', found '%s'", name);
+    if (strcmp(name, "cuda-fp32") == 0) return nn_cuda_fp32_backend(why, why_size);
+    if (why)
+        snprintf(why, why_size, "expected backend 'cpu', 'cuda' or 'cuda-fp32', found '%s'", name);
     return NULL;
 }

@@ -92,12 +92,16 @@ typedef struct NnBackend {
                           int B, int T, int prefix, int H, int Dh);
 
     /* out[B, T, H, Dh] = softmax(q k^T / sqrt(Dh)) v per batch and head, read
-     * from qkv[B, T, 3, H, Dh]; saves probs[B, H, T, T] for the backward. */
-    void (*attention_forward)(float *out, float *probs, const float *qkv,
+     * from qkv[B, T, 3, H, Dh]. Saves only lse[B, H, T], the log-sum-exp of
+     * each row of scaled scores q_i k_j / sqrt(Dh): no [T, T] matrix outlives
+     * the call (memory-efficient attention); the backward recomputes the
+     * probabilities p_ij = exp(q_i k_j / sqrt(Dh) - lse_i) from it. */
+    void (*attention_forward)(float *out, float *lse, const float *qkv,
                               int B, int T, int H, int Dh);
-    /* dqkv[B, T, 3, H, Dh] accumulates from dout[B, T, H, Dh]. */
+    /* dqkv[B, T, 3, H, Dh] accumulates from dout[B, T, H, Dh], given the
+     * forward's out[B, T, H, Dh] and lse[B, H, T]. */
     void (*attention_backward)(float *dqkv, const float *dout, const float *qkv,
-                               const float *probs, int B, int T, int H, int Dh);
+                               const float *out, const float *lse, int B, int T, int H, int Dh);
 
     /* ---- pointwise ------------------------------------------------------ */
     /* out[n] = gelu(inp[n]) (exact, erf form, as torch.nn.GELU()). */
@@ -209,11 +213,28 @@ extern const NnBackend nn_cpu_backend;
  * see nn/cpu/cpu_blas_select.c). */
 void nn_cpu_select_blas_kernels(char **argv);
 
-/* The CUDA backend, or NULL when the build has no CUDA or no device is
- * present; writes the reason into why (may be NULL) when it returns NULL. */
+/* The CUDA backend ("cuda"), or NULL when the build has no CUDA or no
+ * device is present; writes the reason into why (may be NULL) when it
+ * returns NULL. Its linear layers multiply on bf16 tensor cores with fp32
+ * accumulation (tensors stay fp32): the fast default for runs, within about
+ * 1e-2 of the CPU rather than fp32 accuracy. Initialising it (either entry
+ * point) creates the cuBLAS and cuBLASLt handles and cudaMalloc's the 32 MiB
+ * cuBLASLt workspace, kept for the life of the process. */
 const NnBackend *nn_cuda_backend(char *why, size_t why_size);
+/* The same backend with exact fp32 linear layers ("cuda-fp32"): every other
+ * entry is shared with nn_cuda_backend's table. For comparing with the CPU
+ * oracle at fp32 accuracy; NULL and the reason as nn_cuda_backend. */
+const NnBackend *nn_cuda_fp32_backend(char *why, size_t why_size);
 
-/* Backend by name ("cpu" or "cuda"); NULL and a reason if unavailable. */
+/* Chooses the CUDA device of a process that is the local_rank-th of its
+ * node: device local_rank modulo the node's device count (ranks share
+ * devices when there are more ranks than devices). Call before the first
+ * nn_cuda_backend; *device gets the index. -1 and the reason in why when
+ * there is no device or no CUDA in the build. */
+int nn_cuda_select_device(int local_rank, int *device, char *why, size_t why_size);
+
+/* Backend by name ("cpu", "cuda" or "cuda-fp32"); NULL and a reason if
+ * unavailable. */
 const NnBackend *nn_backend_by_name(const char *name, char *why, size_t why_size);
 
 #endif

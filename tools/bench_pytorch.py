@@ -108,13 +108,16 @@ def configure_cpu_blas(threads):
         os.environ["OPENBLAS_CORETYPE"] = core
 
 
-def run_distill_bench(distill, model, batch, image_size, steps, warmup, backend=None, echo=True):
-    """Runs `distill bench` (echoing its output when echo); returns the
-    key=value figures of its machine-readable 'bench' line."""
+def run_distill_bench(distill, model, batch, image_size, steps, warmup, backend=None, only=None, echo=True):
+    """Runs `distill bench` (--only train|forward when only; echoing its output
+    when echo); returns the key=value figures of its machine-readable 'bench'
+    line, which leaves out the fields of what the run did not time."""
     command = [distill, "bench", model, "--batch", str(batch), "--image-size", str(image_size),
                "--steps", str(steps), "--warmup", str(warmup)]
     if backend:
         command += ["--backend", backend]
+    if only:
+        command += ["--only", only]
     output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
     if echo:
         sys.stdout.write(output)

@@ -40,14 +40,16 @@ MFU = achieved TFLOP/s / ceiling.
 With --distill PATH, `PATH bench --backend cuda|cpu` runs first on the same
 models, batches and crop sizes, and the script prints distill/PyTorch ratios
 of images/s and distill's MFU against the same bf16 ceiling (--distill-steps
-sets its timed steps when its fp32 backend is slow). `distill bench` times
-one crop size per run, so the student step is composed from two runs (the
+sets its timed steps when its fp32 backend is slow). The student runs are
+`--only train` and the teacher run `--only forward`, which allocates the
+parameters and forward activations alone (4 B per parameter, not a training
+step's 16: the 7B teacher fits on an 80 GB GPU). `distill bench` times one
+crop size per run, so the student step is composed from two runs (the
 global crops at their size, then the local crops at theirs); each of the two
 includes one AdamW update, so the composed step counts AdamW twice: replace
-the composition when `distill bench` learns the multi-crop step. It also
-allocates a training step's state (16 B per parameter) before the forward
-it times, so it cannot time the 7B teacher on an 80 GB GPU. A failed run (of
-either side, out of memory say) is printed and recorded, and the rest goes on.
+the composition when `distill bench` learns the multi-crop step. A failed
+run (of either side, out of memory say) is printed and recorded, and the
+rest goes on.
 
 The last line printed is one JSON object with every figure.
 
@@ -335,9 +337,13 @@ def teacher_forward(torch, vit_torch, warm, args, clock, device, dtype):
 
 # ---- distill bench -------------------------------------------------------------------
 
+# what each workload times: `distill bench --only ...`
+DISTILL_ONLY = {"student-step": "train", "teacher-forward": "forward"}
+
+
 def distill_runs(args):
     """{workload: [(model, crops per run, crop size)]}: the `distill bench` runs
-    that make up each workload."""
+    that make up each workload (each --only DISTILL_ONLY[workload])."""
     runs = {}
     if "student-step" in args.workloads:
         runs["student-step"] = [(args.student, args.student_batch * count, size)
@@ -354,12 +360,13 @@ def run_distill(args):
     results = {}
     for workload, runs in distill_runs(args).items():
         benches = []
+        only = DISTILL_ONLY[workload]
         for model, crops, size in runs:
             print(f"distill bench {os.path.relpath(model, REPO)} --backend {backend} --batch {crops} "
-                  f"--image-size {size}", flush=True)
+                  f"--image-size {size} --only {only}", flush=True)
             try:
                 benches.append(run_distill_bench(args.distill, model, crops, size, args.distill_steps,
-                                                 args.warmup, backend=backend))
+                                                 args.warmup, backend=backend, only=only))
             except subprocess.CalledProcessError as failure:
                 message = (failure.stderr or failure.stdout or "").strip().splitlines()
                 message = message[-1] if message else f"exit status {failure.returncode}"

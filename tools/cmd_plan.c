@@ -26,7 +26,7 @@
 static const char usage[] =
     "usage: distill plan CONFIG --devices N [--device-memory GIB] [--device-tflops X]\n"
     "                    [--even-slices] [--no-spread] [--reference R1,R2,...]\n"
-    "                    [--calibrate [--backend cpu|cuda]]\n"
+    "                    [--calibrate [--backend cpu|cuda|cuda-fp32]]\n"
     "\n"
     "Plans a run on N identical devices: how many ranks the teacher and each student\n"
     "get and how many images each rank takes, so that the iteration time (the slowest\n"
@@ -53,7 +53,8 @@ static const char usage[] =
     "                       1 and 2 blocks, extrapolated to their depth) and plan for\n"
     "                       devices like it: prints the speeds and a devices: section\n"
     "                       that gives them in the config instead\n"
-    "  --backend NAME       the device --calibrate times: cpu (default) or cuda\n"
+    "  --backend NAME       the device --calibrate times: cpu (default), cuda (bf16\n"
+    "                       tensor-core matmuls) or cuda-fp32 (exact fp32 matmuls)\n"
     "\n"
     "Memory per rank is `distill info`'s model; all-reduce of bf16 gradients over\n"
     "the links (devices: link_gb_per_s, 47 GB/s by default), not overlapped. See\n"

@@ -37,6 +37,7 @@
 #include "tools/balancer_slices.h"
 #include "tools/commands.h"
 #include "tools/metrics.h"
+#include "tools/run_device.h"
 #include "tools/plot_svg.h"
 #include "tools/prometheus.h"
 
@@ -681,14 +682,17 @@ int run_job(const RunJobOptions *options, int argc, char **argv) {
     MPI_Comm_size(MPI_COMM_WORLD, &world_size);
     job.comm.world_rank = world_rank;
 
-    char why[256];
-    job.be = nn_backend_by_name(options->backend, why, sizeof why);
-    if (!job.be) fail_collectively(&job, why, 1);
+    job.be = run_backend_for_rank(options->backend, &err);
+    if (!job.be) fail_collectively(&job, err.message, 1);
     if (run_config_load(&job.config, options->config_path, &err) != 0) fail_collectively(&job, err.message, 1);
     const RunConfig *c = &job.config;
     job.total = (long)c->iterations + c->cooldown;
     if (run_schedules_make(&job.schedules, &c->schedules, c->warmup, c->iterations, c->cooldown, &err) != 0 ||
         make_plan(&job, world_size, &err) != 0 || comm_init(&job.comm, &job.layout, &err) != 0)
+        fail_collectively(&job, err.message, 1);
+    char reductions[320] = "";
+    if (job.be != &nn_cpu_backend &&
+        run_device_reductions(&job.comm, job.be, reductions, sizeof reductions, &err) != 0)
         fail_collectively(&job, err.message, 1);
     /* the cores of this machine are shared by its ranks */
     int local_ranks = getenv("OMPI_COMM_WORLD_LOCAL_SIZE") ? atoi(getenv("OMPI_COMM_WORLD_LOCAL_SIZE")) : 1;
@@ -705,6 +709,7 @@ int run_job(const RunJobOptions *options, int argc, char **argv) {
     resume_balancer_slices(&job);
     if (is_rank0(&job)) {
         print_plan(&job, stdout);
+        if (reductions[0]) printf("%s\n", reductions);
         if (job.first > 0) printf("resuming from %s (iteration %ld)\n", job.resume_folder, job.first);
         fflush(stdout);
     }

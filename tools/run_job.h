@@ -20,7 +20,7 @@ enum { RUN_EXIT_REPLAN = 76 };
 typedef struct RunJobOptions {
     const char *config_path;
     const char *run_dir;
-    const char *backend;        /* "cpu" or "cuda" */
+    const char *backend;        /* "cpu", "cuda" or "cuda-fp32" */
     long stop_after;            /* > 0: stop once this many iterations are done (tests) */
     int debug_crop_checksums;   /* exchange global-crop checksums between teacher and students */
 } RunJobOptions;

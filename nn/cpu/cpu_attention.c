@@ -1,12 +1,16 @@
 /*
  * cpu_attention.c - 2-D RoPE and multi-head softmax attention on the CPU.
  *
- * Attention runs one (batch, head) pair per OpenMP iteration with
- * single-threaded sgemm calls on strided views of qkv[B, T, 3, H, Dh]:
+ * Attention is memory-efficient: it keeps only the log-sum-exp of each
+ * score row (lse[B, H, T]) from the forward, and both passes walk tiles of
+ * query rows, so a thread holds at most a few [64, T] blocks of scores and
+ * no [T, T] matrix outlives a call. Each tile is single-threaded sgemm calls
+ * on strided views of qkv[B, T, 3, H, Dh]:
  *   S = q k^T / sqrt(Dh);  P = softmax_rows(S);  out = P v.
  */
 #include <cblas.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 
 #include "nn/cpu/cpu_math.h"
@@ -58,84 +62,134 @@ void cpu_rope_backward(float *dqkv, const float *sin, const float *cos, int B, i
 
 /* ---- attention -------------------------------------------------------- */
 
-static void softmax_rows(float *x, int rows, int cols) {
+/* Query rows per tile: each thread holds [ATTENTION_QUERY_TILE, T] scores
+ * (and in the backward their gradients) instead of a [T, T] matrix per
+ * (image, head) kept from the forward to the backward. */
+enum { ATTENTION_QUERY_TILE = 64 };
+
+/* Per-thread scratch of tile_count [ATTENTION_QUERY_TILE, T] blocks. The op
+ * API has no error return; a few hundred KiB per thread that cannot be had
+ * is not recoverable here. */
+static float *attention_scratch(int T, int tile_count) {
+    float *scratch = malloc((size_t)tile_count * ATTENTION_QUERY_TILE * T * sizeof(float));
+    if (!scratch) {
+        fprintf(stderr, "cpu attention: out of memory for %d x %d scores\n", ATTENTION_QUERY_TILE, T);
+        abort();
+    }
+    return scratch;
+}
+
+/* In place on scores s[rows, T]: each row becomes its softmax; lse[rows]
+ * receives each row's log-sum-exp. */
+static void softmax_rows_with_lse(float *s, float *lse, int rows, int T) {
     for (int r = 0; r < rows; r++) {
-        float *row = x + (long)r * cols;
+        float *row = s + (long)r * T;
         float max = row[0];
-        for (int j = 1; j < cols; j++) max = row[j] > max ? row[j] : max;
+        for (int j = 1; j < T; j++) max = row[j] > max ? row[j] : max;
         float sum = 0.0f;
         #pragma omp simd reduction(+ : sum)
-        for (int j = 0; j < cols; j++) {
+        for (int j = 0; j < T; j++) {
             row[j] = cpu_expf(row[j] - max);
             sum += row[j];
         }
-        float inv = 1.0f / sum;
+        const float inv = 1.0f / sum;
         #pragma omp simd
-        for (int j = 0; j < cols; j++) row[j] *= inv;
+        for (int j = 0; j < T; j++) row[j] *= inv;
+        lse[r] = max + logf(sum);
     }
 }
 
-void cpu_attention_forward(float *out, float *probs, const float *qkv, int B, int T, int H, int Dh) {
+/* Query tile [q0, q0 + rows) of image b, head h:
+ *   S = q k^T / sqrt(Dh)  [rows, T];  P = softmax_rows(S);  out = P v. */
+void cpu_attention_forward(float *out, float *lse, const float *qkv, int B, int T, int H, int Dh) {
     const int D = H * Dh, row3 = 3 * D;
+    const int tiles = (T + ATTENTION_QUERY_TILE - 1) / ATTENTION_QUERY_TILE;
     const float scale = 1.0f / sqrtf((float)Dh);
     int saved = cpu_blas_threads_begin_serial();
-    #pragma omp parallel for collapse(2) schedule(dynamic, 1)
-    for (int b = 0; b < B; b++) {
-        for (int h = 0; h < H; h++) {
-            const float *q = qkv + (long)b * T * row3 + h * Dh;   /* [T, Dh], row stride 3D */
-            const float *k = q + D, *v = q + 2 * D;
-            float *p = probs + ((long)b * H + h) * T * T;          /* [T, T] */
-            float *o = out + (long)b * T * D + h * Dh;             /* [T, Dh], row stride D */
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, Dh, scale, q, row3, k, row3,
-                        0.0f, p, T);
-            softmax_rows(p, T, T);
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, Dh, T, 1.0f, p, T, v, row3,
-                        0.0f, o, D);
+    #pragma omp parallel
+    {
+        float *scores = attention_scratch(T, 1);                   /* [tile, T] */
+        #pragma omp for collapse(3) schedule(dynamic, 1)
+        for (int b = 0; b < B; b++) {
+            for (int h = 0; h < H; h++) {
+                for (int tile = 0; tile < tiles; tile++) {
+                    const int q0 = tile * ATTENTION_QUERY_TILE;
+                    const int rows = T - q0 < ATTENTION_QUERY_TILE ? T - q0 : ATTENTION_QUERY_TILE;
+                    const float *k = qkv + (long)b * T * row3 + D + h * Dh; /* [T, Dh], stride 3D */
+                    const float *v = k + D;
+                    const float *q = k - D + (long)q0 * row3;               /* [rows, Dh] */
+                    float *o = out + ((long)b * T + q0) * D + h * Dh;       /* [rows, Dh], stride D */
+                    float *tile_lse = lse + ((long)b * H + h) * T + q0;     /* [rows] */
+                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, T, Dh, scale, q, row3,
+                                k, row3, 0.0f, scores, T);
+                    softmax_rows_with_lse(scores, tile_lse, rows, T);
+                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, Dh, T, 1.0f, scores, T,
+                                v, row3, 0.0f, o, D);
+                }
+            }
         }
+        free(scores);
     }
     cpu_blas_threads_end_serial(saved);
 }
 
-void cpu_attention_backward(float *dqkv, const float *dout, const float *qkv, const float *probs,
-                            int B, int T, int H, int Dh) {
+/* Per (image, head), query tile by query tile, with P recomputed from lse:
+ *   P = exp(S - lse);  dv += P^T dout;  dP = dout v^T;
+ *   dS = P * (dP - rowsum(dout * out))   (rowsum(P * dP) = dout . out);
+ *   dq += dS k / sqrt(Dh);  dk += dS^T q / sqrt(Dh).
+ * dk and dv gather every query tile of their (image, head), so one thread
+ * owns a whole (image, head). */
+void cpu_attention_backward(float *dqkv, const float *dout, const float *qkv, const float *out,
+                            const float *lse, int B, int T, int H, int Dh) {
     const int D = H * Dh, row3 = 3 * D;
     const float scale = 1.0f / sqrtf((float)Dh);
     int saved = cpu_blas_threads_begin_serial();
     #pragma omp parallel
     {
-        /* dS[T, T] scratch of this thread, allocated once per call */
-        float *ds = malloc((size_t)T * T * sizeof(float));
-        if (!ds) abort();   /* T*T floats per thread: out of memory is not recoverable here */
+        float *probs = attention_scratch(T, 2);                    /* [tile, T] */
+        float *dscores = probs + (size_t)ATTENTION_QUERY_TILE * T; /* [tile, T] */
         #pragma omp for collapse(2) schedule(dynamic, 1)
         for (int b = 0; b < B; b++) {
             for (int h = 0; h < H; h++) {
-                const float *q = qkv + (long)b * T * row3 + h * Dh, *k = q + D, *v = q + 2 * D;
-                float *dq = dqkv + (long)b * T * row3 + h * Dh, *dk = dq + D, *dv = dq + 2 * D;
-                const float *p = probs + ((long)b * H + h) * T * T;
-                const float *dout_bh = dout + (long)b * T * D + h * Dh;
-                /* dv += P^T dout;  dP = dout v^T */
-                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, Dh, T, 1.0f, p, T, dout_bh, D,
-                            1.0f, dv, row3);
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, Dh, 1.0f, dout_bh, D, v,
-                            row3, 0.0f, ds, T);
-                /* dS = P * (dP - rowsum(P * dP)) */
-                for (int i = 0; i < T; i++) {
-                    float *dsr = ds + (long)i * T;
-                    const float *pr = p + (long)i * T;
-                    float dot = 0.0f;
-                    #pragma omp simd reduction(+ : dot)
-                    for (int j = 0; j < T; j++) dot += pr[j] * dsr[j];
-                    #pragma omp simd
-                    for (int j = 0; j < T; j++) dsr[j] = pr[j] * (dsr[j] - dot);
+                const float *k = qkv + (long)b * T * row3 + D + h * Dh, *v = k + D;
+                float *dk = dqkv + (long)b * T * row3 + D + h * Dh, *dv = dk + D;
+                for (int q0 = 0; q0 < T; q0 += ATTENTION_QUERY_TILE) {
+                    const int rows = T - q0 < ATTENTION_QUERY_TILE ? T - q0 : ATTENTION_QUERY_TILE;
+                    const float *q = k - D + (long)q0 * row3;                 /* [rows, Dh] */
+                    float *dq = dk - D + (long)q0 * row3;
+                    const long first = (long)b * T + q0;
+                    const float *dout_t = dout + first * D + h * Dh;          /* [rows, Dh] */
+                    const float *out_t = out + first * D + h * Dh;
+                    const float *tile_lse = lse + ((long)b * H + h) * T + q0; /* [rows] */
+                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, T, Dh, scale, q, row3,
+                                k, row3, 0.0f, probs, T);
+                    for (int i = 0; i < rows; i++) {
+                        float *p = probs + (long)i * T;
+                        const float shift = tile_lse[i];
+                        #pragma omp simd
+                        for (int j = 0; j < T; j++) p[j] = cpu_expf(p[j] - shift);
+                    }
+                    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, Dh, rows, 1.0f, probs, T,
+                                dout_t, D, 1.0f, dv, row3);
+                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, T, Dh, 1.0f, dout_t, D,
+                                v, row3, 0.0f, dscores, T);
+                    for (int i = 0; i < rows; i++) {
+                        const float *p = probs + (long)i * T, *o = out_t + (long)i * D;
+                        const float *g = dout_t + (long)i * D;
+                        float *ds = dscores + (long)i * T;
+                        float dot = 0.0f;
+                        for (int d = 0; d < Dh; d++) dot += g[d] * o[d];
+                        #pragma omp simd
+                        for (int j = 0; j < T; j++) ds[j] = p[j] * (ds[j] - dot);
+                    }
+                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, Dh, T, scale, dscores,
+                                T, k, row3, 1.0f, dq, row3);
+                    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, Dh, rows, scale, dscores, T,
+                                q, row3, 1.0f, dk, row3);
                 }
-                /* dq += scale dS k;  dk += scale dS^T q */
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, Dh, T, scale, ds, T, k, row3,
-                            1.0f, dq, row3);
-                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, Dh, T, scale, ds, T, q, row3,
-                            1.0f, dk, row3);
             }
         }
-        free(ds);
+        free(probs);
     }
     cpu_blas_threads_end_serial(saved);
 }

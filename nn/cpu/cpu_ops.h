@@ -31,9 +31,9 @@ void cpu_rope_forward(float *qkv, const float *sin, const float *cos, int B, int
                       int H, int Dh);
 void cpu_rope_backward(float *dqkv, const float *sin, const float *cos, int B, int T, int prefix,
                        int H, int Dh);
-void cpu_attention_forward(float *out, float *probs, const float *qkv, int B, int T, int H, int Dh);
-void cpu_attention_backward(float *dqkv, const float *dout, const float *qkv, const float *probs,
-                            int B, int T, int H, int Dh);
+void cpu_attention_forward(float *out, float *lse, const float *qkv, int B, int T, int H, int Dh);
+void cpu_attention_backward(float *dqkv, const float *dout, const float *qkv, const float *out,
+                            const float *lse, int B, int T, int H, int Dh);
 
 /* cpu_norm.c */
 void cpu_layernorm_forward(float *out, float *mean, float *rstd, const float *inp,

@@ -1,124 +1,435 @@
 /*
- * cuda_attention.cu - multi-head softmax attention for the CUDA backend, on
- * cuBLAS strided-batched sgemm (fp32) plus warp-per-row softmax kernels.
- * This is the straightforward reference path: it materialises
- * probs[B, H, T, T] (the op API saves it for the backward); a fused
- * flash-attention kernel is later work.
+ * cuda_attention.cu - multi-head softmax attention for the CUDA backend,
+ * memory-efficient ("flash") style, fp32 throughout on the SIMT cores: no
+ * [T, T] matrix is ever stored, in global or in shared memory.
  *
- * Layout: qkv[B, T, 3, H, Dh]; for image b and head h, q, k, v are T x Dh
- * row-major views with row stride L = 3 * H * Dh, starting at
- *   q = qkv + b*T*L + h*Dh,  k = q + H*Dh,  v = q + 2*H*Dh.
- * To column-major cuBLAS such a view is the Dh x T matrix (q^T) with
- * leading dimension L, and successive heads are Dh floats apart, so one
- * strided-batched call covers the H heads of one image (heads of different
- * images are not a constant stride apart: one call per image).
- * A row-major [T, T] matrix P is the column-major P^T with ld T.
+ * Layout: qkv[B, T, 3, H, Dh]; for image b, head h and token t
+ *   q_t = qkv + ((b*T + t)*3 + 0)*H*Dh + h*Dh,  k_t: part 1,  v_t: part 2,
+ * so one (b, h) pair sees q, k, v as T x Dh row-major views with row stride
+ * L = 3*H*Dh; out[B, T, H, Dh] (row stride H*Dh), lse[B, H, T].
+ * With scale = 1/sqrt(Dh) and the scores s_ij = scale * q_i . k_j:
+ *
+ * Forward: one block per tile of 32 queries of one (b, h); 8 warps, each
+ * owning 4 of the queries. Keys are visited in tiles of 32 staged in shared
+ * memory; lane j of a warp scores key j of the tile against each of the
+ * warp's queries. Each query keeps an online softmax: a running maximum m,
+ * a running sum l = sum_j exp(s_ij - m) and an accumulator
+ * o = sum_j exp(s_ij - m) v_j, spread over the lanes (lane holds o[d] for
+ * d = lane + 32c). A tile whose scores raise m to m' first rescales l and o
+ * by exp(m - m'). At the end out_i = o / l and lse_i = m + log l.
+ *
+ * Backward: with p_ij = exp(s_ij - lse_i) recomputed, dp_ij = dout_i . v_j
+ * and D_i = dout_i . out_i (which equals sum_j p_ij dp_ij),
+ *   ds_ij = p_ij (dp_ij - D_i),
+ *   dq_i += scale sum_j ds_ij k_j,  dk_j += scale sum_i ds_ij q_i,
+ *   dv_j += sum_i p_ij dout_i.
+ * Three kernels: D into scratch; dk and dv, one block per 32 keys looping
+ * over query tiles; dq, one block per 32 queries looping over key tiles.
+ * Every element of dqkv is summed in registers by one thread and added to
+ * once: deterministic, no atomics.
+ *
+ * Shared-memory rows that lanes read one row per lane are padded to Dh + 1
+ * floats (no bank conflicts); rows read by a whole warp at once (broadcast)
+ * or one d per lane are not. Head sizes up to ATT_MAX_DH; the kernels are
+ * instantiated for the number of 32-float chunks per lane, ceil(Dh / 32).
  */
 #include <math.h>
 
 #include "nn/cuda/cuda_common.cuh"
 
-/* In place on rows[rows, T]: each row becomes softmax(row). */
-__global__ static void softmax_rows_kernel(float *rows_ptr, long rows, int T) {
-    int lane = threadIdx.x % CUDA_WARP;
-    long row = (long)blockIdx.x * (blockDim.x / CUDA_WARP) + threadIdx.x / CUDA_WARP;
-    if (row >= rows) return;
-    float *x = rows_ptr + row * T;
-    float m = -INFINITY;
-    for (int j = lane; j < T; j += CUDA_WARP) m = fmaxf(m, x[j]);
-    m = warp_max(m);
-    float sum = 0.0f;
-    for (int j = lane; j < T; j += CUDA_WARP) {
-        float e = expf(x[j] - m);
-        x[j] = e;
-        sum += e;
+enum {
+    ATT_TILE = 32,                          /* queries per block, keys per tile */
+    ATT_WARPS = 8,                          /* warps per block */
+    ATT_THREADS = ATT_WARPS * CUDA_WARP,
+    ATT_ROWS = ATT_TILE / ATT_WARPS,        /* queries (or keys) per warp */
+    ATT_MAX_DH = 128,                       /* largest head size supported */
+};
+
+/* dst[r * ld + d] = src[(t0 + r) * stride + d] for r < ATT_TILE, d < Dh: one
+ * tile of a T x Dh view with row stride stride; rows past T are zero. The
+ * whole block loads; coalesced along d. */
+__device__ static void load_tile(float *dst, int ld, const float *src, long stride, int t0, int T,
+                                 int Dh) {
+    for (int idx = threadIdx.x; idx < ATT_TILE * Dh; idx += blockDim.x) {
+        int r = idx / Dh, d = idx - r * Dh;
+        dst[r * ld + d] = (t0 + r < T) ? src[(long)(t0 + r) * stride + d] : 0.0f;
     }
-    float inv = 1.0f / warp_sum(sum);
-    for (int j = lane; j < T; j += CUDA_WARP) x[j] *= inv;
 }
 
-/* In place on dp[rows, T] (gradient w.r.t. probs), given probs[rows, T]:
- * dp <- scale * probs * (dp - sum_j probs * dp), the gradient w.r.t. the
- * unscaled scores q k^T (scale = 1/sqrt(Dh)). */
-__global__ static void softmax_backward_rows_kernel(float *dp, const float *probs, long rows, int T,
-                                                    float scale) {
-    int lane = threadIdx.x % CUDA_WARP;
-    long row = (long)blockIdx.x * (blockDim.x / CUDA_WARP) + threadIdx.x / CUDA_WARP;
-    if (row >= rows) return;
-    float *g = dp + row * T;
-    const float *p = probs + row * T;
-    float dot = 0.0f;
-    for (int j = lane; j < T; j += CUDA_WARP) dot += p[j] * g[j];
-    dot = warp_sum(dot);
-    for (int j = lane; j < T; j += CUDA_WARP) g[j] = scale * p[j] * (g[j] - dot);
+/* dst[r] = src[t0 + r] for r < ATT_TILE (one tile of a per-token vector of
+ * length T; zero past T). */
+__device__ static void load_tile_vector(float *dst, const float *src, int t0, int T) {
+    for (int r = threadIdx.x; r < ATT_TILE; r += blockDim.x) dst[r] = (t0 + r < T) ? src[t0 + r] : 0.0f;
 }
 
-/* out[B, T, H, Dh] = softmax(q k^T / sqrt(Dh)) v; probs[B, H, T, T] saved. */
-void cuda_attention_forward(float *out, float *probs, const float *qkv, int B, int T, int H, int Dh) {
-    if (B <= 0 || T <= 0 || H <= 0 || Dh <= 0) return;
-    cublasHandle_t handle = cuda_cublas_handle();
-    const long L = 3L * H * Dh;  /* row stride of q, k, v */
-    const long HD = (long)H * Dh; /* row stride of out */
-    const long TT = (long)T * T;
-    const float scale = 1.0f / sqrtf((float)Dh), one = 1.0f, zero = 0.0f;
-    for (int b = 0; b < B; b++) {
-        const float *q = qkv + (long)b * T * L;
-        const float *k = q + HD;
-        float *p = probs + (long)b * H * TT;
-        /* scores[i, j] = scale * q_i . k_j: as column-major S^T (T x T)
-         * = (k^T)^T (T x Dh) * q^T (Dh x T), for each head. */
-        CUBLAS_CHECK(cublasSgemmStridedBatched(handle, CUBLAS_OP_T, CUBLAS_OP_N, T, T, Dh, &scale,
-                                               k, (int)L, Dh, q, (int)L, Dh, &zero, p, T, TT, H));
+/* ---- forward --------------------------------------------------------------- */
+
+/* out[B, T, H, Dh], lse[B, H, T] from qkv[B, T, 3, H, Dh].
+ * Grid (ceil(T / ATT_TILE), H, B), ATT_THREADS threads, NCH = ceil(Dh / 32).
+ * Dynamic shared memory: queries [ATT_TILE, Dh], keys [ATT_TILE, Dh + 1],
+ * values [ATT_TILE, Dh]. */
+template <int NCH>
+__global__ static void __launch_bounds__(ATT_THREADS)
+attention_forward_kernel(float *out, float *lse, const float *qkv, int T, int H, int Dh, float scale) {
+    extern __shared__ float smem[];
+    const int ldk = Dh + 1;
+    float *qs = smem;                  /* the block's queries; rows read by whole warps */
+    float *ks = qs + ATT_TILE * Dh;    /* a key tile; lane j reads row j */
+    float *vs = ks + ATT_TILE * ldk;   /* its values; lane reads column d */
+
+    const int lane = threadIdx.x % CUDA_WARP, warp = threadIdx.x / CUDA_WARP;
+    const int b = blockIdx.z, h = blockIdx.y, i0 = blockIdx.x * ATT_TILE;
+    const long L = 3L * H * Dh, HD = (long)H * Dh;
+    const float *q = qkv + (long)b * T * L + (long)h * Dh, *k = q + HD, *v = q + 2 * HD;
+    const float *my_q = qs + warp * ATT_ROWS * Dh;   /* the warp's ATT_ROWS queries */
+
+    load_tile(qs, Dh, q, L, i0, T, Dh);   /* visible after the loop's first barrier */
+
+    float m[ATT_ROWS], l[ATT_ROWS], o[ATT_ROWS][NCH];
+    for (int r = 0; r < ATT_ROWS; r++) {
+        m[r] = -INFINITY;
+        l[r] = 0.0f;
+        for (int c = 0; c < NCH; c++) o[r][c] = 0.0f;
     }
-    long rows = (long)B * H * T;
-    softmax_rows_kernel<<<cuda_grid_for_rows(rows), CUDA_BLOCK>>>(probs, rows, T);
+
+    for (int j0 = 0; j0 < T; j0 += ATT_TILE) {
+        __syncthreads();   /* every warp is done with the previous tile */
+        load_tile(ks, ldk, k, L, j0, T, Dh);
+        load_tile(vs, Dh, v, L, j0, T, Dh);
+        __syncthreads();
+
+        /* s[r] = score of the warp's query r against key j0 + lane */
+        float s[ATT_ROWS];
+        for (int r = 0; r < ATT_ROWS; r++) s[r] = 0.0f;
+        const float *k_row = ks + lane * ldk;
+        for (int d = 0; d < Dh; d++) {
+            float kd = k_row[d];
+            for (int r = 0; r < ATT_ROWS; r++) s[r] += my_q[r * Dh + d] * kd;
+        }
+
+        /* online softmax update; key j0 < T is valid, so m_new is finite and
+         * exp(m - m_new) is 0, not NaN, while m is still -inf */
+        const bool valid = j0 + lane < T;
+        float p[ATT_ROWS];
+        for (int r = 0; r < ATT_ROWS; r++) {
+            s[r] = valid ? scale * s[r] : -INFINITY;
+            float m_new = fmaxf(m[r], warp_max(s[r]));
+            float rescale = expf(m[r] - m_new);
+            p[r] = valid ? expf(s[r] - m_new) : 0.0f;
+            l[r] = l[r] * rescale + warp_sum(p[r]);
+            m[r] = m_new;
+            for (int c = 0; c < NCH; c++) o[r][c] *= rescale;
+        }
+
+        /* o[r] += sum_j p_j v_j, p_j broadcast from lane j */
+        const int keys = min(ATT_TILE, T - j0);   /* the same in every lane */
+        for (int j = 0; j < keys; j++) {
+            float pj[ATT_ROWS];
+            for (int r = 0; r < ATT_ROWS; r++) pj[r] = __shfl_sync(0xffffffffu, p[r], j);
+            for (int c = 0; c < NCH; c++) {
+                int d = lane + CUDA_WARP * c;
+                if (d < Dh) {
+                    float vd = vs[j * Dh + d];
+                    for (int r = 0; r < ATT_ROWS; r++) o[r][c] += pj[r] * vd;
+                }
+            }
+        }
+    }
+
+    for (int r = 0; r < ATT_ROWS; r++) {
+        int i = i0 + warp * ATT_ROWS + r;
+        if (i >= T) break;
+        float *out_i = out + ((long)b * T + i) * HD + (long)h * Dh;
+        float inv = 1.0f / l[r];
+        for (int c = 0; c < NCH; c++) {
+            int d = lane + CUDA_WARP * c;
+            if (d < Dh) out_i[d] = o[r][c] * inv;
+        }
+        if (lane == 0) lse[((long)b * H + h) * T + i] = m[r] + logf(l[r]);
+    }
+}
+
+/* ---- backward -------------------------------------------------------------- */
+
+/* drow[B, H, T] (the layout of lse): D = dout_t . out_t per (b, t, h).
+ * One warp per row of dout[B, T, H, Dh] and out. */
+__global__ static void attention_drow_kernel(float *drow, const float *dout, const float *out,
+                                             int B, int T, int H, int Dh) {
+    const int lane = threadIdx.x % CUDA_WARP;
+    const long row = (long)blockIdx.x * (blockDim.x / CUDA_WARP) + threadIdx.x / CUDA_WARP;
+    if (row >= (long)B * T * H) return;   /* whole warps leave together */
+    const float *g = dout + row * Dh, *o = out + row * Dh;
+    float acc = 0.0f;
+    for (int d = lane; d < Dh; d += CUDA_WARP) acc += g[d] * o[d];
+    acc = warp_sum(acc);
+    if (lane == 0) {
+        long bt = row / H;
+        int h = (int)(row - bt * H), t = (int)(bt % T);
+        long b = bt / T;
+        drow[(b * H + h) * T + t] = acc;
+    }
+}
+
+/* dqkv's k and v parts += dk, dv for the keys of one tile of one (b, h).
+ * Grid (ceil(T / ATT_TILE), H, B), ATT_THREADS threads; each warp owns
+ * ATT_ROWS keys, lane i takes query i0 + i of each query tile.
+ * Dynamic shared memory: keys, values [ATT_TILE, Dh]; queries, output
+ * gradients [ATT_TILE, Dh + 1]; lse, D [ATT_TILE]. */
+template <int NCH>
+__global__ static void __launch_bounds__(ATT_THREADS)
+attention_backward_kv_kernel(float *dqkv, const float *dout, const float *qkv, const float *lse,
+                             const float *drow, int T, int H, int Dh, float scale) {
+    extern __shared__ float smem[];
+    const int ldq = Dh + 1;
+    float *ks = smem;                     /* the block's keys; rows read by whole warps */
+    float *vs = ks + ATT_TILE * Dh;       /* their values, the same */
+    float *qs = vs + ATT_TILE * Dh;       /* a query tile; lane i reads row i */
+    float *gs = qs + ATT_TILE * ldq;      /* its output gradients, the same */
+    float *lse_s = gs + ATT_TILE * ldq;   /* its lse */
+    float *drow_s = lse_s + ATT_TILE;     /* its D */
+
+    const int lane = threadIdx.x % CUDA_WARP, warp = threadIdx.x / CUDA_WARP;
+    const int b = blockIdx.z, h = blockIdx.y, j0 = blockIdx.x * ATT_TILE;
+    const long L = 3L * H * Dh, HD = (long)H * Dh;
+    const long head = (long)b * T * L + (long)h * Dh;   /* q of token 0 of (b, h) */
+    const float *q = qkv + head, *k = q + HD, *v = q + 2 * HD;
+    const float *g = dout + (long)b * T * HD + (long)h * Dh;
+    const float *lse_bh = lse + ((long)b * H + h) * T, *drow_bh = drow + ((long)b * H + h) * T;
+    const float *my_k = ks + warp * ATT_ROWS * Dh, *my_v = vs + warp * ATT_ROWS * Dh;
+
+    load_tile(ks, Dh, k, L, j0, T, Dh);   /* visible after the loop's first barrier */
+    load_tile(vs, Dh, v, L, j0, T, Dh);
+
+    float dk[ATT_ROWS][NCH], dv[ATT_ROWS][NCH];
+    for (int r = 0; r < ATT_ROWS; r++)
+        for (int c = 0; c < NCH; c++) dk[r][c] = dv[r][c] = 0.0f;
+
+    for (int i0 = 0; i0 < T; i0 += ATT_TILE) {
+        __syncthreads();   /* every warp is done with the previous tile */
+        load_tile(qs, ldq, q, L, i0, T, Dh);
+        load_tile(gs, ldq, g, HD, i0, T, Dh);
+        load_tile_vector(lse_s, lse_bh, i0, T);
+        load_tile_vector(drow_s, drow_bh, i0, T);
+        __syncthreads();
+
+        /* for key r of the warp and query i0 + lane: q . k and dout . v */
+        float s[ATT_ROWS], dp[ATT_ROWS];
+        for (int r = 0; r < ATT_ROWS; r++) s[r] = dp[r] = 0.0f;
+        const float *q_row = qs + lane * ldq, *g_row = gs + lane * ldq;
+        for (int d = 0; d < Dh; d++) {
+            float qd = q_row[d], gd = g_row[d];
+            for (int r = 0; r < ATT_ROWS; r++) {
+                s[r] += qd * my_k[r * Dh + d];
+                dp[r] += gd * my_v[r * Dh + d];
+            }
+        }
+        const bool valid = i0 + lane < T;
+        float p[ATT_ROWS], ds[ATT_ROWS];
+        for (int r = 0; r < ATT_ROWS; r++) {
+            p[r] = valid ? expf(scale * s[r] - lse_s[lane]) : 0.0f;
+            ds[r] = p[r] * (dp[r] - drow_s[lane]);
+        }
+
+        /* dv[r] += sum_i p_i dout_i, dk[r] += sum_i ds_i q_i, p_i and ds_i
+         * broadcast from lane i */
+        const int queries = min(ATT_TILE, T - i0);   /* the same in every lane */
+        for (int i = 0; i < queries; i++) {
+            float pi[ATT_ROWS], dsi[ATT_ROWS];
+            for (int r = 0; r < ATT_ROWS; r++) {
+                pi[r] = __shfl_sync(0xffffffffu, p[r], i);
+                dsi[r] = __shfl_sync(0xffffffffu, ds[r], i);
+            }
+            for (int c = 0; c < NCH; c++) {
+                int d = lane + CUDA_WARP * c;
+                if (d < Dh) {
+                    float gd = gs[i * ldq + d], qd = qs[i * ldq + d];
+                    for (int r = 0; r < ATT_ROWS; r++) {
+                        dv[r][c] += pi[r] * gd;
+                        dk[r][c] += dsi[r] * qd;
+                    }
+                }
+            }
+        }
+    }
+
+    for (int r = 0; r < ATT_ROWS; r++) {
+        int j = j0 + warp * ATT_ROWS + r;
+        if (j >= T) break;
+        float *dk_j = dqkv + head + (long)j * L + HD, *dv_j = dk_j + HD;
+        for (int c = 0; c < NCH; c++) {
+            int d = lane + CUDA_WARP * c;
+            if (d < Dh) {
+                dk_j[d] += scale * dk[r][c];
+                dv_j[d] += dv[r][c];
+            }
+        }
+    }
+}
+
+/* dqkv's q part += dq for the queries of one tile of one (b, h).
+ * Grid (ceil(T / ATT_TILE), H, B), ATT_THREADS threads; each warp owns
+ * ATT_ROWS queries, lane j takes key j0 + j of each key tile.
+ * Dynamic shared memory: queries, output gradients [ATT_TILE, Dh]; keys,
+ * values [ATT_TILE, Dh + 1]. */
+template <int NCH>
+__global__ static void __launch_bounds__(ATT_THREADS)
+attention_backward_q_kernel(float *dqkv, const float *dout, const float *qkv, const float *lse,
+                            const float *drow, int T, int H, int Dh, float scale) {
+    extern __shared__ float smem[];
+    const int ldk = Dh + 1;
+    float *qs = smem;                  /* the block's queries; rows read by whole warps */
+    float *gs = qs + ATT_TILE * Dh;    /* their output gradients, the same */
+    float *ks = gs + ATT_TILE * Dh;    /* a key tile; lane j reads row j */
+    float *vs = ks + ATT_TILE * ldk;   /* its values, the same */
+
+    const int lane = threadIdx.x % CUDA_WARP, warp = threadIdx.x / CUDA_WARP;
+    const int b = blockIdx.z, h = blockIdx.y, i0 = blockIdx.x * ATT_TILE;
+    const long L = 3L * H * Dh, HD = (long)H * Dh;
+    const long head = (long)b * T * L + (long)h * Dh;
+    const float *q = qkv + head, *k = q + HD, *v = q + 2 * HD;
+    const float *g = dout + (long)b * T * HD + (long)h * Dh;
+    const float *my_q = qs + warp * ATT_ROWS * Dh, *my_g = gs + warp * ATT_ROWS * Dh;
+
+    load_tile(qs, Dh, q, L, i0, T, Dh);   /* visible after the loop's first barrier */
+    load_tile(gs, Dh, g, HD, i0, T, Dh);
+
+    float lse_i[ATT_ROWS], drow_i[ATT_ROWS], dq[ATT_ROWS][NCH];
+    for (int r = 0; r < ATT_ROWS; r++) {
+        int i = i0 + warp * ATT_ROWS + r;
+        long at = ((long)b * H + h) * T + i;
+        lse_i[r] = i < T ? lse[at] : 0.0f;
+        drow_i[r] = i < T ? drow[at] : 0.0f;
+        for (int c = 0; c < NCH; c++) dq[r][c] = 0.0f;
+    }
+
+    for (int j0 = 0; j0 < T; j0 += ATT_TILE) {
+        __syncthreads();   /* every warp is done with the previous tile */
+        load_tile(ks, ldk, k, L, j0, T, Dh);
+        load_tile(vs, ldk, v, L, j0, T, Dh);
+        __syncthreads();
+
+        /* for query r of the warp and key j0 + lane: q . k and dout . v */
+        float s[ATT_ROWS], dp[ATT_ROWS];
+        for (int r = 0; r < ATT_ROWS; r++) s[r] = dp[r] = 0.0f;
+        const float *k_row = ks + lane * ldk, *v_row = vs + lane * ldk;
+        for (int d = 0; d < Dh; d++) {
+            float kd = k_row[d], vd = v_row[d];
+            for (int r = 0; r < ATT_ROWS; r++) {
+                s[r] += my_q[r * Dh + d] * kd;
+                dp[r] += my_g[r * Dh + d] * vd;
+            }
+        }
+        const bool valid = j0 + lane < T;
+        float ds[ATT_ROWS];
+        for (int r = 0; r < ATT_ROWS; r++) {
+            float p = valid ? expf(scale * s[r] - lse_i[r]) : 0.0f;
+            ds[r] = p * (dp[r] - drow_i[r]);
+        }
+
+        /* dq[r] += sum_j ds_j k_j, ds_j broadcast from lane j */
+        const int keys = min(ATT_TILE, T - j0);   /* the same in every lane */
+        for (int j = 0; j < keys; j++) {
+            float dsj[ATT_ROWS];
+            for (int r = 0; r < ATT_ROWS; r++) dsj[r] = __shfl_sync(0xffffffffu, ds[r], j);
+            for (int c = 0; c < NCH; c++) {
+                int d = lane + CUDA_WARP * c;
+                if (d < Dh) {
+                    float kd = ks[j * ldk + d];
+                    for (int r = 0; r < ATT_ROWS; r++) dq[r][c] += dsj[r] * kd;
+                }
+            }
+        }
+    }
+
+    for (int r = 0; r < ATT_ROWS; r++) {
+        int i = i0 + warp * ATT_ROWS + r;
+        if (i >= T) break;
+        float *dq_i = dqkv + head + (long)i * L;
+        for (int c = 0; c < NCH; c++) {
+            int d = lane + CUDA_WARP * c;
+            if (d < Dh) dq_i[d] += scale * dq[r][c];
+        }
+    }
+}
+
+/* ---- launchers ------------------------------------------------------------- */
+
+/* Aborts, as the CUDA_CHECK errors do, on shapes the kernels do not cover. */
+static void check_attention_shape(int B, int H, int Dh, const char *op) {
+    if (Dh > ATT_MAX_DH || H > 65535 || B > 65535) {
+        fprintf(stderr, "%s:%d: %s: unsupported shape B=%d H=%d Dh=%d (at most Dh=%d, B, H <= 65535)\n",
+                __FILE__, __LINE__, op, B, H, Dh, (int)ATT_MAX_DH);
+        fflush(stderr);
+        abort();
+    }
+}
+
+/* Dynamic shared memory above the default 48 KiB needs a per-kernel opt-in. */
+template <typename Kernel>
+static void allow_shared_memory(Kernel kernel, size_t bytes) {
+    if (bytes > 48 * 1024)
+        CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)bytes));
+}
+
+static dim3 attention_grid(int B, int T, int H) {
+    return dim3((unsigned)((T + ATT_TILE - 1) / ATT_TILE), (unsigned)H, (unsigned)B);
+}
+
+template <int NCH>
+static void attention_forward_launch(float *out, float *lse, const float *qkv, int B, int T, int H,
+                                     int Dh) {
+    const float scale = 1.0f / sqrtf((float)Dh);
+    size_t smem = (size_t)ATT_TILE * (3 * Dh + 1) * sizeof(float);
+    allow_shared_memory(attention_forward_kernel<NCH>, smem);
+    attention_forward_kernel<NCH><<<attention_grid(B, T, H), ATT_THREADS, smem>>>(out, lse, qkv, T, H,
+                                                                                  Dh, scale);
     CUDA_CHECK_LAUNCH();
-    for (int b = 0; b < B; b++) {
-        const float *v = qkv + (long)b * T * L + 2 * HD;
-        const float *p = probs + (long)b * H * TT;
-        float *o = out + (long)b * T * HD;
-        /* out_i = sum_j P[i, j] v_j: out^T (Dh x T) = v^T (Dh x T) * P^T (T x T). */
-        CUBLAS_CHECK(cublasSgemmStridedBatched(handle, CUBLAS_OP_N, CUBLAS_OP_N, Dh, T, T, &one,
-                                               v, (int)L, Dh, p, T, TT, &zero, o, (int)HD, Dh, H));
+}
+
+template <int NCH>
+static void attention_backward_launch(float *dqkv, const float *dout, const float *qkv,
+                                      const float *lse, const float *drow, int B, int T, int H,
+                                      int Dh) {
+    const float scale = 1.0f / sqrtf((float)Dh);
+    const dim3 grid = attention_grid(B, T, H);
+    size_t smem_kv = (size_t)ATT_TILE * (4 * Dh + 4) * sizeof(float);
+    allow_shared_memory(attention_backward_kv_kernel<NCH>, smem_kv);
+    attention_backward_kv_kernel<NCH><<<grid, ATT_THREADS, smem_kv>>>(dqkv, dout, qkv, lse, drow, T, H,
+                                                                      Dh, scale);
+    CUDA_CHECK_LAUNCH();
+    size_t smem_q = (size_t)ATT_TILE * (4 * Dh + 2) * sizeof(float);
+    allow_shared_memory(attention_backward_q_kernel<NCH>, smem_q);
+    attention_backward_q_kernel<NCH><<<grid, ATT_THREADS, smem_q>>>(dqkv, dout, qkv, lse, drow, T, H,
+                                                                    Dh, scale);
+    CUDA_CHECK_LAUNCH();
+}
+
+/* out[B, T, H, Dh] = softmax(q k^T / sqrt(Dh)) v per (b, h); lse[B, H, T]. */
+void cuda_attention_forward(float *out, float *lse, const float *qkv, int B, int T, int H, int Dh) {
+    if (B <= 0 || T <= 0 || H <= 0 || Dh <= 0) return;
+    check_attention_shape(B, H, Dh, "cuda_attention_forward");
+    switch ((Dh + CUDA_WARP - 1) / CUDA_WARP) {
+    case 1: attention_forward_launch<1>(out, lse, qkv, B, T, H, Dh); break;
+    case 2: attention_forward_launch<2>(out, lse, qkv, B, T, H, Dh); break;
+    case 3: attention_forward_launch<3>(out, lse, qkv, B, T, H, Dh); break;
+    default: attention_forward_launch<4>(out, lse, qkv, B, T, H, Dh); break;
     }
 }
 
-/* dqkv[B, T, 3, H, Dh] += gradients of q, k, v from dout[B, T, H, Dh], with
- * probs[B, H, T, T] from the forward. Per image, in scratch dS[H, T, T]:
- *   dP = dout v^T;  dS = scale * P * (dP - rowsum(P * dP));
- *   dq += dS k;  dk += dS^T q;  dv += P^T dout   (beta = 1: accumulate). */
-void cuda_attention_backward(float *dqkv, const float *dout, const float *qkv, const float *probs,
-                             int B, int T, int H, int Dh) {
+/* dqkv[B, T, 3, H, Dh] += gradients of q, k, v from dout[B, T, H, Dh], given
+ * the forward's out[B, T, H, Dh] and lse[B, H, T]. Scratch: D[B, H, T]. */
+void cuda_attention_backward(float *dqkv, const float *dout, const float *qkv, const float *out,
+                             const float *lse, int B, int T, int H, int Dh) {
     if (B <= 0 || T <= 0 || H <= 0 || Dh <= 0 || dqkv == NULL) return;
-    cublasHandle_t handle = cuda_cublas_handle();
-    const long L = 3L * H * Dh;
-    const long HD = (long)H * Dh;
-    const long TT = (long)T * T;
-    const float scale = 1.0f / sqrtf((float)Dh), one = 1.0f, zero = 0.0f;
-    float *ds = (float *)cuda_scratch((size_t)H * TT * sizeof(float));
-    for (int b = 0; b < B; b++) {
-        const float *q = qkv + (long)b * T * L;
-        const float *k = q + HD;
-        const float *v = q + 2 * HD;
-        float *dq = dqkv + (long)b * T * L;
-        float *dk = dq + HD;
-        float *dv = dq + 2 * HD;
-        const float *p = probs + (long)b * H * TT;
-        const float *dout_b = dout + (long)b * T * HD;
-        /* dP[i, j] = dout_i . v_j: dP^T (T x T) = (v^T)^T (T x Dh) * dout^T (Dh x T). */
-        CUBLAS_CHECK(cublasSgemmStridedBatched(handle, CUBLAS_OP_T, CUBLAS_OP_N, T, T, Dh, &one,
-                                               v, (int)L, Dh, dout_b, (int)HD, Dh, &zero, ds, T, TT, H));
-        long rows = (long)H * T;
-        softmax_backward_rows_kernel<<<cuda_grid_for_rows(rows), CUDA_BLOCK>>>(ds, p, rows, T, scale);
-        CUDA_CHECK_LAUNCH();
-        /* dq_i += sum_j dS[i, j] k_j: dq^T (Dh x T) += k^T (Dh x T) * dS^T (T x T). */
-        CUBLAS_CHECK(cublasSgemmStridedBatched(handle, CUBLAS_OP_N, CUBLAS_OP_N, Dh, T, T, &one,
-                                               k, (int)L, Dh, ds, T, TT, &one, dq, (int)L, Dh, H));
-        /* dk_j += sum_i dS[i, j] q_i: dk^T (Dh x T) += q^T (Dh x T) * dS (T x T). */
-        CUBLAS_CHECK(cublasSgemmStridedBatched(handle, CUBLAS_OP_N, CUBLAS_OP_T, Dh, T, T, &one,
-                                               q, (int)L, Dh, ds, T, TT, &one, dk, (int)L, Dh, H));
-        /* dv_j += sum_i P[i, j] dout_i: dv^T (Dh x T) += dout^T (Dh x T) * P (T x T). */
-        CUBLAS_CHECK(cublasSgemmStridedBatched(handle, CUBLAS_OP_N, CUBLAS_OP_T, Dh, T, T, &one,
-                                               dout_b, (int)HD, Dh, p, T, TT, &one, dv, (int)L, Dh, H));
+    check_attention_shape(B, H, Dh, "cuda_attention_backward");
+    const long rows = (long)B * T * H;
+    float *drow = (float *)cuda_scratch((size_t)rows * sizeof(float));
+    attention_drow_kernel<<<cuda_grid_for_rows(rows), CUDA_BLOCK>>>(drow, dout, out, B, T, H, Dh);
+    CUDA_CHECK_LAUNCH();
+    switch ((Dh + CUDA_WARP - 1) / CUDA_WARP) {
+    case 1: attention_backward_launch<1>(dqkv, dout, qkv, lse, drow, B, T, H, Dh); break;
+    case 2: attention_backward_launch<2>(dqkv, dout, qkv, lse, drow, B, T, H, Dh); break;
+    case 3: attention_backward_launch<3>(dqkv, dout, qkv, lse, drow, B, T, H, Dh); break;
+    default: attention_backward_launch<4>(dqkv, dout, qkv, lse, drow, B, T, H, Dh); break;
     }
 }

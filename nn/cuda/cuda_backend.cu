@@ -1,10 +1,17 @@
 /*
- * cuda_backend.cu - the CUDA backend's entry point: finds a device, creates
- * the one cuBLAS handle, and hands out the NnBackend table whose entries
- * live in the other cuda_*.cu files (one file per op family).
+ * cuda_backend.cu - the CUDA backend's entry points: finds a device, creates
+ * the one cuBLAS handle, the one cuBLASLt handle and its workspace, and
+ * hands out the two NnBackend tables whose entries live in the other
+ * cuda_*.cu files (one file per op family):
+ *   "cuda"       linear layers in bf16 on tensor cores (fp32 accumulation),
+ *                the fast default for runs;
+ *   "cuda-fp32"  the same ops but exact fp32 linear layers, for comparing
+ *                with the CPU oracle.
+ * Every other entry is the same function in both.
  *
- * nn_cuda_backend() does its work once per process (a thread-safe function
- * static); later calls return the same table, or the same reason for NULL.
+ * The initialisation runs once per process (a thread-safe function static)
+ * for both tables; later calls return the same table, or the same reason
+ * for NULL.
  */
 #include <dlfcn.h>
 #include <string.h>
@@ -12,16 +19,21 @@
 #include "nn/cuda/cuda_common.cuh"
 
 static cublasHandle_t the_cublas_handle;
+static cublasLtHandle_t the_cublaslt_handle;
+static void *the_cublaslt_workspace;
 
 cublasHandle_t cuda_cublas_handle(void) { return the_cublas_handle; }
+cublasLtHandle_t cuda_cublaslt_handle(void) { return the_cublaslt_handle; }
+void *cuda_cublaslt_workspace(void) { return the_cublaslt_workspace; }
 
-/* The table, filled field by field (C++17 has no designated initialisers),
+/* The tables, filled field by field (C++17 has no designated initialisers),
  * so a reordering of NnBackend cannot silently mismatch entries. */
-static NnBackend the_table;
+static NnBackend the_table;        /* "cuda" */
+static NnBackend the_fp32_table;   /* "cuda-fp32" */
 
-static void fill_table(NnBackend *t) {
+/* Every entry but the name and the matmuls, which fill_tables sets. */
+static void fill_shared_entries(NnBackend *t) {
     memset(t, 0, sizeof *t);
-    t->name = "cuda";
     t->alloc = cuda_alloc;
     t->free = cuda_free;
     t->zero = cuda_zero;
@@ -29,8 +41,6 @@ static void fill_table(NnBackend *t) {
     t->copy_to_host = cuda_copy_to_host;
     t->copy = cuda_copy;
     t->synchronize = cuda_synchronize;
-    t->matmul_forward = cuda_matmul_forward;
-    t->matmul_backward = cuda_matmul_backward;
     t->patchify = cuda_patchify;
     t->tokens_forward = cuda_tokens_forward;
     t->tokens_backward = cuda_tokens_backward;
@@ -63,6 +73,17 @@ static void fill_table(NnBackend *t) {
     t->divide_columns = cuda_divide_columns;
     t->normalize_rows = cuda_normalize_rows;
     t->ema_update = cuda_ema_update;
+}
+
+static void fill_tables(void) {
+    fill_shared_entries(&the_table);
+    the_table.name = "cuda";
+    the_table.matmul_forward = cuda_matmul_forward_bf16;
+    the_table.matmul_backward = cuda_matmul_backward_bf16;
+    fill_shared_entries(&the_fp32_table);
+    the_fp32_table.name = "cuda-fp32";
+    the_fp32_table.matmul_forward = cuda_matmul_forward_fp32;
+    the_fp32_table.matmul_backward = cuda_matmul_backward_fp32;
 }
 
 typedef struct CudaInit {
@@ -107,23 +128,74 @@ static CudaInit initialise(void) {
                  cublasGetStatusString(status), cublasGetStatusName(status));
         return r;
     }
-    /* Plain fp32 sgemm: no TF32 tensor-core rounding, so results match the
-     * CPU oracle to fp32 accuracy. */
+    /* Plain fp32 sgemm for the cuBLAS calls: no TF32 tensor-core rounding,
+     * so results match the CPU oracle to fp32 accuracy. (cuBLASLt ignores
+     * this: its compute type is chosen per GEMM in cuda_matmul.cu.) */
     status = cublasSetMathMode(the_cublas_handle, CUBLAS_DEFAULT_MATH);
     if (status != CUBLAS_STATUS_SUCCESS) {
         snprintf(r.why, sizeof r.why, "cublasSetMathMode failed: %s", cublasGetStatusString(status));
         return r;
     }
-    fill_table(&the_table);
+    status = cublasLtCreate(&the_cublaslt_handle);
+    if (status != CUBLAS_STATUS_SUCCESS) {
+        snprintf(r.why, sizeof r.why, "CUDA device present but cublasLtCreate failed: %s (%s)",
+                 cublasGetStatusString(status), cublasGetStatusName(status));
+        return r;
+    }
+    /* The cuBLASLt workspace, once for the process (cuda_common.cuh). */
+    err = cudaMalloc(&the_cublaslt_workspace, CUDA_CUBLASLT_WORKSPACE_BYTES);
+    if (err != cudaSuccess) {
+        snprintf(r.why, sizeof r.why, "cudaMalloc of the %d MiB cuBLASLt workspace failed: %s (%s)",
+                 CUDA_CUBLASLT_WORKSPACE_BYTES >> 20, cudaGetErrorString(err), cudaGetErrorName(err));
+        cudaGetLastError();
+        return r;
+    }
+    fill_tables();
     r.ok = 1;
     return r;
 }
 
-const NnBackend *nn_cuda_backend(char *why, size_t why_size) {
+/* The shared initialisation, once per process. */
+static const CudaInit *initialised(void) {
     static const CudaInit init = initialise();
-    if (!init.ok) {
-        if (why && why_size > 0) snprintf(why, why_size, "%s", init.why);
+    return &init;
+}
+
+static const NnBackend *table_or_reason(const NnBackend *table, char *why, size_t why_size) {
+    const CudaInit *init = initialised();
+    if (!init->ok) {
+        if (why && why_size > 0) snprintf(why, why_size, "%s", init->why);
         return NULL;
     }
-    return &the_table;
+    return table;
+}
+
+const NnBackend *nn_cuda_backend(char *why, size_t why_size) {
+    return table_or_reason(&the_table, why, why_size);
+}
+
+const NnBackend *nn_cuda_fp32_backend(char *why, size_t why_size) {
+    return table_or_reason(&the_fp32_table, why, why_size);
+}
+
+int nn_cuda_select_device(int local_rank, int *device, char *why, size_t why_size) {
+    *device = -1;
+    int count = 0;
+    cudaError_t err = cudaGetDeviceCount(&count);
+    if (err != cudaSuccess || count == 0) {
+        cudaGetLastError();
+        nn_cuda_backend(why, why_size);   /* its reason says what is missing */
+        return -1;
+    }
+    const int chosen = (local_rank < 0 ? 0 : local_rank) % count;
+    err = cudaSetDevice(chosen);
+    if (err != cudaSuccess) {
+        if (why && why_size > 0)
+            snprintf(why, why_size, "cudaSetDevice(%d) for local rank %d: %s (%s)", chosen, local_rank,
+                     cudaGetErrorString(err), cudaGetErrorName(err));
+        cudaGetLastError();
+        return -1;
+    }
+    *device = chosen;
+    return 0;
 }

@@ -1,22 +1,29 @@
 /*
  * cuda_common.cuh - what every file of the CUDA backend shares: the error
- * checks, the one cuBLAS handle, the scratch buffer, launch helpers, a
- * deterministic column-sum kernel, and the declarations of every op that
- * cuda_backend.cu puts into the NnBackend table.
+ * checks, the one cuBLAS handle and the one cuBLASLt handle with its
+ * workspace, the scratch buffer, launch helpers, a deterministic column-sum
+ * kernel, and the declarations of every op that cuda_backend.cu puts into
+ * the NnBackend tables.
  *
- * Execution model of this backend (the fp32 reference implementation; the
- * fast bf16 / cuBLASLt / flash-attention work comes later):
- *   - every kernel and every cuBLAS call runs on the legacy default stream,
- *     so ops are ordered among themselves and with cudaMemcpy;
- *   - one cuBLAS handle, created by nn_cuda_backend() on the device that is
- *     current at that moment (call cudaSetDevice first on multi-GPU nodes);
+ * Execution model of this backend (tensors are fp32 in device memory; the
+ * linear layers run on cuBLASLt, in bf16 on tensor cores for the "cuda"
+ * table and in exact fp32 for "cuda-fp32"; bf16 storage of activations
+ * comes later):
+ *   - every kernel and every cuBLAS / cuBLASLt call runs on the legacy
+ *     default stream, so ops are ordered among themselves and with cudaMemcpy;
+ *   - one cuBLAS handle, one cuBLASLt handle and its 32 MiB workspace,
+ *     created by nn_cuda_backend() / nn_cuda_fp32_backend() (whichever comes
+ *     first) on the device that is current at that moment (call
+ *     cudaSetDevice first on multi-GPU nodes);
  *   - a device error inside an op aborts the process with file:line and the
  *     CUDA message (the op API has no error return);
- *   - the backend is meant to be driven from one host thread at a time.
+ *   - the backend is meant to be driven from one host thread at a time
+ *     (the matmul plan cache of cuda_matmul.cu relies on it).
  */
 #ifndef DD_NN_CUDA_COMMON_CUH
 #define DD_NN_CUDA_COMMON_CUH
 
+#include <cublasLt.h>
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
 #include <stdint.h>
@@ -45,7 +52,8 @@ static inline void cublas_check_at(cublasStatus_t status, const char *what, cons
         abort();
     }
 }
-/* Aborts with file:line and the CUDA / cuBLAS message when call fails. */
+/* Aborts with file:line and the CUDA / cuBLAS message when call fails.
+ * CUBLAS_CHECK serves cuBLASLt calls too (they return cublasStatus_t). */
 #define CUDA_CHECK(call) cuda_check_at((call), #call, __FILE__, __LINE__)
 #define CUBLAS_CHECK(call) cublas_check_at((call), #call, __FILE__, __LINE__)
 /* After every kernel launch: catches bad launch configurations at once. */
@@ -55,6 +63,13 @@ static inline void cublas_check_at(cublasStatus_t status, const char *what, cons
 
 /* The one cuBLAS handle; valid once nn_cuda_backend() returned the table. */
 cublasHandle_t cuda_cublas_handle(void);
+/* The one cuBLASLt handle and its workspace (CUDA_CUBLASLT_WORKSPACE_BYTES
+ * of device memory, cudaMalloc'ed once at backend initialisation and kept
+ * for the life of the process; 32 MiB is what cuBLASLt's larger Hopper
+ * kernels can use). Valid once a CUDA table was returned. */
+enum { CUDA_CUBLASLT_WORKSPACE_BYTES = 32 << 20 };
+cublasLtHandle_t cuda_cublaslt_handle(void);
+void *cuda_cublaslt_workspace(void);
 /* A device buffer of at least bytes, reused across calls and grown on
  * demand (growing frees the old one, which synchronises the device). Ops
  * use it for temporaries the API has no argument for; its contents do not
@@ -173,11 +188,17 @@ void cuda_copy_to_host(void *host_dst, const void *src, size_t bytes);
 void cuda_copy(void *dst, const void *src, size_t bytes);
 void cuda_synchronize(void);
 
-/* cuda_matmul.cu */
-void cuda_matmul_forward(float *out, const float *inp, const float *weight, const float *bias,
-                         int N, int C, int OC);
-void cuda_matmul_backward(float *dinp, float *dweight, float *dbias, const float *dout,
-                          const float *inp, const float *weight, int N, int C, int OC);
+/* cuda_matmul.cu: the _bf16 entries (table "cuda") multiply on tensor
+ * cores with bf16-rounded inputs and fp32 accumulation; the _fp32 entries
+ * (table "cuda-fp32") are exact fp32. Both read and write fp32 tensors. */
+void cuda_matmul_forward_bf16(float *out, const float *inp, const float *weight, const float *bias,
+                              int N, int C, int OC);
+void cuda_matmul_backward_bf16(float *dinp, float *dweight, float *dbias, const float *dout,
+                               const float *inp, const float *weight, int N, int C, int OC);
+void cuda_matmul_forward_fp32(float *out, const float *inp, const float *weight, const float *bias,
+                              int N, int C, int OC);
+void cuda_matmul_backward_fp32(float *dinp, float *dweight, float *dbias, const float *dout,
+                               const float *inp, const float *weight, int N, int C, int OC);
 
 /* cuda_pointwise.cu */
 void cuda_patchify(float *patches, const float *images, int B, int C, int H, int W, int P);
@@ -206,9 +227,9 @@ void cuda_layernorm_backward(float *dinp, float *dweight, float *dbias, const fl
                              const float *rstd, int N, int C);
 
 /* cuda_attention.cu */
-void cuda_attention_forward(float *out, float *probs, const float *qkv, int B, int T, int H, int Dh);
-void cuda_attention_backward(float *dqkv, const float *dout, const float *qkv, const float *probs,
-                             int B, int T, int H, int Dh);
+void cuda_attention_forward(float *out, float *lse, const float *qkv, int B, int T, int H, int Dh);
+void cuda_attention_backward(float *dqkv, const float *dout, const float *qkv, const float *out,
+                             const float *lse, int B, int T, int H, int Dh);
 
 /* cuda_optim.cu */
 void cuda_adamw_update(float *params, const float *grads, float *m, float *v, long n, float lr,

@@ -2,6 +2,10 @@
  * test_cuda_ops.c - every op of the CUDA backend against the CPU backend
  * (the oracle): fresh random inputs, the same op on both, compare.
  *
+ * The CUDA backend has two tables that differ only in the linear layers:
+ * "cuda-fp32" (exact fp32 GEMMs), which every fp32 case below runs on, and
+ * "cuda" (bf16 tensor-core GEMMs), which the *_bf16 matmul cases run on.
+ *
  * Gradients are pre-filled with random values on both sides, so each
  * backward is also checked to accumulate (+=) rather than overwrite; the
  * backward inputs that a forward would save (mean, rstd, probs) are taken
@@ -16,8 +20,18 @@
  *             tiles, a sequential loop vs a tree), and the rounding error of
  *             a K-term fp32 sum grows like sqrt(K) eps of the terms, more
  *             relative to a result that cancels.
+ *   TOL_BF16  1e-2: the "cuda" table's GEMMs round every input to bf16
+ *             (8-bit mantissa: relative error up to 2^-9 ~ 2e-3 per
+ *             factor); each product of rounded inputs is exact in fp32 and
+ *             the sum is fp32, so a product is off by up to ~4e-3 of its
+ *             size. A K-term sum of such errors of random sign grows like
+ *             sqrt(K), as the result itself does: for uniform inputs the
+ *             error is ~2e-3 of the largest value whatever K, so 1e-2 leaves
+ *             a margin of ~5 and still fails a wrong transpose or a lost
+ *             bias (errors of order 1).
  * Without a device (or a build without CUDA) every case calls SKIP with the
- * reason nn_cuda_backend gives, so the output says so case by case.
+ * reason nn_cuda_backend / nn_cuda_fp32_backend gives, so the output says so
+ * case by case.
  */
 #include <stddef.h>
 #include <stdint.h>
@@ -29,19 +43,27 @@
 
 #define TOL 1e-5
 #define TOL_LONG 1e-4
+#define TOL_BF16 1e-2
 
 /* ---- the backend under test ------------------------------------------------ */
 
-/* Declares gpu and returns from the case with SKIP when there is no CUDA
- * backend (no device, or a build without CUDA): the reason is printed. */
-#define REQUIRE_CUDA(gpu)                                                        \
-    char why_[512] = "";                                                         \
-    const NnBackend *gpu = nn_cuda_backend(why_, sizeof why_);                   \
-    if (!gpu) {                                                                  \
-        CHECK(why_[0] != '\0', "nn_cuda_backend returned NULL without a reason"); \
-        if (!why_[0]) return;                                                    \
-        SKIP("%s", why_);                                                        \
+/* Which CUDA table a case runs on. */
+typedef enum { FP32_TABLE, BF16_TABLE } CudaTable;
+
+/* Declares gpu, the table asked for, and returns from the case with SKIP
+ * when there is no CUDA backend (no device, or a build without CUDA): the
+ * reason is printed. */
+#define REQUIRE_CUDA_TABLE(gpu, table)                                               \
+    char why_[512] = "";                                                             \
+    const NnBackend *gpu = (table) == BF16_TABLE ? nn_cuda_backend(why_, sizeof why_) \
+                                                 : nn_cuda_fp32_backend(why_, sizeof why_); \
+    if (!gpu) {                                                                      \
+        CHECK(why_[0] != '\0', "the CUDA backend returned NULL without a reason");   \
+        if (!why_[0]) return;                                                        \
+        SKIP("%s", why_);                                                            \
     }
+/* The exact fp32 table: every case compared with the CPU at fp32 accuracy. */
+#define REQUIRE_CUDA(gpu) REQUIRE_CUDA_TABLE(gpu, FP32_TABLE)
 
 static const NnBackend *cpu = &nn_cpu_backend;
 
@@ -119,19 +141,37 @@ static double device_error(const NnBackend *gpu, const float *device, const floa
 
 /* ---- backend ---------------------------------------------------------------- */
 
+/* Entry i after the name of a table (every one is a function pointer). */
+static void (*table_entry(const NnBackend *table, size_t i))(void) {
+    void (*fn)(void);
+    memcpy(&fn, (const char *)table + offsetof(NnBackend, alloc) + i * sizeof fn, sizeof fn);
+    return fn;
+}
+
 static void backend_table(void) {
-    REQUIRE_CUDA(gpu);
-    CHECK(strcmp(gpu->name, "cuda") == 0, "name is '%s', expected 'cuda'", gpu->name);
-    CHECK(nn_cuda_backend(NULL, 0) == gpu, "a second call returned another table");
+    REQUIRE_CUDA(fp32);
+    const NnBackend *bf16 = nn_cuda_backend(NULL, 0);
+    CHECK(bf16 != NULL, "nn_cuda_fp32_backend returned a table, nn_cuda_backend NULL");
+    if (!bf16) return;
+    CHECK(strcmp(bf16->name, "cuda") == 0, "name is '%s', expected 'cuda'", bf16->name);
+    CHECK(strcmp(fp32->name, "cuda-fp32") == 0, "name is '%s', expected 'cuda-fp32'", fp32->name);
+    CHECK(nn_cuda_backend(NULL, 0) == bf16, "a second call returned another table");
+    CHECK(nn_cuda_fp32_backend(NULL, 0) == fp32, "a second call returned another fp32 table");
     char why[256] = "";
-    CHECK(nn_backend_by_name("cuda", why, sizeof why) == gpu, "by name: %s", why);
-    /* Every entry after the name is a function pointer; none may be NULL. */
-    size_t first = offsetof(NnBackend, alloc);
-    size_t entries = (sizeof(NnBackend) - first) / sizeof(void (*)(void));
+    CHECK(nn_backend_by_name("cuda", why, sizeof why) == bf16, "by name: %s", why);
+    CHECK(nn_backend_by_name("cuda-fp32", why, sizeof why) == fp32, "by name: %s", why);
+    /* Every entry after the name is a function pointer; none may be NULL,
+     * and the two tables share all but the matmuls. */
+    size_t entries = (sizeof(NnBackend) - offsetof(NnBackend, alloc)) / sizeof(void (*)(void));
+    size_t matmul_first = (offsetof(NnBackend, matmul_forward) - offsetof(NnBackend, alloc)) /
+                          sizeof(void (*)(void));
     for (size_t i = 0; i < entries; i++) {
-        void (*fn)(void);
-        memcpy(&fn, (const char *)gpu + first + i * sizeof fn, sizeof fn);
-        CHECK(fn != NULL, "entry %zu after 'name' is NULL", i);
+        CHECK(table_entry(bf16, i) != NULL, "cuda: entry %zu after 'name' is NULL", i);
+        CHECK(table_entry(fp32, i) != NULL, "cuda-fp32: entry %zu after 'name' is NULL", i);
+        int is_matmul = i == matmul_first || i == matmul_first + 1;
+        CHECK(is_matmul != (table_entry(bf16, i) == table_entry(fp32, i)),
+              "entry %zu after 'name': %s", i,
+              is_matmul ? "the matmul is the same in both tables" : "the tables differ");
     }
 }
 
@@ -168,8 +208,8 @@ static void memory(void) {
 
 /* ---- linear layers ------------------------------------------------------------ */
 
-static void check_matmul_forward(int N, int C, int OC, int with_bias, double tol) {
-    REQUIRE_CUDA(gpu);
+static void check_matmul_forward(CudaTable table, int N, int C, int OC, int with_bias, double tol) {
+    REQUIRE_CUDA_TABLE(gpu, table);
     float *inp = random_host((long)N * C, -1, 1);
     float *w = random_host((long)OC * C, -1, 1);
     float *b = with_bias ? random_host(OC, -1, 1) : NULL;
@@ -181,13 +221,17 @@ static void check_matmul_forward(int N, int C, int OC, int with_bias, double tol
     CHECK_CLOSE(gpu, d_out, out, (long)N * OC, tol);
     release_all(gpu);
 }
-static void matmul_forward(void) { check_matmul_forward(67, 96, 130, 1, TOL); }
-static void matmul_forward_no_bias(void) { check_matmul_forward(33, 50, 17, 0, TOL); }
-static void matmul_forward_long_inner(void) { check_matmul_forward(40, 3072, 24, 1, TOL_LONG); }
+static void matmul_forward(void) { check_matmul_forward(FP32_TABLE, 67, 96, 130, 1, TOL); }
+static void matmul_forward_no_bias(void) { check_matmul_forward(FP32_TABLE, 33, 50, 17, 0, TOL); }
+static void matmul_forward_long_inner(void) {
+    check_matmul_forward(FP32_TABLE, 40, 3072, 24, 1, TOL_LONG);
+}
 
-/* which: bit 0 dinp, bit 1 dweight, bit 2 dbias. */
-static void check_matmul_backward(int N, int C, int OC, int which, double tol) {
-    REQUIRE_CUDA(gpu);
+/* which: bit 0 dinp, bit 1 dweight, bit 2 dbias. dbias is checked with
+ * tol_bias (the column sum of fp32 dout in both tables). */
+static void check_matmul_backward(CudaTable table, int N, int C, int OC, int which, double tol,
+                                  double tol_bias) {
+    REQUIRE_CUDA_TABLE(gpu, table);
     float *inp = random_host((long)N * C, -1, 1);
     float *w = random_host((long)OC * C, -1, 1);
     float *dout = random_host((long)N * OC, -1, 1);
@@ -205,13 +249,68 @@ static void check_matmul_backward(int N, int C, int OC, int which, double tol) {
     /* Buffers passed as NULL must stay as they were (compared with the untouched CPU copy). */
     CHECK_CLOSE(gpu, d_dinp, dinp, (long)N * C, tol);
     CHECK_CLOSE(gpu, d_dw, dw, (long)OC * C, tol);
-    CHECK_CLOSE(gpu, d_db, db, OC, tol);
+    CHECK_CLOSE(gpu, d_db, db, OC, tol_bias);
     release_all(gpu);
 }
-static void matmul_backward(void) { check_matmul_backward(67, 96, 130, 7, TOL); }
-static void matmul_backward_weight_only(void) { check_matmul_backward(45, 64, 31, 2, TOL); }
+static void matmul_backward(void) { check_matmul_backward(FP32_TABLE, 67, 96, 130, 7, TOL, TOL); }
+static void matmul_backward_weight_only(void) {
+    check_matmul_backward(FP32_TABLE, 45, 64, 31, 2, TOL, TOL);
+}
 /* dweight and dbias sum over 4099 rows: TOL_LONG. */
-static void matmul_backward_long_batch(void) { check_matmul_backward(4099, 48, 40, 7, TOL_LONG); }
+static void matmul_backward_long_batch(void) {
+    check_matmul_backward(FP32_TABLE, 4099, 48, 40, 7, TOL_LONG, TOL_LONG);
+}
+
+/* The "cuda" table (bf16 tensor cores): TOL_BF16. Shapes: a realistic one
+ * (402 tokens of a ViT-L MLP, C = 1024, OC = 4096: inner dimensions 1024,
+ * 4096 and 402) and odd ones (no dimension a multiple of 8, where tensor-core
+ * kernels need tails or other kernels). dbias is the fp32 column sum of dout
+ * in this table too (cuda_matmul.cu): TOL_LONG. */
+static void matmul_forward_bf16(void) { check_matmul_forward(BF16_TABLE, 402, 1024, 4096, 1, TOL_BF16); }
+static void matmul_forward_bf16_no_bias(void) {
+    check_matmul_forward(BF16_TABLE, 402, 1024, 4096, 0, TOL_BF16);
+}
+static void matmul_forward_bf16_odd(void) { check_matmul_forward(BF16_TABLE, 37, 33, 5, 1, TOL_BF16); }
+static void matmul_forward_bf16_odd_no_bias(void) {
+    check_matmul_forward(BF16_TABLE, 37, 33, 5, 0, TOL_BF16);
+}
+static void matmul_backward_bf16(void) {
+    check_matmul_backward(BF16_TABLE, 402, 1024, 4096, 7, TOL_BF16, TOL_LONG);
+}
+static void matmul_backward_bf16_odd(void) {
+    check_matmul_backward(BF16_TABLE, 37, 33, 5, 7, TOL_BF16, TOL_LONG);
+}
+/* dinp only: dweight and dbias must stay as they were. */
+static void matmul_backward_bf16_input_only(void) {
+    check_matmul_backward(BF16_TABLE, 37, 33, 5, 1, TOL_BF16, TOL_LONG);
+}
+
+/* The same K = 1024 product on "cuda" and "cuda-fp32": they must differ by
+ * more than fp32 arithmetic could (TOL_LONG: different summation orders
+ * stay ~1e-6 here) and by less than TOL_BF16. Rounding the inputs to bf16
+ * gives ~2e-3 (TF32, 10-bit mantissa, would give ~5e-4, still above); a
+ * difference below TOL_LONG means the tensor-core path was not taken (the
+ * GPU or cuBLASLt fell back to fp32 for CUBLAS_COMPUTE_32F_FAST_16BF). */
+static void matmul_bf16_differs_from_fp32(void) {
+    REQUIRE_CUDA_TABLE(bf16, BF16_TABLE);
+    const NnBackend *fp32 = nn_cuda_fp32_backend(NULL, 0);
+    int N = 64, C = 1024, OC = 64;
+    float *inp = random_host((long)N * C, -1, 1), *w = random_host((long)OC * C, -1, 1);
+    float *d_inp = to_device_f(bf16, inp, (long)N * C), *d_w = to_device_f(bf16, w, (long)OC * C);
+    float *d_out_bf16 = to_device_f(bf16, random_host((long)N * OC, -1, 1), (long)N * OC);
+    float *d_out_fp32 = to_device_f(bf16, random_host((long)N * OC, -1, 1), (long)N * OC);
+    bf16->matmul_forward(d_out_bf16, d_inp, d_w, NULL, N, C, OC);
+    fp32->matmul_forward(d_out_fp32, d_inp, d_w, NULL, N, C, OC);
+    float *out_fp32 = host_alloc((size_t)N * OC * sizeof(float));
+    fp32->copy_to_host(out_fp32, d_out_fp32, (size_t)N * OC * sizeof(float));
+    double difference = device_error(bf16, d_out_bf16, out_fp32, (long)N * OC);
+    CHECK(difference > TOL_LONG,
+          "cuda and cuda-fp32 differ by %.3g <= %.0e: the bf16 tensor-core path was not taken",
+          difference, (double)TOL_LONG);
+    CHECK(difference < TOL_BF16, "cuda and cuda-fp32 differ by %.3g >= %.0e", difference,
+          (double)TOL_BF16);
+    release_all(bf16);
+}
 
 /* ---- patch embedding and tokens -------------------------------------------- */
 
@@ -354,39 +453,47 @@ static void check_rope(int backward) {
 static void rope_forward(void) { check_rope(0); }
 static void rope_backward(void) { check_rope(1); }
 
-static void check_attention_forward(int B, int T, int H, int Dh) {
+static void check_attention_forward(int B, int T, int H, int Dh, float qkv_range) {
     REQUIRE_CUDA(gpu);
-    long n_qkv = (long)B * T * 3 * H * Dh, n_out = (long)B * T * H * Dh, n_p = (long)B * H * T * T;
-    float *qkv = random_host(n_qkv, -2, 2);
-    float *out = random_host(n_out, -1, 1), *probs = random_host(n_p, -1, 1);
-    float *d_out = to_device_f(gpu, out, n_out), *d_probs = to_device_f(gpu, probs, n_p);
-    cpu->attention_forward(out, probs, qkv, B, T, H, Dh);
-    gpu->attention_forward(d_out, d_probs, to_device_f(gpu, qkv, n_qkv), B, T, H, Dh);
+    long n_qkv = (long)B * T * 3 * H * Dh, n_out = (long)B * T * H * Dh, n_lse = (long)B * H * T;
+    float *qkv = random_host(n_qkv, -qkv_range, qkv_range);
+    float *out = random_host(n_out, -1, 1), *lse = random_host(n_lse, -1, 1);
+    float *d_out = to_device_f(gpu, out, n_out), *d_lse = to_device_f(gpu, lse, n_lse);
+    cpu->attention_forward(out, lse, qkv, B, T, H, Dh);
+    gpu->attention_forward(d_out, d_lse, to_device_f(gpu, qkv, n_qkv), B, T, H, Dh);
     CHECK_CLOSE(gpu, d_out, out, n_out, TOL);
-    CHECK_CLOSE(gpu, d_probs, probs, n_p, TOL);
+    CHECK_CLOSE(gpu, d_lse, lse, n_lse, TOL);
     release_all(gpu);
 }
-static void attention_forward(void) { check_attention_forward(2, 37, 3, 16); }
-static void attention_forward_small(void) { check_attention_forward(3, 5, 2, 8); }
+static void attention_forward(void) { check_attention_forward(2, 37, 3, 16, 2); }
+static void attention_forward_small(void) { check_attention_forward(3, 5, 2, 8, 2); }
+/* More keys than one tile of the kernels (T = 261: a 256 px crop with 4
+ * registers), Dh = 64 and 128 (ViT-L/H+ and the 7B teacher's heads). */
+static void attention_forward_many_keys(void) { check_attention_forward(2, 261, 2, 64, 1); }
+static void attention_forward_wide_heads(void) { check_attention_forward(1, 133, 2, 128, 1); }
+/* Scores of magnitude ~100: the online softmax must rescale, not overflow. */
+static void attention_forward_large_scores(void) { check_attention_forward(1, 70, 2, 32, 6); }
 
-static void check_attention_backward(int B, int T, int H, int Dh) {
+static void check_attention_backward(int B, int T, int H, int Dh, float qkv_range) {
     REQUIRE_CUDA(gpu);
-    long n_qkv = (long)B * T * 3 * H * Dh, n_out = (long)B * T * H * Dh, n_p = (long)B * H * T * T;
-    float *qkv = random_host(n_qkv, -2, 2);
+    long n_qkv = (long)B * T * 3 * H * Dh, n_out = (long)B * T * H * Dh, n_lse = (long)B * H * T;
+    float *qkv = random_host(n_qkv, -qkv_range, qkv_range);
     float *out = host_alloc((size_t)n_out * sizeof(float));
-    float *probs = host_alloc((size_t)n_p * sizeof(float));
-    cpu->attention_forward(out, probs, qkv, B, T, H, Dh); /* saved probs, for both */
+    float *lse = host_alloc((size_t)n_lse * sizeof(float));
+    cpu->attention_forward(out, lse, qkv, B, T, H, Dh); /* saved out and lse, for both */
     float *dout = random_host(n_out, -1, 1);
     float *dqkv = random_host(n_qkv, -1, 1);
     float *d_dqkv = to_device_f(gpu, dqkv, n_qkv);
-    cpu->attention_backward(dqkv, dout, qkv, probs, B, T, H, Dh);
+    cpu->attention_backward(dqkv, dout, qkv, out, lse, B, T, H, Dh);
     gpu->attention_backward(d_dqkv, to_device_f(gpu, dout, n_out), to_device_f(gpu, qkv, n_qkv),
-                            to_device_f(gpu, probs, n_p), B, T, H, Dh);
-    CHECK_CLOSE(gpu, d_dqkv, dqkv, n_qkv, TOL);
+                            to_device_f(gpu, out, n_out), to_device_f(gpu, lse, n_lse), B, T, H, Dh);
+    CHECK_CLOSE(gpu, d_dqkv, dqkv, n_qkv, TOL_LONG);
     release_all(gpu);
 }
-static void attention_backward(void) { check_attention_backward(2, 37, 3, 16); }
-static void attention_backward_small(void) { check_attention_backward(3, 5, 2, 8); }
+static void attention_backward(void) { check_attention_backward(2, 37, 3, 16, 2); }
+static void attention_backward_small(void) { check_attention_backward(3, 5, 2, 8, 2); }
+static void attention_backward_many_keys(void) { check_attention_backward(2, 261, 2, 64, 1); }
+static void attention_backward_wide_heads(void) { check_attention_backward(1, 133, 2, 128, 1); }
 
 /* ---- pointwise ------------------------------------------------------------------ */
 
@@ -779,6 +886,10 @@ static void ema_update(void) {
 TEST_MAIN(TEST(backend_table), TEST(memory),
           TEST(matmul_forward), TEST(matmul_forward_no_bias), TEST(matmul_forward_long_inner),
           TEST(matmul_backward), TEST(matmul_backward_weight_only), TEST(matmul_backward_long_batch),
+          TEST(matmul_forward_bf16), TEST(matmul_forward_bf16_no_bias), TEST(matmul_forward_bf16_odd),
+          TEST(matmul_forward_bf16_odd_no_bias), TEST(matmul_backward_bf16),
+          TEST(matmul_backward_bf16_odd), TEST(matmul_backward_bf16_input_only),
+          TEST(matmul_bf16_differs_from_fp32),
           TEST(patchify),
           TEST(tokens_forward_masked), TEST(tokens_forward_unmasked), TEST(tokens_forward_no_registers),
           TEST(tokens_backward_masked), TEST(tokens_backward_unmasked),
@@ -786,6 +897,9 @@ TEST_MAIN(TEST(backend_table), TEST(memory),
           TEST(layernorm_backward), TEST(layernorm_backward_many_rows),
           TEST(rope_forward), TEST(rope_backward),
           TEST(attention_forward), TEST(attention_forward_small),
+          TEST(attention_forward_many_keys), TEST(attention_forward_wide_heads),
+          TEST(attention_forward_large_scores), TEST(attention_backward_many_keys),
+          TEST(attention_backward_wide_heads),
           TEST(attention_backward), TEST(attention_backward_small),
           TEST(gelu_forward), TEST(gelu_backward), TEST(swiglu_forward), TEST(swiglu_backward),
           TEST(layerscale_residual_forward), TEST(layerscale_residual_backward),

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 
 #include "comm/comm.h"
+#include "nn/backend.h"
 #include "tests/mpi/mpi_test.h"
 
 enum { BATCH = 7 };
@@ -72,6 +73,50 @@ static void group_sum_adds_within_the_group_only(void) {
         CHECK(values[i] == (float)(rank_sum * (i + 1)), "value %d: %g, expected %d", i, values[i],
               rank_sum * (i + 1));
     comm_free(&comm);
+    rank_layout_free(&layout);
+}
+
+/* The hooks on buffers in a backend's memory without NCCL: copied to host
+ * memory, reduced over MPI, copied back. The CPU backend's copies are
+ * memcpy, so this runs the very path a CUDA run without NCCL takes (several
+ * ranks on one GPU). */
+static void hooks_stage_backend_buffers_through_host_memory(void) {
+    RankLayout layout;
+    CHECK(make_layout(&layout) == 0, "layout");
+    Comm comm;
+    DdError err;
+    CHECK(comm_init(&comm, &layout, &err) == 0, "%s", err.message);
+    comm_set_hook_memory(&comm, &nn_cpu_backend);
+    enum { COUNT = 1000 };
+    float *sums = nn_cpu_backend.alloc(COUNT * sizeof(float)), *maxima = nn_cpu_backend.alloc(COUNT * sizeof(float));
+    CHECK(sums && maxima, "out of memory");
+    for (int i = 0; i < COUNT; i++) {
+        sums[i] = (float)((comm.world_rank + 1) * (i + 1));
+        maxima[i] = (float)((comm.world_rank * 7 + i) % 5);
+    }
+    CHECK(comm_group_sum_hook(&comm, sums, COUNT, &err) == 0, "%s", err.message);
+    CHECK(comm_group_max_hook(&comm, maxima, COUNT, &err) == 0, "%s", err.message);
+    CHECK(comm.host_staging != NULL && comm.host_staging_count >= COUNT,
+          "the buffers were not staged (staging holds %ld floats)", comm.host_staging_count);
+    /* world ranks by group: {0, 1}, {2}, {3, 4} */
+    const int first = comm.group_index == 0 ? 0 : comm.group_index == 1 ? 2 : 3;
+    const int last = comm.group_index == 0 ? 1 : comm.group_index == 1 ? 2 : 4;
+    int mismatches = 0;
+    for (int i = 0; i < COUNT; i++) {
+        float expected_sum = 0, expected_max = 0;
+        for (int r = first; r <= last; r++) {
+            expected_sum += (float)((r + 1) * (i + 1));
+            float m = (float)((r * 7 + i) % 5);
+            expected_max = r == first || m > expected_max ? m : expected_max;
+        }
+        mismatches += sums[i] != expected_sum || maxima[i] != expected_max;
+    }
+    CHECK(mismatches == 0, "rank %d: %d of %d staged reductions differ from the group's", comm.world_rank,
+          mismatches, COUNT);
+    nn_cpu_backend.free(sums);
+    nn_cpu_backend.free(maxima);
+    comm_free(&comm);
+    CHECK(comm.host_staging == NULL, "comm_free left the staging buffer");
     rank_layout_free(&layout);
 }
 
@@ -144,4 +189,5 @@ static void students_receive_exactly_their_rows(void) {
 }
 
 MPI_TEST_MAIN(TEST(groups_follow_the_layout), TEST(a_world_of_the_wrong_size_is_refused),
-              TEST(group_sum_adds_within_the_group_only), TEST(students_receive_exactly_their_rows))
+              TEST(group_sum_adds_within_the_group_only),
+              TEST(hooks_stage_backend_buffers_through_host_memory), TEST(students_receive_exactly_their_rows))

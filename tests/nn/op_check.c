@@ -336,7 +336,7 @@ void expect_finite_differences(OpRun *run, const LossFunction *loss,
 void run_op(const char *op_name, void (*check)(OpRun *), const OpShape *shapes, int shape_count,
             BackendChoice choice) {
     char why[256] = "";
-    const NnBackend *be = choice == ON_CPU ? &nn_cpu_backend : nn_cuda_backend(why, sizeof why);
+    const NnBackend *be = choice == ON_CPU ? &nn_cpu_backend : nn_cuda_fp32_backend(why, sizeof why);
     if (!be) SKIP("cuda variant of %s not run: %s", op_name, why);
 
     char line[4096];

@@ -225,25 +225,34 @@ void ref_rope_tables(double *sin_table, double *cos_table, int Hp, int Wp, int D
 
 /* ---- attention ------------------------------------------------------------- */
 
-void ref_attention_forward(double *out, double *probs, const double *qkv,
-                           int B, int T, int H, int Dh) {
+/* p[T] = softmax over keys of the scaled scores of query t (image b, head h);
+ * returns the row's log-sum-exp. */
+static double attention_row_probs(double *p, const double *qkv, int b, int h, int t,
+                                  int T, int H, int Dh) {
     const double scale = 1.0 / sqrt((double)Dh);
+    const double *q = qkv + qkv_offset(b, t, QKV_QUERY, h, T, H, Dh);
+    double max_score = -INFINITY;
+    for (int s = 0; s < T; s++) {
+        const double *k = qkv + qkv_offset(b, s, QKV_KEY, h, T, H, Dh);
+        double dot = 0.0;
+        for (int d = 0; d < Dh; d++) dot += q[d] * k[d];
+        p[s] = dot * scale;
+        if (p[s] > max_score) max_score = p[s];
+    }
+    double total = 0.0;
+    for (int s = 0; s < T; s++) total += p[s] = exp(p[s] - max_score);
+    for (int s = 0; s < T; s++) p[s] /= total;
+    return max_score + log(total);
+}
+
+void ref_attention_forward(double *out, double *lse, const double *qkv,
+                           int B, int T, int H, int Dh) {
+    double *p = malloc(sizeof(double) * T);   /* [T] */
+    if (!p) abort();
     for (int b = 0; b < B; b++)
         for (int h = 0; h < H; h++)
             for (int t = 0; t < T; t++) {
-                const double *q = qkv + qkv_offset(b, t, QKV_QUERY, h, T, H, Dh);
-                double *p = probs + (((long)b * H + h) * T + t) * T;   /* [T] */
-                double max_score = -INFINITY;
-                for (int s = 0; s < T; s++) {
-                    const double *k = qkv + qkv_offset(b, s, QKV_KEY, h, T, H, Dh);
-                    double dot = 0.0;
-                    for (int d = 0; d < Dh; d++) dot += q[d] * k[d];
-                    p[s] = dot * scale;
-                    if (p[s] > max_score) max_score = p[s];
-                }
-                double total = 0.0;
-                for (int s = 0; s < T; s++) total += p[s] = exp(p[s] - max_score);
-                for (int s = 0; s < T; s++) p[s] /= total;
+                lse[((long)b * H + h) * T + t] = attention_row_probs(p, qkv, b, h, t, T, H, Dh);
                 double *o = out + (((long)b * T + t) * H + h) * Dh;
                 for (int d = 0; d < Dh; d++) {
                     double sum = 0.0;
@@ -252,20 +261,22 @@ void ref_attention_forward(double *out, double *probs, const double *qkv,
                     o[d] = sum;
                 }
             }
+    free(p);
 }
 
 /* With P = softmax(S), S = q k^T * scale, O = P v, and dP = dO v^T:
  * dv += P^T dO;  dS = P * (dP - rowsum(P * dP));  dq += dS k * scale;
  * dk += dS^T q * scale. */
 void ref_attention_backward(double *dqkv, const double *dout, const double *qkv,
-                            const double *probs, int B, int T, int H, int Dh) {
+                            int B, int T, int H, int Dh) {
     const double scale = 1.0 / sqrt((double)Dh);
+    double *p = malloc(sizeof(double) * T);        /* [T] */
     double *dprobs = malloc(sizeof(double) * T);   /* [T] */
-    if (!dprobs) abort();
+    if (!p || !dprobs) abort();
     for (int b = 0; b < B; b++)
         for (int h = 0; h < H; h++)
             for (int t = 0; t < T; t++) {
-                const double *p = probs + (((long)b * H + h) * T + t) * T;
+                attention_row_probs(p, qkv, b, h, t, T, H, Dh);
                 const double *dout_t = dout + (((long)b * T + t) * H + h) * Dh;
                 double weighted_dprobs = 0.0;
                 for (int s = 0; s < T; s++) {
@@ -290,6 +301,7 @@ void ref_attention_backward(double *dqkv, const double *dout, const double *qkv,
                     }
                 }
             }
+    free(p);
     free(dprobs);
 }
 

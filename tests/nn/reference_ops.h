@@ -61,12 +61,13 @@ void ref_rope_tables(double *sin_table, double *cos_table, int Hp, int Wp, int D
                      double base, double rescale);
 
 /* out[B, T, H, Dh] = softmax(q k^T / sqrt(Dh)) v from qkv[B, T, 3, H, Dh];
- * writes probs[B, H, T, T]. */
-void ref_attention_forward(double *out, double *probs, const double *qkv,
+ * writes lse[B, H, T], the log-sum-exp of each row of scaled scores. */
+void ref_attention_forward(double *out, double *lse, const double *qkv,
                            int B, int T, int H, int Dh);
-/* dqkv[B, T, 3, H, Dh] += the gradient through attention of dout[B, T, H, Dh]. */
+/* dqkv[B, T, 3, H, Dh] += the gradient through attention of dout[B, T, H, Dh]
+ * (the probabilities recomputed from qkv, nothing taken from the forward). */
 void ref_attention_backward(double *dqkv, const double *dout, const double *qkv,
-                            const double *probs, int B, int T, int H, int Dh);
+                            int B, int T, int H, int Dh);
 
 /* out[n] = x * Phi(x) (exact erf GELU); dinp[n] += dout * gelu'(inp). */
 void ref_gelu_forward(double *out, const double *inp, long n);
