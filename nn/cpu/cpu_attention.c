@@ -3,8 +3,8 @@
  *
  * Attention is memory-efficient: it keeps only the log-sum-exp of each
  * score row (lse[B, H, T]) from the forward, and both passes walk tiles of
- * query rows, so a thread holds at most a few [64, T] blocks of scores and
- * no [T, T] matrix outlives a call. Each tile is single-threaded sgemm calls
+ * query rows, so a thread holds at most 4 MiB of scores and no [T, T]
+ * matrix outlives a call. Each tile is single-threaded sgemm calls
  * on strided views of qkv[B, T, 3, H, Dh]:
  *   S = q k^T / sqrt(Dh);  P = softmax_rows(S);  out = P v.
  */
@@ -62,18 +62,25 @@ void cpu_rope_backward(float *dqkv, const float *sin, const float *cos, int B, i
 
 /* ---- attention -------------------------------------------------------- */
 
-/* Query rows per tile: each thread holds [ATTENTION_QUERY_TILE, T] scores
- * (and in the backward their gradients) instead of a [T, T] matrix per
- * (image, head) kept from the forward to the backward. */
-enum { ATTENTION_QUERY_TILE = 64 };
+/* Query rows per tile: each thread holds `blocks` [rows, T] blocks of
+ * scores (the backward also their gradients), at most ATTENTION_SCRATCH_FLOATS
+ * floats in all, and never fewer than ATTENTION_MIN_TILE rows. A 224 px
+ * crop (T = 201) fits in one tile, so its sgemm calls are as large as
+ * whole-matrix attention's; T = 1025 (512 px) takes tiles of 512 rows. */
+enum { ATTENTION_SCRATCH_FLOATS = 1 << 20, ATTENTION_MIN_TILE = 64 };
 
-/* Per-thread scratch of tile_count [ATTENTION_QUERY_TILE, T] blocks. The op
- * API has no error return; a few hundred KiB per thread that cannot be had
- * is not recoverable here. */
-static float *attention_scratch(int T, int tile_count) {
-    float *scratch = malloc((size_t)tile_count * ATTENTION_QUERY_TILE * T * sizeof(float));
+static int attention_tile_rows(int T, int blocks) {
+    long rows = ATTENTION_SCRATCH_FLOATS / ((long)blocks * T);
+    if (rows < ATTENTION_MIN_TILE) rows = ATTENTION_MIN_TILE;
+    return rows < T ? (int)rows : T;
+}
+
+/* Per-thread scratch of `blocks` [rows, T] blocks. The op API has no error
+ * return; a few MiB per thread that cannot be had is not recoverable here. */
+static float *attention_scratch(int rows, int T, int blocks) {
+    float *scratch = malloc((size_t)blocks * rows * T * sizeof(float));
     if (!scratch) {
-        fprintf(stderr, "cpu attention: out of memory for %d x %d scores\n", ATTENTION_QUERY_TILE, T);
+        fprintf(stderr, "cpu attention: out of memory for %d x %d x %d scores\n", blocks, rows, T);
         abort();
     }
     return scratch;
@@ -103,18 +110,19 @@ static void softmax_rows_with_lse(float *s, float *lse, int rows, int T) {
  *   S = q k^T / sqrt(Dh)  [rows, T];  P = softmax_rows(S);  out = P v. */
 void cpu_attention_forward(float *out, float *lse, const float *qkv, int B, int T, int H, int Dh) {
     const int D = H * Dh, row3 = 3 * D;
-    const int tiles = (T + ATTENTION_QUERY_TILE - 1) / ATTENTION_QUERY_TILE;
+    const int tile_rows = attention_tile_rows(T, 1);
+    const int tiles = (T + tile_rows - 1) / tile_rows;
     const float scale = 1.0f / sqrtf((float)Dh);
     int saved = cpu_blas_threads_begin_serial();
     #pragma omp parallel
     {
-        float *scores = attention_scratch(T, 1);                   /* [tile, T] */
+        float *scores = attention_scratch(tile_rows, T, 1);        /* [tile_rows, T] */
         #pragma omp for collapse(3) schedule(dynamic, 1)
         for (int b = 0; b < B; b++) {
             for (int h = 0; h < H; h++) {
                 for (int tile = 0; tile < tiles; tile++) {
-                    const int q0 = tile * ATTENTION_QUERY_TILE;
-                    const int rows = T - q0 < ATTENTION_QUERY_TILE ? T - q0 : ATTENTION_QUERY_TILE;
+                    const int q0 = tile * tile_rows;
+                    const int rows = T - q0 < tile_rows ? T - q0 : tile_rows;
                     const float *k = qkv + (long)b * T * row3 + D + h * Dh; /* [T, Dh], stride 3D */
                     const float *v = k + D;
                     const float *q = k - D + (long)q0 * row3;               /* [rows, Dh] */
@@ -143,18 +151,19 @@ void cpu_attention_backward(float *dqkv, const float *dout, const float *qkv, co
                             const float *lse, int B, int T, int H, int Dh) {
     const int D = H * Dh, row3 = 3 * D;
     const float scale = 1.0f / sqrtf((float)Dh);
+    const int tile_rows = attention_tile_rows(T, 2);
     int saved = cpu_blas_threads_begin_serial();
     #pragma omp parallel
     {
-        float *probs = attention_scratch(T, 2);                    /* [tile, T] */
-        float *dscores = probs + (size_t)ATTENTION_QUERY_TILE * T; /* [tile, T] */
+        float *probs = attention_scratch(tile_rows, T, 2);         /* [tile_rows, T] */
+        float *dscores = probs + (size_t)tile_rows * T;            /* [tile_rows, T] */
         #pragma omp for collapse(2) schedule(dynamic, 1)
         for (int b = 0; b < B; b++) {
             for (int h = 0; h < H; h++) {
                 const float *k = qkv + (long)b * T * row3 + D + h * Dh, *v = k + D;
                 float *dk = dqkv + (long)b * T * row3 + D + h * Dh, *dv = dk + D;
-                for (int q0 = 0; q0 < T; q0 += ATTENTION_QUERY_TILE) {
-                    const int rows = T - q0 < ATTENTION_QUERY_TILE ? T - q0 : ATTENTION_QUERY_TILE;
+                for (int q0 = 0; q0 < T; q0 += tile_rows) {
+                    const int rows = T - q0 < tile_rows ? T - q0 : tile_rows;
                     const float *q = k - D + (long)q0 * row3;                 /* [rows, Dh] */
                     float *dq = dk - D + (long)q0 * row3;
                     const long first = (long)b * T + q0;

@@ -40,6 +40,8 @@ typedef struct OpShape {
     int step;                       /* adamw: t */
     double input_range;             /* inputs uniform in [-range, range]; 0 means 1 */
     double tolerance;               /* backend against float64, relative */
+    int no_finite_differences;      /* shapes too large to perturb every input: the reference
+                                     * backward is checked on the smaller shapes of the op */
 } OpShape;
 
 /* Deterministic random numbers (splitmix64). */

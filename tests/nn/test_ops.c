@@ -382,6 +382,7 @@ static void check_attention_backward(OpRun *run) {
     run->be->attention_backward(dqkv->device, dout->device, qkv->device, out->device, lse->device,
                                 s->B, s->T, s->H, s->Dh);
     expect_change(run, dqkv);
+    if (s->no_finite_differences) return;
 
     TestTensor *inputs[] = {qkv};
     const LossFunction loss = {attention_loss_forward, s, inputs, 1, dout->ref, out_count,
@@ -602,15 +603,18 @@ static const OpShape attention_forward_shapes[] = {
      .tolerance = LARGE_LOGIT_TOLERANCE},
     {.label = "realistic", .B = 2, .T = 201, .H = 6, .Dh = 64,
      .tolerance = FP32_LONG_REDUCTION_TOLERANCE},
+    /* two query tiles of the CPU backend (953 rows at T = 1100) */
+    {.label = "several query tiles", .B = 1, .T = 1100, .H = 2, .Dh = 8,
+     .tolerance = FP32_LONG_REDUCTION_TOLERANCE},
 };
 static const OpShape attention_backward_shapes[] = {
     {.label = "odd", .B = 2, .T = 9, .H = 3, .Dh = 8, .tolerance = FP32_TOLERANCE},
     {.label = "odd", .B = 1, .T = 6, .H = 2, .Dh = 12, .input_range = 3,
      .tolerance = FP32_TOLERANCE},
-    /* more query rows than one tile of the CPU backend (64): dk and dv
-     * gather three tiles */
-    {.label = "several query tiles", .B = 1, .T = 150, .H = 2, .Dh = 8,
-     .tolerance = FP32_LONG_REDUCTION_TOLERANCE},
+    /* more query rows than one tile of the CPU backend (476 rows at
+     * T = 1100 in the backward): dk and dv gather three tiles */
+    {.label = "several query tiles", .B = 1, .T = 1100, .H = 1, .Dh = 4,
+     .tolerance = FP32_LONG_REDUCTION_TOLERANCE, .no_finite_differences = 1},
 };
 /* GELU and SiLU inputs span the curved part and both tails. */
 static const OpShape gelu_forward_shapes[] = {
