@@ -1,0 +1,120 @@
+#!/usr/bin/env bash
+# gpu_bundle.sh - runs the GPU checks of docs/cuda.md on a node that has a
+# GPU and the CUDA runtime but not this project's build dependencies (a
+# cluster's compute node, an offline machine).
+#
+#   tools/gpu_bundle.sh make BUILD_DIR BUNDLE.tar.xz
+#       on a build machine: packs the CUDA build's binaries (distill,
+#       test_cuda_ops, test_cuda_student) and every shared library they load
+#       except the C library and CUDA's own (cudart, cuBLAS, cuBLASLt, NCCL:
+#       the GPU node's are used; nor libstdc++ and libgcc_s, which every
+#       node has in a version at least as new) into one tarball. BUILD_DIR must be
+#       configured with -Dcuda=enabled.
+#   tools/gpu_bundle.sh check BUNDLE.tar.xz LOG_DIR
+#       on the GPU node, from the repository root (the tests read
+#       configs/): unpacks the bundle, runs the CUDA op and student-step
+#       tests and the benchmarks of issue 7, and writes one log per step
+#       into LOG_DIR plus summary.txt. With python3 and PyTorch present it
+#       also runs tools/bench_pytorch_gpu.py for the side-by-side ratios.
+#       Set DD_CHECK_QUICK=1 to run the tests only.
+#
+# MPI runs (distill run, the nccl_mpi and cuda_run tests) need an MPI
+# installation on the node and are not part of the bundle.
+set -u
+
+usage() {
+    sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'
+    exit 2
+}
+
+# The libraries a binary loads, as ldd resolves them here, minus the ones
+# the GPU node must provide itself.
+bundled_libraries() {
+    ldd "$@" | awk '$3 ~ /^\// { print $3 }' | sort -u |
+        grep -Ev '/(libc|libm|libdl|libpthread|librt|ld-linux-x86-64|libstdc\+\+|libgcc_s)\.so' |
+        grep -Ev '/(libcudart|libcublas|libcublasLt|libnccl|libcuda)\.so'
+}
+
+make_bundle() {
+    local build=$1 bundle=$2
+    local binaries=("$build/tools/distill" "$build/tests/cuda/test_cuda_ops" "$build/tests/cuda/test_cuda_student")
+    for b in "${binaries[@]}"; do
+        [ -x "$b" ] || { echo "gpu_bundle: $b not found: build $build with -Dcuda=enabled first" >&2; exit 1; }
+    done
+    if ! ldd "$build/tools/distill" | grep -q libcudart; then
+        echo "gpu_bundle: $build/tools/distill does not load libcudart: configure $build with -Dcuda=enabled" >&2
+        exit 1
+    fi
+    local stage
+    stage=$(mktemp -d)
+    mkdir -p "$stage/dd-bundle/lib"
+    cp "${binaries[@]}" "$stage/dd-bundle/"
+    bundled_libraries "${binaries[@]}" | while read -r lib; do cp -L "$lib" "$stage/dd-bundle/lib/"; done
+    tar -C "$stage" -cJf "$bundle" dd-bundle
+    echo "gpu_bundle: $(ls "$stage/dd-bundle/lib" | wc -l) libraries and ${#binaries[@]} binaries in $bundle ($(du -h "$bundle" | cut -f1))"
+    rm -rf "$stage"
+}
+
+# Directories holding CUDA's libraries on the GPU node: the toolkit's, and
+# those of Python's nvidia-* wheels (PyTorch's NCCL, for one).
+cuda_library_path() {
+    local dirs="" lib found
+    for lib in libcudart.so.13 libcublas.so.13 libcublasLt.so.13 libnccl.so.2; do
+        found=$( (ldconfig -p 2>/dev/null | awk -v l="$lib" '$1 == l { print $NF; exit }';
+                  find /usr/local/cuda/lib64 /usr/local/cuda/targets /opt /usr/lib -name "$lib" 2>/dev/null) | head -1)
+        [ -n "$found" ] && dirs="$dirs:$(dirname "$found")"
+    done
+    echo "${dirs#:}"
+}
+
+# One step: its command's output into LOG_DIR/NAME.log, its status into the summary.
+step() {
+    local name=$1
+    shift
+    local start=$SECONDS
+    timeout "${STEP_TIMEOUT:-420}" "$@" >"$LOG_DIR/$name.log" 2>&1
+    local status=$?
+    printf '%-28s exit %3d  %4d s  %s\n' "$name" "$status" $((SECONDS - start)) "$(tail -1 "$LOG_DIR/$name.log")" |
+        tee -a "$LOG_DIR/summary.txt"
+}
+
+check_bundle() {
+    local bundle=$1
+    LOG_DIR=$2
+    mkdir -p "$LOG_DIR"
+    : >"$LOG_DIR/summary.txt"
+    local root
+    root=$(mktemp -d)
+    tar -C "$root" -xJf "$bundle" || { echo "gpu_bundle: cannot unpack $bundle" >&2; exit 1; }
+    local b=$root/dd-bundle
+    export LD_LIBRARY_PATH="$b/lib:$(cuda_library_path)${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+    export OMP_WAIT_POLICY=passive
+    { nvidia-smi 2>&1 || echo "nvidia-smi: not found"; echo "LD_LIBRARY_PATH=$LD_LIBRARY_PATH"; } >"$LOG_DIR/device.log"
+    step missing_libraries bash -c "ldd '$b/distill' '$b/test_cuda_ops' | grep 'not found'; echo 'libraries checked'"
+    step cuda_ops "$b/test_cuda_ops"
+    step cuda_student "$b/test_cuda_student"
+    [ "${DD_CHECK_QUICK:-0}" = 1 ] && return 0
+    # the issue's two goals: the ViT-L/16 step (2 x 256 px + 8 x 112 px crops
+    # of 32 images, as two single-size runs) and the 7B teacher forward
+    step bench_vitl16_global "$b/distill" bench configs/models/vitl16.yaml --backend cuda --only train \
+        --batch 64 --image-size 256 --steps 5
+    step bench_vitl16_local "$b/distill" bench configs/models/vitl16.yaml --backend cuda --only train \
+        --batch 256 --image-size 112 --steps 5
+    step bench_vit7b16_forward "$b/distill" bench configs/models/vit7b16.yaml --backend cuda --only forward \
+        --batch 64 --image-size 256 --steps 5
+    if python3 -c 'import torch, yaml; assert torch.cuda.is_available()' 2>/dev/null; then
+        step pytorch_student_step python3 tools/bench_pytorch_gpu.py --workload student-step \
+            --student configs/models/vitl16.yaml --student-batch 32 --distill "$b/distill"
+        step pytorch_teacher_forward python3 tools/bench_pytorch_gpu.py --workload teacher-forward \
+            --teacher configs/models/vit7b16.yaml --teacher-batch 64 --distill "$b/distill"
+    else
+        echo "pytorch comparison: skipped: python3 with torch (CUDA) and yaml not found" | tee -a "$LOG_DIR/summary.txt"
+    fi
+    rm -rf "$root"
+}
+
+case "${1:-}" in
+make) [ $# -eq 3 ] || usage; make_bundle "$2" "$3" ;;
+check) [ $# -eq 3 ] || usage; check_bundle "$2" "$3" ;;
+*) usage ;;
+esac
