@@ -39,6 +39,7 @@
 #include <string.h>
 
 #include "nn/backend.h"
+#include "tests/cuda/cuda_table.h"
 #include "tests/test.h"
 
 #define TOL 1e-5
@@ -47,21 +48,6 @@
 
 /* ---- the backend under test ------------------------------------------------ */
 
-/* Which CUDA table a case runs on. */
-typedef enum { FP32_TABLE, BF16_TABLE } CudaTable;
-
-/* Declares gpu, the table asked for, and returns from the case with SKIP
- * when there is no CUDA backend (no device, or a build without CUDA): the
- * reason is printed. */
-#define REQUIRE_CUDA_TABLE(gpu, table)                                               \
-    char why_[512] = "";                                                             \
-    const NnBackend *gpu = (table) == BF16_TABLE ? nn_cuda_backend(why_, sizeof why_) \
-                                                 : nn_cuda_fp32_backend(why_, sizeof why_); \
-    if (!gpu) {                                                                      \
-        CHECK(why_[0] != '\0', "the CUDA backend returned NULL without a reason");   \
-        if (!why_[0]) return;                                                        \
-        SKIP("%s", why_);                                                            \
-    }
 /* The exact fp32 table: every case compared with the CPU at fp32 accuracy. */
 #define REQUIRE_CUDA(gpu) REQUIRE_CUDA_TABLE(gpu, FP32_TABLE)
 

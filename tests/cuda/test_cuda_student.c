@@ -82,6 +82,7 @@
 #include "nn/random.h"
 #include "students/students.h"
 #include "tests/students/test_teacher.h"
+#include "tests/cuda/cuda_table.h"
 #include "tests/test.h"
 
 enum { IMAGES = 6, GLOBAL_CROPS = 2, GLOBAL_SIZE = 32, LOCAL_CROPS = 2, LOCAL_SIZE = 16, CHANNELS = 3, STEPS = 3 };
@@ -102,20 +103,6 @@ static const Tolerances bf16_tolerances = {.gradient = 5e-2, .term = 1e-2, .upda
 
 /* ---- the backend under test ----------------------------------------------- */
 
-typedef enum { FP32_TABLE, BF16_TABLE } CudaTable;
-
-/* Declares gpu, the CUDA table asked for, and returns from the case with
- * SKIP and the reason when there is none (no device, or no CUDA in the
- * build). */
-#define REQUIRE_CUDA_TABLE(gpu, table)                                                          \
-    char why_[512] = "";                                                                        \
-    const NnBackend *gpu = (table) == BF16_TABLE ? nn_cuda_backend(why_, sizeof why_)            \
-                                                 : nn_cuda_fp32_backend(why_, sizeof why_);      \
-    if (!gpu) {                                                                                 \
-        CHECK(why_[0] != '\0', "the CUDA backend returned NULL without a reason");              \
-        if (!why_[0]) return;                                                                   \
-        SKIP("%s", why_);                                                                       \
-    }
 
 /* ---- one side: the fixture on one backend ---------------------------------- */
 
