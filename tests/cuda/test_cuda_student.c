@@ -101,9 +101,6 @@ typedef struct Tolerances {
 static const Tolerances fp32_tolerances = {.gradient = 1e-4, .term = 1e-5, .update = 1e-5, .later = 1e-4};
 static const Tolerances bf16_tolerances = {.gradient = 5e-2, .term = 1e-2, .update = 1e-5, .later = 1e-2};
 
-/* ---- the backend under test ----------------------------------------------- */
-
-
 /* ---- one side: the fixture on one backend ---------------------------------- */
 
 static const size_t global_floats = (size_t)CHANNELS * GLOBAL_SIZE * GLOBAL_SIZE;   /* per crop */
