@@ -1,6 +1,7 @@
 /*
- * test_cuda_ops.c - every op of the CUDA backend against the CPU backend
- * (the oracle): fresh random inputs, the same op on both, compare.
+ * test_cuda_ops.c - every op of the model (matmul, tokens, LayerNorm,
+ * attention, pointwise, AdamW) on the CUDA backend against the CPU backend
+ * (the oracle); the objective's ops are in test_cuda_objective_ops.c: fresh random inputs, the same op on both, compare.
  *
  * The CUDA backend has two tables that differ only in the linear layers:
  * "cuda-fp32" (exact fp32 GEMMs), which every fp32 case below runs on, and
@@ -11,119 +12,15 @@
  * backward inputs that a forward would save (mean, rstd, probs) are taken
  * from the CPU and given to both, so each case checks one op only.
  *
- * Tolerances are relative: max|cuda - cpu| / max|cpu|.
- *   TOL       1e-5: elementwise ops and short reductions; both sides round
- *             in fp32, differing at most by a few ulps per value.
- *   TOL_LONG  1e-4: sums over long rows (sgemm with a long inner
- *             dimension, column sums over thousands of rows). The CPU and
- *             the GPU add in different orders (OpenBLAS blocks vs cuBLAS
- *             tiles, a sequential loop vs a tree), and the rounding error of
- *             a K-term fp32 sum grows like sqrt(K) eps of the terms, more
- *             relative to a result that cancels.
- *   TOL_BF16  1e-2: the "cuda" table's GEMMs round every input to bf16
- *             (8-bit mantissa: relative error up to 2^-9 ~ 2e-3 per
- *             factor); each product of rounded inputs is exact in fp32 and
- *             the sum is fp32, so a product is off by up to ~4e-3 of its
- *             size. A K-term sum of such errors of random sign grows like
- *             sqrt(K), as the result itself does: for uniform inputs the
- *             error is ~2e-3 of the largest value whatever K, so 1e-2 leaves
- *             a margin of ~5 and still fails a wrong transpose or a lost
- *             bias (errors of order 1).
+ * Tolerances: tests/cuda/cuda_op_case.h.
  * Without a device (or a build without CUDA) every case calls SKIP with the
  * reason nn_cuda_backend / nn_cuda_fp32_backend gives, so the output says so
  * case by case.
  */
-#include <stddef.h>
-#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "nn/backend.h"
-#include "tests/cuda/cuda_table.h"
-#include "tests/test.h"
-
-#define TOL 1e-5
-#define TOL_LONG 1e-4
-#define TOL_BF16 1e-2
-
-/* ---- the backend under test ------------------------------------------------ */
-
-/* The exact fp32 table: every case compared with the CPU at fp32 accuracy. */
-#define REQUIRE_CUDA(gpu) REQUIRE_CUDA_TABLE(gpu, FP32_TABLE)
-
-static const NnBackend *cpu = &nn_cpu_backend;
-
-/* ---- allocations of one case, freed together -------------------------------- */
-
-enum { MAX_ALLOCS = 64 };
-static void *host_allocs[MAX_ALLOCS];
-static int host_count;
-static void *device_allocs[MAX_ALLOCS];
-static int device_count;
-
-static void *host_alloc(size_t bytes) {
-    void *p = calloc(1, bytes > 0 ? bytes : 1);
-    if (!p || host_count == MAX_ALLOCS) {
-        fprintf(stderr, "test_cuda_ops: out of host memory or MAX_ALLOCS\n");
-        exit(2);
-    }
-    host_allocs[host_count++] = p;
-    return p;
-}
-
-static void release_all(const NnBackend *gpu) {
-    for (int i = 0; i < host_count; i++) free(host_allocs[i]);
-    for (int i = 0; i < device_count; i++) gpu->free(device_allocs[i]);
-    host_count = device_count = 0;
-}
-
-/* ---- random inputs ------------------------------------------------------------ */
-
-static uint64_t rng = 0x9E3779B97F4A7C15ull;
-
-static uint64_t next_u64(void) { /* splitmix64 */
-    uint64_t z = (rng += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
-/* Uniform in [lo, hi). */
-static float uniform(float lo, float hi) {
-    return lo + (hi - lo) * (float)((next_u64() >> 40) * (1.0 / 16777216.0));
-}
-
-/* n floats uniform in [lo, hi), on the host. */
-static float *random_host(long n, float lo, float hi) {
-    float *p = host_alloc((size_t)n * sizeof(float));
-    for (long i = 0; i < n; i++) p[i] = uniform(lo, hi);
-    return p;
-}
-/* Device memory holding a copy of host[bytes]. */
-static void *to_device(const NnBackend *gpu, const void *host, size_t bytes) {
-    void *d = gpu->alloc(bytes);
-    if (!d || device_count == MAX_ALLOCS) {
-        fprintf(stderr, "test_cuda_ops: device alloc of %zu bytes failed\n", bytes);
-        exit(2);
-    }
-    device_allocs[device_count++] = d;
-    gpu->copy_to_device(d, host, bytes);
-    return d;
-}
-static float *to_device_f(const NnBackend *gpu, const float *host, long n) {
-    return to_device(gpu, host, (size_t)n * sizeof(float));
-}
-/* Relative error of device[n] against the CPU result ref[n]. */
-static double device_error(const NnBackend *gpu, const float *device, const float *ref, long n) {
-    float *back = host_alloc((size_t)n * sizeof(float));
-    gpu->copy_to_host(back, device, (size_t)n * sizeof(float));
-    return test_relative_error_ff(back, ref, n);
-}
-
-#define CHECK_CLOSE(gpu, dev, ref, n, tol)                                       \
-    do {                                                                         \
-        double err_ = device_error(gpu, dev, ref, n);                            \
-        CHECK(err_ <= (tol), "%s: relative error %.3g > %.0e", #dev, err_, (double)(tol)); \
-    } while (0)
+#include "tests/cuda/cuda_op_case.h"
 
 /* ---- backend ---------------------------------------------------------------- */
 
@@ -167,7 +64,7 @@ static void memory(void) {
     float *d = gpu->alloc(n * sizeof(float));
     CHECK(d != NULL, "alloc failed");
     if (!d) return;
-    device_allocs[device_count++] = d;
+    release_with_case(d);
     float *back = host_alloc(n * sizeof(float));
     gpu->copy_to_host(back, d, n * sizeof(float));
     int zeroed = 1;
@@ -610,294 +507,22 @@ static void scale(void) {
     release_all(gpu);
 }
 
-/* ---- heads, losses, Sinkhorn-Knopp, EMA ------------------------------------- */
-
-/* n int32 indices uniform in [0, limit), on the host. */
-static int32_t *random_indices(long n, int limit) {
-    int32_t *p = host_alloc((size_t)n * sizeof(int32_t));
-    for (long i = 0; i < n; i++) p[i] = (int32_t)(next_u64() % (uint64_t)limit);
-    return p;
-}
-static int32_t *to_device_i(const NnBackend *gpu, const int32_t *host, long n) {
-    return to_device(gpu, host, (size_t)n * sizeof(int32_t));
-}
-
-/* with_out = 0: only the norms (out NULL). Row 1 is zero: its norm is clamped.
- * The row norm is a C-term sum, in double on both sides: TOL. */
-static void check_l2norm_forward(int with_out) {
-    REQUIRE_CUDA(gpu);
-    int N = 37, C = 200;
-    long n = (long)N * C;
-    float *inp = random_host(n, -1, 1);
-    memset(inp + C, 0, (size_t)C * sizeof(float));
-    float *out = random_host(n, -1, 1), *norm = random_host(N, -1, 1);
-    float *d_out = to_device_f(gpu, out, n), *d_norm = to_device_f(gpu, norm, N);
-    cpu->l2norm_forward(with_out ? out : NULL, norm, inp, N, C, 1e-12f);
-    gpu->l2norm_forward(with_out ? d_out : NULL, d_norm, to_device_f(gpu, inp, n), N, C, 1e-12f);
-    CHECK_CLOSE(gpu, d_out, out, n, TOL);   /* untouched on both sides when with_out = 0 */
-    CHECK_CLOSE(gpu, d_norm, norm, N, TOL);
-    release_all(gpu);
-}
-static void l2norm_forward(void) { check_l2norm_forward(1); }
-static void l2norm_forward_norms_only(void) { check_l2norm_forward(0); }
-
-static void l2norm_backward(void) {
-    REQUIRE_CUDA(gpu);
-    int N = 37, C = 200;
-    long n = (long)N * C;
-    const float eps = 1e-3f;
-    float *inp = random_host(n, -1, 1);
-    for (int c = 0; c < C; c++) inp[C + c] = 1e-7f;   /* row 1: norm below eps, clamped */
-    float *norm = host_alloc((size_t)N * sizeof(float));
-    cpu->l2norm_forward(NULL, norm, inp, N, C, eps);   /* saved norms, for both */
-    float *dout = random_host(n, -1, 1), *dinp = random_host(n, -1, 1);
-    float *d_dinp = to_device_f(gpu, dinp, n);
-    cpu->l2norm_backward(dinp, dout, inp, norm, N, C, eps);
-    gpu->l2norm_backward(d_dinp, to_device_f(gpu, dout, n), to_device_f(gpu, inp, n),
-                         to_device_f(gpu, norm, N), N, C, eps);
-    CHECK_CLOSE(gpu, d_dinp, dinp, n, TOL);
-    release_all(gpu);
-}
-
-static void gather_rows(void) {
-    REQUIRE_CUDA(gpu);
-    int rows_in = 50, N = 33, C = 70;
-    float *inp = random_host((long)rows_in * C, -1, 1), *out = random_host((long)N * C, -1, 1);
-    int32_t *rows = random_indices(N, rows_in);
-    float *d_out = to_device_f(gpu, out, (long)N * C);
-    cpu->gather_rows(out, inp, rows, N, C);
-    gpu->gather_rows(d_out, to_device_f(gpu, inp, (long)rows_in * C), to_device_i(gpu, rows, N), N, C);
-    CHECK_CLOSE(gpu, d_out, out, (long)N * C, 0.0);   /* a gather: exact */
-    release_all(gpu);
-}
-
-static void gather_rows_backward(void) {
-    REQUIRE_CUDA(gpu);
-    int rows_in = 10, N = 77, C = 300;   /* N > rows_in: rows repeat */
-    float *dout = random_host((long)N * C, -1, 1), *dinp = random_host((long)rows_in * C, -1, 1);
-    int32_t *rows = random_indices(N, rows_in);
-    float *d_dinp = to_device_f(gpu, dinp, (long)rows_in * C);
-    cpu->gather_rows_backward(dinp, dout, rows, N, C);
-    gpu->gather_rows_backward(d_dinp, to_device_f(gpu, dout, (long)N * C), to_device_i(gpu, rows, N), N, C);
-    CHECK_CLOSE(gpu, d_dinp, dinp, (long)rows_in * C, TOL);
-    release_all(gpu);
-}
-
-/* M rows of K probabilities (positive, each summing to 1), on the host. */
-static float *random_distributions(int M, int K) {
-    float *t = random_host((long)M * K, 0, 1);
-    for (int m = 0; m < M; m++) {
-        double sum = 0.0;
-        for (int k = 0; k < K; k++) sum += t[(long)m * K + k];
-        for (int k = 0; k < K; k++) t[(long)m * K + k] = (float)(t[(long)m * K + k] / sum);
-    }
-    return t;
-}
-
-/* R = 1 without target_rows (row n against targets row n) or R targets per
- * row picked by target_rows. K-term sums (logsumexp, dot products): TOL for
- * short rows, TOL_LONG for K = 262,144. */
-static void check_cross_entropy_forward(int N, int K, int R, int with_rows, double tol) {
-    REQUIRE_CUDA(gpu);
-    int M = with_rows ? 5 : N;
-    float *logits = random_host((long)N * K, -3, 3);
-    float *targets = random_distributions(M, K);
-    int32_t *rows = with_rows ? random_indices((long)N * R, M) : NULL;
-    float *loss = random_host(N, -1, 1), *lse = random_host(N, -1, 1);
-    float *d_loss = to_device_f(gpu, loss, N), *d_lse = to_device_f(gpu, lse, N);
-    cpu->softmax_cross_entropy_forward(loss, lse, logits, targets, rows, N, K, R, 0.1f);
-    gpu->softmax_cross_entropy_forward(d_loss, d_lse, to_device_f(gpu, logits, (long)N * K),
-                                       to_device_f(gpu, targets, (long)M * K),
-                                       rows ? to_device_i(gpu, rows, (long)N * R) : NULL, N, K, R, 0.1f);
-    CHECK_CLOSE(gpu, d_loss, loss, N, tol);
-    CHECK_CLOSE(gpu, d_lse, lse, N, tol);
-    release_all(gpu);
-}
-static void softmax_cross_entropy_forward(void) { check_cross_entropy_forward(19, 1000, 1, 0, TOL); }
-static void softmax_cross_entropy_forward_two_targets(void) { check_cross_entropy_forward(19, 1000, 2, 1, TOL); }
-static void softmax_cross_entropy_forward_262144(void) { check_cross_entropy_forward(3, 262144, 2, 1, TOL_LONG); }
-
-static void check_cross_entropy_backward(int N, int K, int R, int with_rows, double tol) {
-    REQUIRE_CUDA(gpu);
-    int M = with_rows ? 5 : N;
-    float *logits = random_host((long)N * K, -3, 3);
-    float *targets = random_distributions(M, K);
-    int32_t *rows = with_rows ? random_indices((long)N * R, M) : NULL;
-    float *loss = host_alloc((size_t)N * sizeof(float)), *lse = host_alloc((size_t)N * sizeof(float));
-    cpu->softmax_cross_entropy_forward(loss, lse, logits, targets, rows, N, K, R, 0.1f);   /* saved lse */
-    float *dloss = random_host(N, -1, 1), *dlogits = random_host((long)N * K, -1, 1);
-    float *d_dlogits = to_device_f(gpu, dlogits, (long)N * K);
-    cpu->softmax_cross_entropy_backward(dlogits, dloss, logits, targets, rows, lse, N, K, R, 0.1f);
-    gpu->softmax_cross_entropy_backward(d_dlogits, to_device_f(gpu, dloss, N),
-                                        to_device_f(gpu, logits, (long)N * K),
-                                        to_device_f(gpu, targets, (long)M * K),
-                                        rows ? to_device_i(gpu, rows, (long)N * R) : NULL,
-                                        to_device_f(gpu, lse, N), N, K, R, 0.1f);
-    CHECK_CLOSE(gpu, d_dlogits, dlogits, (long)N * K, tol);
-    release_all(gpu);
-}
-static void softmax_cross_entropy_backward(void) { check_cross_entropy_backward(19, 1000, 1, 0, TOL); }
-static void softmax_cross_entropy_backward_two_targets(void) { check_cross_entropy_backward(19, 1000, 2, 1, TOL); }
-/* The target mass is a 2 x 262,144-term sum: TOL_LONG. */
-static void softmax_cross_entropy_backward_262144(void) { check_cross_entropy_backward(3, 262144, 2, 1, TOL_LONG); }
-
-/* N unit rows of C values, on the host; with_tie: rows 4 and 9 are equal (a
- * tie for every other row's nearest; kept out of the backward, whose
- * near-zero pair distance would dwarf every other gradient). */
-static float *random_unit_rows(int N, int C, int with_tie) {
-    float *x = random_host((long)N * C, -1, 1);
-    cpu->l2norm_forward(x, host_alloc((size_t)N * sizeof(float)), x, N, C, 1e-12f);
-    if (with_tie) memcpy(x + 9L * C, x + 4L * C, (size_t)C * sizeof(float));
-    return x;
-}
-
-static void koleo_forward(void) {
-    REQUIRE_CUDA(gpu);
-    int N = 40, C = 64;
-    float *inp = random_unit_rows(N, C, 1);
-    float *loss = random_host(N, -1, 1);
-    int32_t *neighbor = host_alloc((size_t)N * sizeof(int32_t));
-    int32_t *back = host_alloc((size_t)N * sizeof(int32_t));
-    float *d_loss = to_device_f(gpu, loss, N);
-    int32_t *d_neighbor = to_device_i(gpu, neighbor, N);
-    cpu->koleo_forward(loss, neighbor, inp, N, C, 1e-8f);
-    gpu->koleo_forward(d_loss, d_neighbor, to_device_f(gpu, inp, (long)N * C), N, C, 1e-8f);
-    gpu->copy_to_host(back, d_neighbor, (size_t)N * sizeof(int32_t));
-    int same = 1;
-    for (int n = 0; n < N; n++) same &= back[n] == neighbor[n];
-    CHECK(same, "neighbours differ from the CPU's");
-    CHECK_CLOSE(gpu, d_loss, loss, N, TOL);
-    release_all(gpu);
-}
-
-static void koleo_backward(void) {
-    REQUIRE_CUDA(gpu);
-    int N = 40, C = 64;
-    float *inp = random_unit_rows(N, C, 0);
-    float *loss = host_alloc((size_t)N * sizeof(float));
-    int32_t *neighbor = host_alloc((size_t)N * sizeof(int32_t));
-    cpu->koleo_forward(loss, neighbor, inp, N, C, 1e-8f);   /* saved neighbours, for both */
-    float *dloss = random_host(N, -1, 1), *dinp = random_host((long)N * C, -1, 1);
-    float *d_dinp = to_device_f(gpu, dinp, (long)N * C);
-    cpu->koleo_backward(dinp, dloss, inp, neighbor, N, C, 1e-8f);
-    gpu->koleo_backward(d_dinp, to_device_f(gpu, dloss, N), to_device_f(gpu, inp, (long)N * C),
-                        to_device_i(gpu, neighbor, N), N, C, 1e-8f);
-    CHECK_CLOSE(gpu, d_dinp, dinp, (long)N * C, TOL);
-    release_all(gpu);
-}
-
-/* with_shift: subtract a per-column shift; in_place: out == inp. */
-static void check_exp_with_temperature(int with_shift, int in_place) {
-    REQUIRE_CUDA(gpu);
-    int M = 13, K = 1001;
-    long n = (long)M * K;
-    float *inp = random_host(n, -1, 1), *shift = random_host(K, -1, 1), *out = random_host(n, -1, 1);
-    float *d_inp = to_device_f(gpu, inp, n), *d_out = in_place ? d_inp : to_device_f(gpu, out, n);
-    float *d_shift = with_shift ? to_device_f(gpu, shift, K) : NULL;
-    cpu->exp_with_temperature(out, inp, with_shift ? shift : NULL, M, K, 0.07f);
-    gpu->exp_with_temperature(d_out, d_inp, d_shift, M, K, 0.07f);
-    CHECK_CLOSE(gpu, d_out, out, n, TOL);
-    release_all(gpu);
-}
-static void exp_with_temperature(void) { check_exp_with_temperature(1, 0); }
-static void exp_with_temperature_in_place_no_shift(void) { check_exp_with_temperature(0, 1); }
-
-static void check_column_sums(int M, int K, double tol) {
-    REQUIRE_CUDA(gpu);
-    float *x = random_host((long)M * K, 0, 1), *sums = random_host(K, -1, 1);
-    float *d_sums = to_device_f(gpu, sums, K);   /* garbage: column_sums overwrites */
-    cpu->column_sums(sums, x, M, K);
-    gpu->column_sums(d_sums, to_device_f(gpu, x, (long)M * K), M, K);
-    CHECK_CLOSE(gpu, d_sums, sums, K, tol);
-    release_all(gpu);
-}
-static void column_sums(void) { check_column_sums(13, 1001, TOL); }
-/* 3001-row column sums (double on both sides, different orders): TOL_LONG. */
-static void column_sums_many_rows(void) { check_column_sums(3001, 300, TOL_LONG); }
-
-static void check_column_max(int M) {
-    REQUIRE_CUDA(gpu);
-    int K = 1001;
-    float *x = random_host((long)M * K, -5, 5), *maxes = random_host(K, -1, 1);
-    float *d_maxes = to_device_f(gpu, maxes, K);
-    cpu->column_max(maxes, x, M, K);
-    gpu->column_max(d_maxes, M > 0 ? to_device_f(gpu, x, (long)M * K) : NULL, M, K);
-    float *back = host_alloc((size_t)K * sizeof(float));
-    gpu->copy_to_host(back, d_maxes, (size_t)K * sizeof(float));
-    int same = 1;   /* a maximum: exact, -infinity included */
-    for (int k = 0; k < K; k++) same &= back[k] == maxes[k];
-    CHECK(same, "column maxima differ from the CPU's");
-    release_all(gpu);
-}
-static void column_max(void) { check_column_max(13); }
-static void column_max_no_rows(void) { check_column_max(0); }
-
-static void divide_columns(void) {
-    REQUIRE_CUDA(gpu);
-    int M = 13, K = 1001;
-    long n = (long)M * K;
-    float *x = random_host(n, -1, 1), *divisors = random_host(K, 0.5f, 2);
-    divisors[7] = divisors[500] = 0.0f;   /* those columns become 0 */
-    float *d_x = to_device_f(gpu, x, n);
-    cpu->divide_columns(x, divisors, M, K);
-    gpu->divide_columns(d_x, to_device_f(gpu, divisors, K), M, K);
-    CHECK_CLOSE(gpu, d_x, x, n, TOL);
-    release_all(gpu);
-}
-
-static void normalize_rows(void) {
-    REQUIRE_CUDA(gpu);
-    int M = 13, K = 5001;
-    long n = (long)M * K;
-    float *x = random_host(n, 0, 1);
-    memset(x + 2L * K, 0, (size_t)K * sizeof(float));   /* row 2 sums to 0: stays 0 */
-    float *d_x = to_device_f(gpu, x, n);
-    cpu->normalize_rows(x, M, K);
-    gpu->normalize_rows(d_x, M, K);
-    CHECK_CLOSE(gpu, d_x, x, n, TOL);
-    release_all(gpu);
-}
-
-static void ema_update(void) {
-    REQUIRE_CUDA(gpu);
-    long n = 10007;
-    float *ema = random_host(n, -1, 1), *params = random_host(n, -1, 1);
-    float *d_ema = to_device_f(gpu, ema, n);
-    cpu->ema_update(ema, params, n, 0.996f);
-    gpu->ema_update(d_ema, to_device_f(gpu, params, n), n, 0.996f);
-    CHECK_CLOSE(gpu, d_ema, ema, n, TOL);
-    release_all(gpu);
-}
-
-TEST_MAIN(TEST(backend_table), TEST(memory),
-          TEST(matmul_forward), TEST(matmul_forward_no_bias), TEST(matmul_forward_long_inner),
-          TEST(matmul_backward), TEST(matmul_backward_weight_only), TEST(matmul_backward_long_batch),
-          TEST(matmul_forward_bf16), TEST(matmul_forward_bf16_no_bias), TEST(matmul_forward_bf16_odd),
+TEST_MAIN(TEST(backend_table), TEST(memory), TEST(matmul_forward), TEST(matmul_forward_no_bias),
+          TEST(matmul_forward_long_inner), TEST(matmul_backward), TEST(matmul_backward_weight_only),
+          TEST(matmul_backward_long_batch), TEST(matmul_forward_bf16),
+          TEST(matmul_forward_bf16_no_bias), TEST(matmul_forward_bf16_odd),
           TEST(matmul_forward_bf16_odd_no_bias), TEST(matmul_backward_bf16),
           TEST(matmul_backward_bf16_odd), TEST(matmul_backward_bf16_input_only),
-          TEST(matmul_bf16_differs_from_fp32),
-          TEST(patchify),
-          TEST(tokens_forward_masked), TEST(tokens_forward_unmasked), TEST(tokens_forward_no_registers),
-          TEST(tokens_backward_masked), TEST(tokens_backward_unmasked),
-          TEST(layernorm_forward), TEST(layernorm_forward_wide),
-          TEST(layernorm_backward), TEST(layernorm_backward_many_rows),
-          TEST(rope_forward), TEST(rope_backward),
-          TEST(attention_forward), TEST(attention_forward_small),
-          TEST(attention_forward_many_keys), TEST(attention_forward_wide_heads),
-          TEST(attention_forward_large_scores), TEST(attention_backward_many_keys),
-          TEST(attention_backward_wide_heads),
-          TEST(attention_backward), TEST(attention_backward_small),
-          TEST(gelu_forward), TEST(gelu_backward), TEST(swiglu_forward), TEST(swiglu_backward),
+          TEST(matmul_bf16_differs_from_fp32), TEST(patchify), TEST(tokens_forward_masked),
+          TEST(tokens_forward_unmasked), TEST(tokens_forward_no_registers),
+          TEST(tokens_backward_masked), TEST(tokens_backward_unmasked), TEST(layernorm_forward),
+          TEST(layernorm_forward_wide), TEST(layernorm_backward), TEST(layernorm_backward_many_rows),
+          TEST(rope_forward), TEST(rope_backward), TEST(attention_forward),
+          TEST(attention_forward_small), TEST(attention_forward_many_keys),
+          TEST(attention_forward_wide_heads), TEST(attention_forward_large_scores),
+          TEST(attention_backward_many_keys), TEST(attention_backward_wide_heads),
+          TEST(attention_backward), TEST(attention_backward_small), TEST(gelu_forward),
+          TEST(gelu_backward), TEST(swiglu_forward), TEST(swiglu_backward),
           TEST(layerscale_residual_forward), TEST(layerscale_residual_backward),
-          TEST(layerscale_residual_backward_many_rows),
-          TEST(adamw_update), TEST(sum_squares), TEST(scale),
-          TEST(l2norm_forward), TEST(l2norm_forward_norms_only), TEST(l2norm_backward),
-          TEST(gather_rows), TEST(gather_rows_backward),
-          TEST(softmax_cross_entropy_forward), TEST(softmax_cross_entropy_forward_two_targets),
-          TEST(softmax_cross_entropy_forward_262144),
-          TEST(softmax_cross_entropy_backward), TEST(softmax_cross_entropy_backward_two_targets),
-          TEST(softmax_cross_entropy_backward_262144),
-          TEST(koleo_forward), TEST(koleo_backward),
-          TEST(exp_with_temperature), TEST(exp_with_temperature_in_place_no_shift),
-          TEST(column_sums), TEST(column_sums_many_rows), TEST(column_max), TEST(column_max_no_rows),
-          TEST(divide_columns), TEST(normalize_rows), TEST(ema_update))
+          TEST(layerscale_residual_backward_many_rows), TEST(adamw_update), TEST(sum_squares),
+          TEST(scale))
