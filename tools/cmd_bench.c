@@ -153,7 +153,8 @@ static size_t bench_memory_held(const BenchMemory *m) {
            m->inputs;
 }
 
-/* "812.0 MiB" or "25.03 GiB" into out[32] */
+/* "812.0 MiB" or "25.03 GiB" into out[32]: MiB at the least, so the line
+ * parses alike for every model (cmd_info.c's in_bytes goes down to bytes) */
 static const char *format_bytes(char *out, size_t bytes) {
     if (bytes >= (size_t)1 << 30) snprintf(out, 32, "%.2f GiB", bytes / (double)(1 << 30));
     else snprintf(out, 32, "%.1f MiB", bytes / (double)(1 << 20));
