@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-static int mpi_fail(DdError *err, int code, const char *what) {
+int comm_mpi_fail(DdError *err, int code, const char *what) {
     char text[MPI_MAX_ERROR_STRING];
     int length = 0;
     MPI_Error_string(code, text, &length);
@@ -19,7 +19,7 @@ int comm_init(Comm *comm, const RankLayout *layout, DdError *err) {
     comm->world = MPI_COMM_NULL;
     comm->group = MPI_COMM_NULL;
     int code = MPI_Comm_dup(MPI_COMM_WORLD, &comm->world);
-    if (code != MPI_SUCCESS) return mpi_fail(err, code, "MPI_Comm_dup");
+    if (code != MPI_SUCCESS) return comm_mpi_fail(err, code, "MPI_Comm_dup");
     MPI_Comm_set_errhandler(comm->world, MPI_ERRORS_RETURN);
     MPI_Comm_rank(comm->world, &comm->world_rank);
     MPI_Comm_size(comm->world, &comm->world_size);
@@ -32,7 +32,7 @@ int comm_init(Comm *comm, const RankLayout *layout, DdError *err) {
     comm->group_index = rank_layout_group_of(layout, comm->world_rank, &comm->group_rank);
     code = MPI_Comm_split(comm->world, comm->group_index, comm->world_rank, &comm->group);
     if (code != MPI_SUCCESS) {
-        mpi_fail(err, code, "MPI_Comm_split");
+        comm_mpi_fail(err, code, "MPI_Comm_split");
         comm_free(comm);
         return -1;
     }
@@ -45,6 +45,7 @@ void comm_free(Comm *comm) {
     if (comm->nccl) comm_free_nccl(comm);
     free(comm->host_staging);
     comm->host_staging = NULL, comm->host_staging_count = 0;
+    comm_pending_sums_free(comm);
     if (comm->group != MPI_COMM_NULL) MPI_Comm_free(&comm->group);
     if (comm->world != MPI_COMM_NULL) MPI_Comm_free(&comm->world);
     comm->group = comm->world = MPI_COMM_NULL;
@@ -54,7 +55,7 @@ static int group_allreduce(Comm *comm, float *buffer, long count, MPI_Op op, DdE
     for (long done = 0; done < count;) {   /* MPI counts are ints */
         int chunk = count - done > INT_MAX ? INT_MAX : (int)(count - done);
         int code = MPI_Allreduce(MPI_IN_PLACE, buffer + done, chunk, MPI_FLOAT, op, comm->group);
-        if (code != MPI_SUCCESS) return mpi_fail(err, code, "in-group MPI_Allreduce");
+        if (code != MPI_SUCCESS) return comm_mpi_fail(err, code, "in-group MPI_Allreduce");
         done += chunk;
     }
     return 0;

@@ -27,13 +27,20 @@ typedef struct Comm {
     const struct NnBackend *hook_memory;
     float *host_staging;
     long host_staging_count;
+    struct CommPendingSums *pending;   /* sums started and not finished (comm/comm_hooks.c) */
 } Comm;
+
+/* Fails with "what: " and MPI's text for an MPI error code. */
+int comm_mpi_fail(DdError *err, int code, const char *what);
 
 /* MPI must be initialised. Fails (on every rank alike) when the world size
  * differs from the layout's. Collective over MPI_COMM_WORLD. */
 int comm_init(Comm *comm, const RankLayout *layout, DdError *err);
 /* Also frees the NCCL communicators, if comm_init_nccl created them. */
 void comm_free(Comm *comm);
+/* The state of comm_group_sum_start_hook (comm_free calls it). Sums still
+ * in flight (a failed step's) are abandoned, their host memory kept. */
+void comm_pending_sums_free(Comm *comm);
 
 /* buffer[count] <- its sum over the ranks of this rank's group. */
 int comm_group_sum(Comm *comm, float *buffer, long count, DdError *err);
@@ -45,6 +52,18 @@ int comm_group_max(Comm *comm, float *buffer, long count, DdError *err);
  * copying a device buffer to host memory and back (comm/comm_hooks.c). */
 int comm_group_sum_hook(void *comm, float *buffer, long count, DdError *err);
 int comm_group_max_hook(void *comm, float *buffer, long count, DdError *err);
+/* The asynchronous sum, with the signatures of GroupSumStart and
+ * GroupSumFinish (students/students.h): start returns at once, the buffer
+ * left alone until finish, which completes every sum started since the last
+ * finish. Host memory: MPI_Iallreduce (start also lets the earlier ones
+ * progress). NCCL: comm_group_sum_device_start / _finish. Device memory
+ * without NCCL: the buffer is copied to host memory at start (waiting for
+ * the kernels that wrote it), summed by MPI_Iallreduce, and copied back at
+ * finish. Every rank of the group starts the same sums in the same order. */
+int comm_group_sum_start_hook(void *comm, float *buffer, long count, DdError *err);
+int comm_group_sum_finish_hook(void *comm, DdError *err);
+/* Host memory the hooks hold for staging device buffers, in bytes. */
+size_t comm_staging_bytes(const Comm *comm);
 /* The hooks' buffers are in be's memory from now on (NULL: host memory).
  * A run on a device backend calls it once after comm_init (and after
  * comm_init_nccl, if the ranks have devices of their own). */
@@ -104,6 +123,14 @@ int comm_devices_shared(Comm *comm, int *shared, char *note, size_t note_size, D
  * this rank's group (ncclAllReduce on the NCCL stream; returns when done). */
 int comm_group_sum_device(Comm *comm, float *device_buffer, long count, DdError *err);
 int comm_group_max_device(Comm *comm, float *device_buffer, long count, DdError *err);
+/* Starts device_buffer[count] <- its sum over the group and returns at once:
+ * the sum runs on the reduce stream after every kernel enqueued so far on
+ * the legacy default stream, overlapping later kernels. The buffer must not
+ * be read or written until comm_group_sum_device_finish. */
+int comm_group_sum_device_start(Comm *comm, float *device_buffer, long count, DdError *err);
+/* Makes the legacy default stream wait (no host wait) for every sum started
+ * since the last finish, and checks NCCL's asynchronous error state. */
+int comm_group_sum_device_finish(Comm *comm, DdError *err);
 
 /* The delivery above on device buffers: one grouped ncclSend / ncclRecv per
  * overlapping (teacher rank, student rank) pair, enqueued on the NCCL stream;

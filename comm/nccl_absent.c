@@ -29,6 +29,12 @@ int comm_group_max_device(Comm *comm, float *device_buffer, long count, DdError 
     return no_nccl(err, "comm_group_max_device");
 }
 
+int comm_group_sum_device_start(Comm *comm, float *device_buffer, long count, DdError *err) {
+    return no_nccl(err, "comm_group_sum_device_start");
+}
+
+int comm_group_sum_device_finish(Comm *comm, DdError *err) { return no_nccl(err, "comm_group_sum_device_finish"); }
+
 int delivery_device_post_sends(const Comm *comm, const RankLayout *layout, const long *payload_offsets,
                                const uint16_t *device_slice_rows, long *bytes, DdError *err) {
     return no_nccl(err, "delivery_device_post_sends");

@@ -160,6 +160,21 @@ int comm_group_max_device(Comm *comm, float *device_buffer, long count, DdError 
     return group_allreduce_device(comm, device_buffer, count, ncclMax, "in-group ncclAllReduce (max)", err);
 }
 
+/* The stream is blocking, so the legacy default stream already orders the
+ * sum after the kernels before it and the kernels after it behind it. */
+int comm_group_sum_device_start(Comm *comm, float *device_buffer, long count, DdError *err) {
+    if (require_nccl(comm, "comm_group_sum_device_start", err) != 0) return -1;
+    if (count <= 0) return 0;
+    ncclResult_t result = ncclAllReduce(device_buffer, device_buffer, (size_t)count, ncclFloat32, ncclSum,
+                                        comm->nccl->group, comm->nccl->stream);
+    return result == ncclSuccess ? 0 : nccl_fail(err, result, "in-group ncclAllReduce (sum, started)");
+}
+
+int comm_group_sum_device_finish(Comm *comm, DdError *err) {
+    if (require_nccl(comm, "comm_group_sum_device_finish", err) != 0) return -1;
+    return wait_for_stream(comm, "in-group ncclAllReduce (sum, finishing)", err);
+}
+
 /* What the NCCL messages of one post need. */
 typedef struct NcclPost {
     const Comm *comm;

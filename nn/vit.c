@@ -351,8 +351,12 @@ void vit_forward(const NnBackend *be, const ViTConfig *cfg, const ViTParams *p,
 
 /* ---- backward ------------------------------------------------------------ */
 
-void vit_backward(const NnBackend *be, const ViTConfig *cfg, const ViTParams *p,
-                  ViTParams *g, ViTActivations *a, const float *dout, const uint8_t *mask) {
+static void tell_layer_done(const ViTLayerHook *hook, int layer) {
+    if (hook && hook->layer_done) hook->layer_done(hook->context, layer);
+}
+
+void vit_backward(const NnBackend *be, const ViTConfig *cfg, const ViTParams *p, ViTParams *g,
+                  ViTActivations *a, const float *dout, const uint8_t *mask, const ViTLayerHook *hook) {
     const int B = a->B, T = a->T, Np = a->Np, D = cfg->dim, R = cfg->registers;
     const int H = cfg->num_heads, Dh = D / H, F = cfg->ffn_hidden, F1 = ffn_first_width(cfg);
     const int P = cfg->patch_size, C = cfg->in_channels, BT = B * T;
@@ -362,6 +366,7 @@ void vit_backward(const NnBackend *be, const ViTConfig *cfg, const ViTParams *p,
     be->zero(a->d_resid, row_bytes);
     be->layernorm_backward(a->d_resid, g->norm_w, g->norm_b, dout, x_last, p->norm_w,
                            a->out_mean, a->out_rstd, BT, D);
+    tell_layer_done(hook, cfg->depth + 1);
 
     /* a->d_resid carries the gradient of the residual stream down the
      * blocks: each branch adds its input gradient into it in place. */
@@ -399,6 +404,7 @@ void vit_backward(const NnBackend *be, const ViTConfig *cfg, const ViTParams *p,
         if (gw->qkv_b) be->zero(gw->qkv_b + D, (size_t)D * sizeof(float));   /* the key bias is masked */
         be->layernorm_backward(a->d_resid, gw->norm1_w, gw->norm1_b, a->d_ln, x_in, w->norm1_w,
                                s->ln1_mean, s->ln1_rstd, BT, D);
+        tell_layer_done(hook, l + 1);
     }
 
     be->zero(a->d_patch_emb, (size_t)B * Np * D * sizeof(float));
@@ -406,6 +412,7 @@ void vit_backward(const NnBackend *be, const ViTConfig *cfg, const ViTParams *p,
                         mask, B, Np, R, D);
     be->matmul_backward(NULL, g->patch_w, g->patch_b, a->d_patch_emb, a->patches, p->patch_w,
                         B * Np, C * P * P, D);
+    tell_layer_done(hook, 0);
 }
 
 /* ---- cost ---------------------------------------------------------------- */

@@ -135,11 +135,21 @@ void vit_set_rope(ViTActivations *a, const ViTConfig *cfg, const NnBackend *be, 
 void vit_forward(const NnBackend *be, const ViTConfig *cfg, const ViTParams *p,
                  ViTActivations *a, const float *images, const uint8_t *mask);
 
+/* Told by vit_backward when it has written the last gradient of a layer
+ * (the numbering of ModelTensor.layer: depth + 1 the final norm, i + 1
+ * block i, 0 the embeddings and tokens), in that order, while later layers'
+ * kernels are still to come: a caller may start reducing that layer's
+ * gradients (its work queued after the layer's on the backend). */
+typedef struct ViTLayerHook {
+    void (*layer_done)(void *context, int layer);
+    void *context;
+} ViTLayerHook;
+
 /* dout[B, T, D] is the gradient of the loss with respect to a->out; the
  * parameter gradients accumulate into grads (same layout as p). The mask
- * must be the one given to the forward. */
-void vit_backward(const NnBackend *be, const ViTConfig *cfg, const ViTParams *p,
-                  ViTParams *grads, ViTActivations *a, const float *dout, const uint8_t *mask);
+ * must be the one given to the forward. hook may be NULL. */
+void vit_backward(const NnBackend *be, const ViTConfig *cfg, const ViTParams *p, ViTParams *grads,
+                  ViTActivations *a, const float *dout, const uint8_t *mask, const ViTLayerHook *hook);
 
 /* Model FLOPs of one forward of one image (matmuls and attention, 2 per
  * multiply-add); a training step costs about 3x this. */

@@ -1,6 +1,8 @@
 /*
  * optimizer.c - the student's update (see students.h): gradients averaged
- * over the group, each rank's weighted by its share of the batch, clipped per module by global norm, one AdamW step with
+ * over the group, each rank's weighted by its share of the batch (the sums
+ * completed here when the backward started them, students/gradient_sums.c),
+ * clipped per module by global norm, one AdamW step with
  * parameter groups (layer-wise lr decay, the patch embedding's multiplier,
  * no weight decay on biases, norms, LayerScale and tokens), then the EMA.
  */
@@ -52,10 +54,15 @@ int student_update(const NnBackend *be, Student *s, const OptimizerConfig *confi
          * whole batch's mean. Written as slice_weight (images * size /
          * batch) before the sum and 1 / size after it, equal slices skip
          * the multiply and give the plain average bit for bit. */
-        if (group->slice_weight > 0 && group->slice_weight != 1.0)
-            be->scale(s->grads.memory, (float)group->slice_weight, (long)total);
-        if (group->sum(group->context, s->grads.memory, (long)total, err) != 0)
-            return dd_fail_context(err, "student '%s': summing %zu gradients over the group", s->cfg.name, total);
+        const int started = gradient_sums_finish(s, group, err);   /* during the backward */
+        if (started < 0) return -1;
+        if (!started) {
+            if (group->slice_weight > 0 && group->slice_weight != 1.0)
+                be->scale(s->grads.memory, (float)group->slice_weight, (long)total);
+            if (group->sum(group->context, s->grads.memory, (long)total, err) != 0)
+                return dd_fail_context(err, "student '%s': summing %zu gradients over the group", s->cfg.name,
+                                       total);
+        }
         be->scale(s->grads.memory, 1.0f / (float)group->size, (long)total);
     }
     if (clip_modules(be, s, config->clip_grad_norm, report, err) != 0) return -1;

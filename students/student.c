@@ -1,6 +1,7 @@
 /*
  * student.c - the student's state: parameters, gradients, the two AdamW
- * moments and the EMA, five buffers of one layout (see students.h).
+ * moments and the EMA, five buffers of one layout (see students.h), and the
+ * runs its gradients are summed over the group in.
  */
 #include <string.h>
 
@@ -13,6 +14,10 @@ int student_create(Student *s, const ViTConfig *cfg, const NnBackend *be, uint64
     ModelParams *buffers[] = {&s->params, &s->grads, &s->adam_m, &s->adam_v, &s->ema};
     const char *what[] = {"parameters", "gradients", "first moments", "second moments", "EMA"};
     if (model_layout_create(&s->layout, cfg, err) != 0) return -1;
+    if (gradient_sums_init(&s->sums, &s->layout, err) != 0) {
+        student_free(s, be);
+        return -1;
+    }
     for (size_t i = 0; i < sizeof buffers / sizeof buffers[0]; i++) {
         if (model_params_alloc(buffers[i], cfg, be, err) != 0) {
             dd_fail_context(err, "student '%s', %s", cfg->name, what[i]);
@@ -35,4 +40,5 @@ void student_free(Student *s, const NnBackend *be) {
     model_params_free(&s->adam_v, be);
     model_params_free(&s->ema, be);
     model_layout_free(&s->layout);
+    gradient_sums_free(&s->sums);
 }

@@ -31,6 +31,22 @@ static int timed_group_max(void *context, float *buffer, long count, DdError *er
     return status;
 }
 
+static int timed_group_sum_start(void *context, float *buffer, long count, DdError *err) {
+    StudentRank *rank = context;
+    const double start = dd_now_seconds();
+    int status = comm_group_sum_start_hook(rank->comm, buffer, count, err);
+    rank->collective_seconds += dd_now_seconds() - start;
+    return status;
+}
+
+static int timed_group_sum_finish(void *context, DdError *err) {
+    StudentRank *rank = context;
+    const double start = dd_now_seconds();
+    int status = comm_group_sum_finish_hook(rank->comm, err);
+    rank->collective_seconds += dd_now_seconds() - start;
+    return status;
+}
+
 /* Everything sized by the slice: the workspace (its activations by the
  * micro-batch), the crops and rows buffers, the loader from first_iteration. */
 static int open_slice(StudentRank *rank, const RankLayout *layout, const NnBackend *be, long first_iteration,
@@ -90,7 +106,10 @@ int student_rank_open(StudentRank *rank, const StudentRankOptions *o, Comm *comm
     rank->comm = comm;
     const int side = o->crops->global_size / o->model->patch_size;
     rank->masks = (IbotMaskHookContext){o->objective->ibot_mask, side, side, o->crops->global_count};
-    rank->group = (StudentGroup){timed_group_sum, timed_group_max, rank, comm->group_size, 1.0};
+    rank->group = (StudentGroup){.sum = timed_group_sum, .max = timed_group_max, .context = rank,
+                                 .size = comm->group_size, .slice_weight = 1.0};
+    if (o->overlap_gradient_sums)
+        rank->group.sum_start = timed_group_sum_start, rank->group.sum_finish = timed_group_sum_finish;
     if (student_create(&rank->student, o->model, be, o->seed, (uint64_t)o->model_index, err) != 0 ||
         teacher_prototypes_load(&rank->prototypes, o->teacher, o->teacher_weights, o->seed, be, err) != 0)
         return -1;

@@ -37,6 +37,7 @@ typedef struct StudentRankOptions {
     int global_batch;
     int micro_batch;                   /* images per forward and backward (0: the whole slice at once) */
     long first_iteration;
+    int overlap_gradient_sums;         /* start each layer's gradient sum as the backward finishes it */
 } StudentRankOptions;
 
 /* What one iteration of a student rank measured. */

@@ -237,8 +237,10 @@ static void add_terms(StudentWorkspace *w, const MicroBatch *mb, LossTerms *t) {
 }
 
 /* Every gradient of the micro-batch, from its rows' weights back to the
- * parameters (accumulating). */
-static void student_backward(Student *s, StudentWorkspace *w, const NnBackend *be, const MicroBatch *mb) {
+ * parameters (accumulating). The backbone's last pass tells `finished`
+ * (may be NULL) as it finishes each layer. */
+static void student_backward(Student *s, StudentWorkspace *w, const NnBackend *be, const MicroBatch *mb,
+                             const ViTLayerHook *finished) {
     const ViTConfig *cfg = &s->cfg;
     const int c = mb->images, G = w->shape.global_count, M = mb->masked;
     const int Gc = G * c, Lc = w->shape.local_count * c, D = w->D, K = w->prototypes_dino, Ki = w->prototypes_ibot;
@@ -282,12 +284,29 @@ static void student_backward(Student *s, StudentWorkspace *w, const NnBackend *b
     be->zero(w->dout_global, (size_t)Gc * w->global.T * D * sizeof(float));
     be->gather_rows_backward(w->dout_global, w->d_cls, w->cls_rows_global, Gc, D);
     be->gather_rows_backward(w->dout_global, w->d_patches, w->patch_rows, M, D);
-    vit_backward(be, cfg, &s->params.backbone, &s->grads.backbone, &w->global, w->dout_global, w->masks);
+    vit_backward(be, cfg, &s->params.backbone, &s->grads.backbone, &w->global, w->dout_global, w->masks,
+                 Lc > 0 ? NULL : finished);
     if (Lc > 0) {
         be->zero(w->dout_local, (size_t)Lc * w->local.T * D * sizeof(float));
         be->gather_rows_backward(w->dout_local, w->d_cls + (size_t)Gc * D, w->cls_rows_local, Lc, D);
-        vit_backward(be, cfg, &s->params.backbone, &s->grads.backbone, &w->local, w->dout_local, NULL);
+        vit_backward(be, cfg, &s->params.backbone, &s->grads.backbone, &w->local, w->dout_local, NULL, finished);
     }
+}
+
+/* A ViTLayerHook's context: starts each finished layer's group sums, and
+ * keeps the first failure (the hook cannot return one). */
+typedef struct LayerSums {
+    Student *s;
+    const NnBackend *be;
+    const StudentGroup *group;
+    int failed;
+    DdError *err;
+} LayerSums;
+
+static void start_layer_sums(void *context, int layer) {
+    LayerSums *sums = context;
+    if (!sums->failed && gradient_sums_start_layer(sums->s, sums->be, sums->group, layer, sums->err) != 0)
+        sums->failed = 1;
 }
 
 int student_forward_backward(const NnBackend *be, Student *s, StudentWorkspace *w,
@@ -310,6 +329,12 @@ int student_forward_backward(const NnBackend *be, Student *s, StudentWorkspace *
     /* one RoPE rescale per crop size: the slice's, for every micro-batch */
     vit_set_rope(&w->global, &s->cfg, be, batch->global_rope_rescale);
     if (w->shape.local_count > 0) vit_set_rope(&w->local, &s->cfg, be, batch->local_rope_rescale);
+    /* the gradients' group sums overlap the last micro-batch's backward */
+    LayerSums sums = {s, be, group, 0, err};
+    const ViTLayerHook start_sums = {start_layer_sums, &sums};
+    const int overlap = backward && group->size > 1 && group->sum_start && group->sum_finish;
+    if (gradient_sums_finish(s, group, err) < 0)   /* left in flight by a failed step: discarded */
+        return -1;
     *losses = (LossTerms){.masked = M};
     for (int first = 0, slot = 0; first < B; first += w->micro) {
         const MicroBatch mb = start_micro_batch(w, be, &s->cfg, batch, first, slot);
@@ -328,7 +353,8 @@ int student_forward_backward(const NnBackend *be, Student *s, StudentWorkspace *
         }
         if (!backward) continue;
         if (first == 0) be->zero(s->grads.memory, s->layout.count * sizeof(float));
-        student_backward(s, w, be, &mb);
+        student_backward(s, w, be, &mb, overlap && first + w->micro >= B ? &start_sums : NULL);
+        if (sums.failed) return -1;
     }
     return 0;
 }

@@ -101,18 +101,31 @@ typedef int (*GroupSum)(void *context, float *buffer, long count, DdError *err);
 /* The same with the maximum in place of the sum (MPI_MAX). */
 typedef int (*GroupMax)(void *context, float *buffer, long count, DdError *err);
 
+/* Starts buffer[count] <- its sum over the group and returns at once: the
+ * buffer is not to be read or written until GroupSumFinish returns.
+ * comm_group_sum_start_hook is one. Every rank starts the same sums in the
+ * same order. */
+typedef int (*GroupSumStart)(void *context, float *buffer, long count, DdError *err);
+/* Completes every sum started since the last finish. */
+typedef int (*GroupSumFinish)(void *context, DdError *err);
+
 typedef struct StudentGroup {
     GroupSum sum;
     GroupMax max;
-    void *context;     /* given to both */
+    void *context;     /* given to every hook */
     int size;          /* ranks in the group */
     double slice_weight;   /* this rank's images * size / the global batch: 1 (or 0) for equal slices */
+    /* With both set (and size > 1), the gradients' sum overlaps the backward:
+     * each layer's is started as the last micro-batch's backward finishes
+     * it, and student_update completes them. NULL: one sum after the backward. */
+    GroupSumStart sum_start;
+    GroupSumFinish sum_finish;
 } StudentGroup;
 
 /* A group of one rank: the local sums and maxima are the group's. */
 int group_reduce_single_process(void *context, float *buffer, long count, DdError *err);
 #define STUDENT_GROUP_SINGLE_PROCESS                                                           \
-    ((StudentGroup){group_reduce_single_process, group_reduce_single_process, NULL, 1, 0})
+    ((StudentGroup){.sum = group_reduce_single_process, .max = group_reduce_single_process, .size = 1})
 
 /* Sinkhorn-Knopp centering in fp32, in place on scores[M, K] (this rank's
  * M rows of teacher prototype scores): on return each row is the target
@@ -156,17 +169,44 @@ int teacher_targets(const NnBackend *be, const HeadConfig *head, const float *pr
 
 /* The student's state: five buffers of one layout. The EMA is the model a
  * run delivers. */
+/* The gradient buffer cut into runs of one layer each (ModelTensor.layer),
+ * the pieces whose group sums start as the backward finishes them
+ * (students/gradient_sums.c). */
+typedef struct GradientRun {
+    size_t offset, count;      /* floats of the gradient buffer */
+    int layer;
+} GradientRun;
+
+typedef struct GradientSums {
+    GradientRun *runs;         /* in buffer order; together the whole buffer */
+    int run_count;
+    int in_flight;             /* sums started, not yet finished */
+} GradientSums;
+
+/* Cuts s's gradient buffer into its layers' runs (student_create does). */
+int gradient_sums_init(GradientSums *sums, const ModelLayout *layout, DdError *err);
+void gradient_sums_free(GradientSums *sums);
+
 typedef struct Student {
     ViTConfig cfg;
     ModelLayout layout;
     ModelParams params, grads, adam_m, adam_v, ema;
     long steps;                /* AdamW steps taken; the next one's bias correction uses steps + 1 */
+    GradientSums sums;
 } Student;
 
 /* Initialises the parameters (model_params_init), the EMA to them, zero moments. */
 int student_create(Student *s, const ViTConfig *cfg, const NnBackend *be, uint64_t seed,
                    uint64_t model_index, DdError *err);
 void student_free(Student *s, const NnBackend *be);
+
+/* Scales layer's runs of s's gradients by the group's slice weight and
+ * starts their group sums (group->sum_start). */
+int gradient_sums_start_layer(Student *s, const NnBackend *be, const StudentGroup *group, int layer,
+                              DdError *err);
+/* Completes the sums in flight, if any (group->sum_finish): 1 when there
+ * were some, 0 when none, -1 on failure. */
+int gradient_sums_finish(Student *s, const StudentGroup *group, DdError *err);
 
 /* The shape of one rank's iteration. */
 typedef struct StudentShape {

@@ -70,7 +70,7 @@ static double pass_seconds(const NnBackend *be, Pass *p) {
         if (p->crop[k].images) vit_forward(be, p->cfg, p->params, &p->crop[k].act, p->crop[k].images, NULL);
     for (int k = 0; p->grads && k < 2; k++)
         if (p->crop[k].images)
-            vit_backward(be, p->cfg, p->params, p->grads, &p->crop[k].act, p->crop[k].dout, NULL);
+            vit_backward(be, p->cfg, p->params, p->grads, &p->crop[k].act, p->crop[k].dout, NULL, NULL);
     be->synchronize();
     return dd_now_seconds() - t0;
 }

@@ -187,7 +187,7 @@ static double time_training_steps(const NnBackend *be, const ViTConfig *cfg, ViT
         double t0 = dd_now_seconds();
         be->zero(grads->memory, grads->count * sizeof(float));
         vit_forward(be, cfg, params, train, images, NULL);
-        vit_backward(be, cfg, params, grads, train, dout, NULL);
+        vit_backward(be, cfg, params, grads, train, dout, NULL, NULL);
         be->adamw_update(params->memory, grads->memory, moment1->memory, moment2->memory,
                          (long)params->count, 1e-4f, 0.9f, 0.999f, 1e-8f, 0.04f, i + 1);
         be->synchronize();

@@ -95,6 +95,7 @@ typedef struct RunConfig {
     int student_count;
     int ranks;                /* MPI ranks of the job: teacher and students (0: one per group) */
     int prefetch;             /* iterations the teacher may run ahead of the students */
+    int overlap_gradient_sums;   /* students' gradient sums start during the backward, layer by layer */
     CheckpointConfig checkpoint;
     MonitorConfig monitor;
     NanPolicy on_nan;

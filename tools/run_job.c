@@ -576,7 +576,7 @@ static int open_role(Job *job, DdError *err) {
         .teacher_weights = c->teacher.weights[0] ? c->teacher.weights : NULL, .model_index = 1 + s, .seed = c->seed,
         .data = &c->data, .crops = &c->crops, .objective = &c->objective, .optimizer = &c->optimizer,
         .schedules = &job->schedules, .global_batch = c->global_batch, .first_iteration = job->first,
-        .micro_batch = micro_batch_of(job, s),
+        .micro_batch = micro_batch_of(job, s), .overlap_gradient_sums = c->overlap_gradient_sums,
     };
     if (student_rank_open(&job->student, &o, &job->comm, &job->layout, job->be, err) != 0) return -1;
     if (job->resume_folder[0]) {

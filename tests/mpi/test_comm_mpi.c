@@ -120,6 +120,61 @@ static void hooks_stage_backend_buffers_through_host_memory(void) {
     rank_layout_free(&layout);
 }
 
+/* Three sums started, then finished together (comm_group_sum_start_hook),
+ * twice: on host memory, and staged from "device" memory (the CPU backend as
+ * above), where the buffers must stay as they were until the finish and the
+ * second round must reuse the first round's host memory. One buffer is
+ * larger than a staging chunk. */
+static void started_sums_complete_at_finish(int staged) {
+    RankLayout layout;
+    CHECK(make_layout(&layout) == 0, "layout");
+    Comm comm;
+    DdError err;
+    CHECK(comm_init(&comm, &layout, &err) == 0, "%s", err.message);
+    if (staged) comm_set_hook_memory(&comm, &nn_cpu_backend);
+    const long counts[3] = {1, 1000, 5L << 20};
+    float *buffers[3];
+    for (int b = 0; b < 3; b++) CHECK((buffers[b] = nn_cpu_backend.alloc(counts[b] * sizeof(float))), "memory");
+    const int first = comm.group_index == 0 ? 0 : comm.group_index == 1 ? 2 : 3;
+    const int last = comm.group_index == 0 ? 1 : comm.group_index == 1 ? 2 : 4;
+    size_t staging_after_first_round = 0;
+    for (int round = 0; round < 2; round++) {
+        for (int b = 0; b < 3; b++)
+            for (long i = 0; i < counts[b]; i++)
+                buffers[b][i] = (float)((comm.world_rank + 1) * (i % 97 + b + round + 1));
+        for (int b = 0; b < 3; b++)
+            CHECK(comm_group_sum_start_hook(&comm, buffers[b], counts[b], &err) == 0, "%s", err.message);
+        if (staged)
+            CHECK(buffers[1][5] == (float)((comm.world_rank + 1) * (5 + 1 + round + 1)),
+                  "a staged buffer changed before the finish");
+        CHECK(comm_group_sum_finish_hook(&comm, &err) == 0, "%s", err.message);
+        long mismatches = 0;
+        for (int b = 0; b < 3; b++)
+            for (long i = 0; i < counts[b]; i++) {
+                float expected = 0;
+                for (int r = first; r <= last; r++) expected += (float)((r + 1) * (i % 97 + b + round + 1));
+                mismatches += buffers[b][i] != expected;
+            }
+        CHECK(mismatches == 0, "rank %d, round %d: %ld sums differ from the group's", comm.world_rank, round,
+              mismatches);
+        if (round == 0) staging_after_first_round = comm_staging_bytes(&comm);
+    }
+    const size_t staged_bytes = (size_t)(counts[0] + counts[1] + counts[2]) * sizeof(float);
+    if (staged)
+        CHECK(staging_after_first_round >= staged_bytes && comm_staging_bytes(&comm) == staging_after_first_round,
+              "staging: %zu bytes after the first round, %zu after the second (expected >= %zu, reused)",
+              staging_after_first_round, comm_staging_bytes(&comm), staged_bytes);
+    else
+        CHECK(comm_staging_bytes(&comm) == 0, "sums on host memory staged %zu bytes", comm_staging_bytes(&comm));
+    for (int b = 0; b < 3; b++) nn_cpu_backend.free(buffers[b]);
+    comm_free(&comm);
+    CHECK(comm.pending == NULL, "comm_free left the pending sums' state");
+    rank_layout_free(&layout);
+}
+
+static void started_sums_on_host_memory(void) { started_sums_complete_at_finish(0); }
+static void started_sums_staged_through_host_memory(void) { started_sums_complete_at_finish(1); }
+
 static void students_receive_exactly_their_rows(void) {
     RankLayout layout;
     CHECK(make_layout(&layout) == 0, "layout");
@@ -190,4 +245,5 @@ static void students_receive_exactly_their_rows(void) {
 
 MPI_TEST_MAIN(TEST(groups_follow_the_layout), TEST(a_world_of_the_wrong_size_is_refused),
               TEST(group_sum_adds_within_the_group_only),
-              TEST(hooks_stage_backend_buffers_through_host_memory), TEST(students_receive_exactly_their_rows))
+              TEST(hooks_stage_backend_buffers_through_host_memory), TEST(started_sums_on_host_memory),
+              TEST(started_sums_staged_through_host_memory), TEST(students_receive_exactly_their_rows))

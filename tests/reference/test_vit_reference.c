@@ -307,7 +307,7 @@ static void run_reference(const NnBackend *be, const char *model_path, const cha
         be->zero(r.grads.memory, r.grads.count * sizeof(float));
         for (int c = 0; c < CROPS; c++)
             vit_backward(be, &r.cfg, &r.params, &r.grads, &r.crops[c].train, r.crops[c].device_dout,
-                         r.crops[c].device_mask);
+                         r.crops[c].device_mask, NULL);
         be->synchronize();
         check_gradients(&r);
         check_forward_only(&r);

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # test_service.sh DISTILL COMPARE_STATES - the service end to end under
 # mpirun (issue 5, tests a, c, e and the failure paths): data-parallel
-# equivalence, resume after kill -9 bit for bit, a corrupt checkpoint
+# equivalence (and the gradient sums overlapping the backward equal to one
+# sum after it), resume after kill -9 bit for bit, a corrupt checkpoint
 # skipped, resuming on another rank count, a NaN loss stopping the run or
 # rolled back. Prints "ok/FAIL name" per case and "N passed, N failed".
 set -u
@@ -30,6 +31,16 @@ if out=$("$compare" "$(state eq1 10)" "$(state eq2 10)" 1e-5 2>&1); then
     pass "two_ranks_equal_one_rank ($out)"
 else
     fail "two_ranks_equal_one_rank" "$out" "$log"
+fi
+
+# 2b. the gradient sums started layer by layer during the backward (the
+# default) give the weights of one sum after it, bit for bit
+log=$work/overlap.log
+timeout 300 "$distill" run $configs/two_ranks_blocking.yaml --run-dir "$work/eq2b" --stop-after 10 > "$log" 2>&1
+if out=$("$compare" "$(state eq2 10)" "$(state eq2b 10)" 0 2>&1); then
+    pass "overlapped_gradient_sums_equal_one_sum ($out)"
+else
+    fail "overlapped_gradient_sums_equal_one_sum" "$out" "$log"
 fi
 
 # 3. kill -9 a rank at iteration 25, resume: the final weights equal run 1 bit for bit

@@ -68,7 +68,8 @@ static int thread_group_max(void *context, float *buffer, long count, DdError *e
 
 static void *run_rank(void *argument) {
     Rank *r = argument;
-    const StudentGroup group = {thread_group_sum, thread_group_max, r, r->group->size, 1.0};
+    const StudentGroup group = {.sum = thread_group_sum, .max = thread_group_max, .context = r,
+                               .size = r->group->size, .slice_weight = 1.0};
     float *scores = malloc(((size_t)r->rows + 1) * PROTOTYPES * sizeof(float));   /* [rows, K] */
     float *column_sums = malloc(PROTOTYPES * sizeof(float));
     memcpy(scores, r->scores + (size_t)r->first_row * PROTOTYPES, (size_t)r->rows * PROTOTYPES * sizeof(float));
@@ -236,12 +237,14 @@ static int failing_reduction(void *context, float *buffer, long count, DdError *
 static void a_failing_group_reduction_is_reported(void) {
     float scores[4 * 5] = {0}, column[5];
     DdError err = {{0}};
-    const StudentGroup failing_max = {group_reduce_single_process, failing_reduction, NULL, 2, 1.0};
+    const StudentGroup failing_max = {.sum = group_reduce_single_process, .max = failing_reduction, .size = 2,
+                                     .slice_weight = 1.0};
     CHECK(sinkhorn_knopp(&nn_cpu_backend, scores, column, 4, 5, temperature, 3, &failing_max, &err) == -1,
           "the failure was ignored");
     CHECK(strcmp(err.message, "Sinkhorn-Knopp: the maxima of 5 prototype columns over the group: "
                               "rank 3 left the group (5 values)") == 0, "%s", err.message);
-    const StudentGroup group = {failing_reduction, group_reduce_single_process, NULL, 2, 1.0};
+    const StudentGroup group = {.sum = failing_reduction, .max = group_reduce_single_process, .size = 2,
+                               .slice_weight = 1.0};
     CHECK(sinkhorn_knopp(&nn_cpu_backend, scores, column, 4, 5, temperature, 3, &group, &err) == -1,
           "the failure was ignored");
     CHECK(strcmp(err.message, "Sinkhorn-Knopp, iteration 1 of 3: summing 5 prototype columns over the group: "
