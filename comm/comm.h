@@ -100,7 +100,15 @@ int delivery_wait(DeliveryTransfer *transfer, DdError *err);
 
 /* ---- NCCL, for runs on the CUDA backend (comm/nccl_comm.c) --------------
  * In a build without NCCL every call below fails with "this build has no
- * NCCL" (comm/nccl_absent.c); the CPU path never calls them. */
+ * NCCL" (comm/nccl_absent.c); the CPU path never calls them.
+ *
+ * "Compute" below is the legacy default stream, where the CUDA backend runs
+ * every kernel. NCCL work runs on two streams of its own, neither ordered
+ * implicitly with compute: the reduce stream (in-group sums, the group
+ * communicator) and the delivery stream (teacher rows, the world
+ * communicator), so a delivery waiting for a slow peer never holds up a sum
+ * or a kernel. Each call orders itself after the kernels enqueued before it
+ * (events), and says when its result may be used. */
 
 /* 1 when this build has NCCL (comm/nccl_comm.c), 0 otherwise. */
 int comm_has_nccl(void);
@@ -108,8 +116,9 @@ int comm_has_nccl(void);
 /* After comm_init, on a rank whose CUDA device is already chosen
  * (cudaSetDevice; one device per rank): creates an NCCL communicator over
  * the group and one over the world from the MPI communicators (the unique id
- * made on rank 0 and broadcast over MPI), and a CUDA stream for their work.
- * Collective over the world. comm_free releases them. */
+ * made on rank 0 and broadcast over MPI), and the reduce and delivery
+ * streams with their events. Collective over the world. comm_free releases
+ * them. */
 int comm_init_nccl(Comm *comm, DdError *err);
 void comm_free_nccl(Comm *comm);
 /* *shared <- 1 when two ranks of this world run on the same CUDA device
@@ -120,7 +129,8 @@ void comm_free_nccl(Comm *comm);
 int comm_devices_shared(Comm *comm, int *shared, char *note, size_t note_size, DdError *err);
 
 /* device_buffer[count] (device memory) <- its sum / maximum over the ranks of
- * this rank's group (ncclAllReduce on the NCCL stream; returns when done). */
+ * this rank's group: ncclAllReduce on the reduce stream after the kernels
+ * enqueued so far; returns when done. */
 int comm_group_sum_device(Comm *comm, float *device_buffer, long count, DdError *err);
 int comm_group_max_device(Comm *comm, float *device_buffer, long count, DdError *err);
 /* Starts device_buffer[count] <- its sum over the group and returns at once:
@@ -132,15 +142,38 @@ int comm_group_sum_device_start(Comm *comm, float *device_buffer, long count, Dd
  * since the last finish, and checks NCCL's asynchronous error state. */
 int comm_group_sum_device_finish(Comm *comm, DdError *err);
 
+/* 1 when this run delivers the teacher's rows over NCCL from and to be's
+ * memory (delivery_device_*): comm_init_nccl succeeded (every rank on a
+ * device of its own) and the hooks' buffers are be's memory (a device
+ * backend, comm_set_hook_memory). Else 0: the rows go over MPI through host
+ * memory (delivery_post_*). The same answer on every rank of a run. */
+int delivery_on_device(const Comm *comm, const struct NnBackend *be);
+
+/* Prefetch slots whose sends are told apart: on a teacher rank, slot =
+ * iteration modulo prefetch (teacher/teacher_rank.h). */
+enum { DELIVERY_DEVICE_SLOTS = 16 };
+
 /* The delivery above on device buffers: one grouped ncclSend / ncclRecv per
- * overlapping (teacher rank, student rank) pair, enqueued on the NCCL stream;
- * *bytes (may be NULL) gets the bytes this rank sends / receives. Messages
- * between a pair arrive in the order posted (no tags). */
+ * overlapping (teacher rank, student rank) pair, on the delivery stream
+ * after the kernels enqueued so far (the ones that wrote the rows to send,
+ * or last read the buffer receiving); *bytes (may be NULL) gets the bytes
+ * this rank sends / receives. Messages between a pair arrive in the order
+ * posted (no tags). Sends come from the rows buffer of prefetch slot `slot`
+ * (< DELIVERY_DEVICE_SLOTS): refill it only after delivery_device_wait_slot.
+ * A rank that also receives (a student rank computing teacher images) holds
+ * its sends and posts them in one group with its next receives, as NCCL
+ * needs for ranks that send to one another or to themselves: its receive
+ * must follow before any wait. */
 int delivery_device_post_sends(const Comm *comm, const RankLayout *layout, const long *payload_offsets,
-                               const uint16_t *device_slice_rows, long *bytes, DdError *err);
+                               const uint16_t *device_slice_rows, int slot, long *bytes, DdError *err);
 int delivery_device_post_receives(const Comm *comm, const RankLayout *layout, const long *payload_offsets,
                                   uint16_t *device_slice_rows, long *bytes, DdError *err);
-/* Waits until every NCCL operation posted on comm has completed. */
+/* Returns when every delivery posted on comm has completed (the received
+ * rows may be read by any kernel enqueued afterwards). */
 int delivery_device_wait(const Comm *comm, DdError *err);
+/* Returns when the sends posted last from slot have completed (at once
+ * when none were), so its rows buffer may be refilled: one event per slot,
+ * later sends stay in flight. */
+int delivery_device_wait_slot(const Comm *comm, int slot, DdError *err);
 
 #endif

@@ -1,6 +1,7 @@
 /*
  * nccl_absent.c - the NCCL entry points of comm.h in a build without NCCL:
- * each fails with a message that says so (comm_free_nccl does nothing).
+ * each fails with a message that says so (comm_free_nccl does nothing, and
+ * delivery_on_device answers 0: the rows always go over MPI).
  */
 #include "comm/comm.h"
 
@@ -35,8 +36,10 @@ int comm_group_sum_device_start(Comm *comm, float *device_buffer, long count, Dd
 
 int comm_group_sum_device_finish(Comm *comm, DdError *err) { return no_nccl(err, "comm_group_sum_device_finish"); }
 
+int delivery_on_device(const Comm *comm, const struct NnBackend *be) { return 0; }
+
 int delivery_device_post_sends(const Comm *comm, const RankLayout *layout, const long *payload_offsets,
-                               const uint16_t *device_slice_rows, long *bytes, DdError *err) {
+                               const uint16_t *device_slice_rows, int slot, long *bytes, DdError *err) {
     return no_nccl(err, "delivery_device_post_sends");
 }
 
@@ -46,3 +49,7 @@ int delivery_device_post_receives(const Comm *comm, const RankLayout *layout, co
 }
 
 int delivery_device_wait(const Comm *comm, DdError *err) { return no_nccl(err, "delivery_device_wait"); }
+
+int delivery_device_wait_slot(const Comm *comm, int slot, DdError *err) {
+    return no_nccl(err, "delivery_device_wait_slot");
+}

@@ -4,11 +4,34 @@
  * in-group all-reduce of device buffers, and the teacher -> student delivery
  * of device rows with grouped ncclSend / ncclRecv.
  *
- * All NCCL work goes to one CUDA stream per Comm, created blocking (not
- * cudaStreamNonBlocking), so it is ordered after the CUDA backend's kernels
- * on the legacy default stream and before the ones launched later, with no
- * explicit events. The all-reduce waits for completion before returning; the
- * delivery is posted, then waited for (delivery_device_wait).
+ * Streams. The CUDA backend runs every kernel on the legacy default stream
+ * ("compute", COMPUTE_STREAM below). NCCL work goes to two streams created
+ * cudaStreamNonBlocking, so that neither is ordered implicitly with compute
+ * nor with the other:
+ *   reduce    in-group all-reduces, on the group communicator;
+ *   delivery  teacher -> student sends and receives, on the world communicator.
+ * A delivery waiting for a slow peer thus holds up neither an in-group sum nor
+ * the kernels after it, and a sum never queues behind a delivery.
+ *
+ * Order is explicit, with events (cudaEventDisableTiming):
+ *   - before NCCL work on buffers that kernels write or read, an event
+ *     recorded on compute and waited for by the NCCL stream (after_compute);
+ *   - where compute consumes a result with no host wait
+ *     (comm_group_sum_device_finish), an event recorded on the NCCL stream and
+ *     waited for by compute (compute_after);
+ *   - where a call's contract is to return when done (comm_group_sum_device,
+ *     comm_group_max_device, delivery_device_wait, delivery_device_wait_slot),
+ *     a host wait on the stream or the event.
+ * One event per prefetch slot marks when the sends from that slot's rows have
+ * left, so a teacher refills a slot without waiting for the later sends.
+ *
+ * A rank that both computes teacher images and trains a student (a helper,
+ * comm/rank_layout.h) sends in its teacher step and receives in its student
+ * step. Posted as two NCCL groups on one stream, helpers sending to one
+ * another would deadlock (a group of p2p calls completes only once the
+ * peers' matching calls run, and those queue behind the peers' own sends),
+ * and a send to itself could never meet its receive. So a helper's sends are
+ * held and posted in one group with its receives.
  */
 #include <cuda_runtime.h>
 #include <nccl.h>
@@ -19,10 +42,26 @@
 #include "comm/comm.h"
 #include "comm/delivery_overlap.h"
 
+/* Where the CUDA backend runs its kernels (nn/cuda/cuda_common.cuh). */
+#define COMPUTE_STREAM cudaStreamLegacy
+
+/* One message of a helper's held sends. */
+typedef struct HeldSend {
+    int peer;
+    long first_value, values;
+} HeldSend;
+
 typedef struct CommNccl {
-    ncclComm_t group;   /* the ranks of this rank's group */
-    ncclComm_t world;   /* every rank: teacher -> student delivery */
-    cudaStream_t stream;
+    ncclComm_t group;                /* the ranks of this rank's group */
+    ncclComm_t world;                /* every rank: teacher -> student delivery */
+    cudaStream_t reduce, delivery;   /* non-blocking; see the top */
+    cudaEvent_t compute_ready;       /* recorded on compute before NCCL work */
+    cudaEvent_t sums_done;           /* recorded on reduce by comm_group_sum_device_finish */
+    cudaEvent_t slot_sent[DELIVERY_DEVICE_SLOTS];   /* recorded on delivery after a slot's sends */
+    int sums_started;                /* since the last finish */
+    const uint16_t *held_rows;       /* a helper's held sends (see the top): NULL when none */
+    int held_slot, held_count, held_capacity;
+    HeldSend *held;                  /* [held_capacity = world size]: one message per peer at most */
 } CommNccl;
 
 static int nccl_fail(DdError *err, ncclResult_t result, const char *what) {
@@ -31,6 +70,10 @@ static int nccl_fail(DdError *err, ncclResult_t result, const char *what) {
 
 static int cuda_fail(DdError *err, cudaError_t code, const char *what) {
     return dd_fail(err, "%s: %s (%s)", what, cudaGetErrorString(code), cudaGetErrorName(code));
+}
+
+static int cuda_check(DdError *err, cudaError_t code, const char *what) {
+    return code == cudaSuccess ? 0 : cuda_fail(err, code, what);
 }
 
 /* What rank 0 of an MPI communicator broadcasts: its unique id, or that
@@ -67,24 +110,51 @@ static int nccl_comm_over(MPI_Comm mpi, int rank, int size, ncclComm_t *out, con
     return 0;
 }
 
+/* A stream that no other stream waits for implicitly. */
+static int create_stream(cudaStream_t *stream, DdError *err) {
+    cudaError_t code = cudaStreamCreateWithFlags(stream, cudaStreamNonBlocking);
+    if (code == cudaSuccess) return 0;
+    *stream = NULL;
+    return cuda_fail(err, code, "comm_init_nccl: cudaStreamCreateWithFlags (non-blocking)");
+}
+
+/* An event for ordering only (no timing: cheaper to record and wait for). */
+static int create_event(cudaEvent_t *event, DdError *err) {
+    cudaError_t code = cudaEventCreateWithFlags(event, cudaEventDisableTiming);
+    if (code == cudaSuccess) return 0;
+    *event = NULL;
+    return cuda_fail(err, code, "comm_init_nccl: cudaEventCreateWithFlags");
+}
+
+static int create_streams_and_events(CommNccl *nccl, DdError *err) {
+    if (create_stream(&nccl->reduce, err) != 0 || create_stream(&nccl->delivery, err) != 0 ||
+        create_event(&nccl->compute_ready, err) != 0 || create_event(&nccl->sums_done, err) != 0)
+        return -1;
+    for (int s = 0; s < DELIVERY_DEVICE_SLOTS; s++)
+        if (create_event(&nccl->slot_sent[s], err) != 0) return -1;
+    return 0;
+}
+
 int comm_init_nccl(Comm *comm, DdError *err) {
     if (comm->nccl) return 0;
     CommNccl *nccl = calloc(1, sizeof *nccl);
     if (!nccl) return dd_fail(err, "comm_init_nccl: out of memory");
     comm->nccl = nccl;
-    cudaError_t code = cudaStreamCreate(&nccl->stream);
-    if (code != cudaSuccess) {
-        nccl->stream = NULL;
-        cuda_fail(err, code, "comm_init_nccl: cudaStreamCreate");
-        comm_free_nccl(comm);
-        return -1;
+    /* the collective part first, both communicators even after a failure,
+     * so that every rank takes part in each; a rank failing afterwards fails
+     * alone (run_device_reductions agrees over MPI) */
+    DdError world_err;
+    int failed = nccl_comm_over(comm->group, comm->group_rank, comm->group_size, &nccl->group, "group", err) != 0;
+    if (nccl_comm_over(comm->world, comm->world_rank, comm->world_size, &nccl->world, "world", &world_err) != 0 &&
+        !failed)
+        failed = 1, *err = world_err;
+    if (!failed) {
+        nccl->held_capacity = comm->world_size;
+        nccl->held = calloc((size_t)nccl->held_capacity, sizeof *nccl->held);
+        failed = !nccl->held ? dd_fail(err, "comm_init_nccl: out of memory") : create_streams_and_events(nccl, err);
     }
-    if (nccl_comm_over(comm->group, comm->group_rank, comm->group_size, &nccl->group, "group", err) != 0 ||
-        nccl_comm_over(comm->world, comm->world_rank, comm->world_size, &nccl->world, "world", err) != 0) {
-        comm_free_nccl(comm);
-        return -1;
-    }
-    return 0;
+    if (failed) comm_free_nccl(comm);
+    return failed ? -1 : 0;
 }
 
 int comm_has_nccl(void) { return 1; }
@@ -121,7 +191,14 @@ void comm_free_nccl(Comm *comm) {
     if (!nccl) return;
     if (nccl->group) ncclCommDestroy(nccl->group);
     if (nccl->world) ncclCommDestroy(nccl->world);
-    if (nccl->stream) cudaStreamDestroy(nccl->stream);
+    /* work still queued completes first: CUDA releases them afterwards */
+    if (nccl->reduce) cudaStreamDestroy(nccl->reduce);
+    if (nccl->delivery) cudaStreamDestroy(nccl->delivery);
+    if (nccl->compute_ready) cudaEventDestroy(nccl->compute_ready);
+    if (nccl->sums_done) cudaEventDestroy(nccl->sums_done);
+    for (int s = 0; s < DELIVERY_DEVICE_SLOTS; s++)
+        if (nccl->slot_sent[s]) cudaEventDestroy(nccl->slot_sent[s]);
+    free(nccl->held);
     free(nccl);
     comm->nccl = NULL;
 }
@@ -131,25 +208,52 @@ static int require_nccl(const Comm *comm, const char *what, DdError *err) {
     return dd_fail(err, "%s: no NCCL communicators (call comm_init_nccl first)", what);
 }
 
-static int wait_for_stream(const Comm *comm, const char *what, DdError *err) {
-    cudaError_t code = cudaStreamSynchronize(comm->nccl->stream);
-    if (code != cudaSuccess) return cuda_fail(err, code, what);
+/* ---- ordering ------------------------------------------------------------ */
+
+/* stream waits, on the device, for every kernel enqueued so far on compute. */
+static int after_compute(CommNccl *nccl, cudaStream_t stream, const char *what, DdError *err) {
+    if (cuda_check(err, cudaEventRecord(nccl->compute_ready, COMPUTE_STREAM), what) != 0) return -1;
+    return cuda_check(err, cudaStreamWaitEvent(stream, nccl->compute_ready, 0), what);
+}
+
+/* Compute waits, on the device, for everything enqueued so far on stream
+ * (event is recorded there). */
+static int compute_after(cudaStream_t stream, cudaEvent_t event, const char *what, DdError *err) {
+    if (cuda_check(err, cudaEventRecord(event, stream), what) != 0) return -1;
+    return cuda_check(err, cudaStreamWaitEvent(COMPUTE_STREAM, event, 0), what);
+}
+
+/* NCCL's asynchronous error state of a communicator (a peer gone, a
+ * network failure): what its operations in flight have run into. */
+static int async_error(ncclComm_t communicator, const char *what, DdError *err) {
     ncclResult_t async = ncclSuccess;
-    ncclResult_t result = ncclCommGetAsyncError(comm->nccl->world, &async);
-    if (result == ncclSuccess) result = async;
-    if (result == ncclSuccess) result = ncclCommGetAsyncError(comm->nccl->group, &async);
+    ncclResult_t result = ncclCommGetAsyncError(communicator, &async);
     if (result == ncclSuccess) result = async;
     return result == ncclSuccess ? 0 : nccl_fail(err, result, what);
 }
 
+/* ---- in-group sums -------------------------------------------------------- */
+
+/* Enqueues the all-reduce of device_buffer[count] on the reduce stream,
+ * after the kernels enqueued so far. */
+static int enqueue_allreduce(Comm *comm, float *device_buffer, long count, ncclRedOp_t op, const char *what,
+                             DdError *err) {
+    CommNccl *nccl = comm->nccl;
+    if (after_compute(nccl, nccl->reduce, what, err) != 0) return -1;
+    ncclResult_t result =
+        ncclAllReduce(device_buffer, device_buffer, (size_t)count, ncclFloat32, op, nccl->group, nccl->reduce);
+    return result == ncclSuccess ? 0 : nccl_fail(err, result, what);
+}
+
+/* The all-reduce, returning when done. */
 static int group_allreduce_device(Comm *comm, float *device_buffer, long count, ncclRedOp_t op,
                                   const char *what, DdError *err) {
     if (require_nccl(comm, what, err) != 0) return -1;
     if (count <= 0) return 0;
-    ncclResult_t result = ncclAllReduce(device_buffer, device_buffer, (size_t)count, ncclFloat32, op,
-                                        comm->nccl->group, comm->nccl->stream);
-    if (result != ncclSuccess) return nccl_fail(err, result, what);
-    return wait_for_stream(comm, what, err);
+    if (enqueue_allreduce(comm, device_buffer, count, op, what, err) != 0 ||
+        cuda_check(err, cudaStreamSynchronize(comm->nccl->reduce), what) != 0)
+        return -1;
+    return async_error(comm->nccl->group, what, err);
 }
 
 int comm_group_sum_device(Comm *comm, float *device_buffer, long count, DdError *err) {
@@ -160,76 +264,168 @@ int comm_group_max_device(Comm *comm, float *device_buffer, long count, DdError 
     return group_allreduce_device(comm, device_buffer, count, ncclMax, "in-group ncclAllReduce (max)", err);
 }
 
-/* The stream is blocking, so the legacy default stream already orders the
- * sum after the kernels before it and the kernels after it behind it. */
 int comm_group_sum_device_start(Comm *comm, float *device_buffer, long count, DdError *err) {
     if (require_nccl(comm, "comm_group_sum_device_start", err) != 0) return -1;
     if (count <= 0) return 0;
-    ncclResult_t result = ncclAllReduce(device_buffer, device_buffer, (size_t)count, ncclFloat32, ncclSum,
-                                        comm->nccl->group, comm->nccl->stream);
-    return result == ncclSuccess ? 0 : nccl_fail(err, result, "in-group ncclAllReduce (sum, started)");
-}
-
-int comm_group_sum_device_finish(Comm *comm, DdError *err) {
-    if (require_nccl(comm, "comm_group_sum_device_finish", err) != 0) return -1;
-    return wait_for_stream(comm, "in-group ncclAllReduce (sum, finishing)", err);
-}
-
-/* What the NCCL messages of one post need. */
-typedef struct NcclPost {
-    const Comm *comm;
-    uint16_t *rows;   /* this rank's slice rows, device memory */
-    int sending;
-    long bytes;
-} NcclPost;
-
-/* Enqueues one ncclSend or ncclRecv of a message (a DeliveryMessageVisitor).
- * The payload is bf16; NCCL moves it without arithmetic. */
-static int post_nccl_message(void *ctx, int peer, long first_value, long values, DdError *err) {
-    NcclPost *post = ctx;
-    const CommNccl *nccl = post->comm->nccl;
-    uint16_t *start = post->rows + first_value;
-    ncclResult_t result = post->sending
-                              ? ncclSend(start, (size_t)values, ncclBfloat16, peer, nccl->world, nccl->stream)
-                              : ncclRecv(start, (size_t)values, ncclBfloat16, peer, nccl->world, nccl->stream);
-    if (result != ncclSuccess)
-        return dd_fail(err, "delivery: %s of %ld values with rank %d: %s", post->sending ? "ncclSend" : "ncclRecv",
-                       values, peer, ncclGetErrorString(result));
-    post->bytes += values * (long)sizeof(uint16_t);
+    if (enqueue_allreduce(comm, device_buffer, count, ncclSum, "in-group ncclAllReduce (sum, started)", err) != 0)
+        return -1;
+    comm->nccl->sums_started++;
     return 0;
 }
 
-/* One grouped post of every message of this rank's side of a delivery. */
-static int post_device_delivery(const Comm *comm, const RankLayout *layout, const long *payload_offsets,
-                                uint16_t *rows, int sending, long *bytes, DdError *err) {
-    if (require_nccl(comm, sending ? "delivery_device_post_sends" : "delivery_device_post_receives", err) != 0)
-        return -1;
-    NcclPost post = {comm, rows, sending, 0};
+int comm_group_sum_device_finish(Comm *comm, DdError *err) {
+    const char *what = "in-group ncclAllReduce (sum, finishing)";
+    if (require_nccl(comm, "comm_group_sum_device_finish", err) != 0) return -1;
+    CommNccl *nccl = comm->nccl;
+    if (nccl->sums_started > 0) {
+        nccl->sums_started = 0;
+        if (compute_after(nccl->reduce, nccl->sums_done, what, err) != 0) return -1;
+    }
+    return async_error(nccl->group, what, err);
+}
+
+/* ---- teacher -> student delivery ------------------------------------------ */
+
+int delivery_on_device(const Comm *comm, const struct NnBackend *be) {
+    return comm->nccl != NULL && be != NULL && comm->hook_memory == be;
+}
+
+/* Enqueues one ncclSend or ncclRecv of values rows values (bf16: NCCL
+ * moves them without arithmetic) starting first_value into rows. */
+static int enqueue_message(const CommNccl *nccl, const uint16_t *rows, int sending, int peer, long first_value,
+                           long values, DdError *err) {
+    ncclResult_t result =
+        sending ? ncclSend(rows + first_value, (size_t)values, ncclBfloat16, peer, nccl->world, nccl->delivery)
+                : ncclRecv((uint16_t *)rows + first_value, (size_t)values, ncclBfloat16, peer, nccl->world,
+                           nccl->delivery);
+    if (result != ncclSuccess)
+        return dd_fail(err, "delivery: %s of %ld values with rank %d: %s", sending ? "ncclSend" : "ncclRecv", values,
+                       peer, ncclGetErrorString(result));
+    return 0;
+}
+
+/* What the messages of one post need. */
+typedef struct NcclPost {
+    CommNccl *nccl;
+    uint16_t *rows;   /* this rank's slice rows, device memory */
+    int sending;
+    int holding;      /* a helper's sends: held, not enqueued */
+    long bytes;
+} NcclPost;
+
+/* Enqueues or holds one message (a DeliveryMessageVisitor). */
+static int post_nccl_message(void *ctx, int peer, long first_value, long values, DdError *err) {
+    NcclPost *post = ctx;
+    CommNccl *nccl = post->nccl;
+    post->bytes += values * (long)sizeof(uint16_t);
+    if (!post->holding) return enqueue_message(nccl, post->rows, post->sending, peer, first_value, values, err);
+    if (nccl->held_count == nccl->held_capacity)
+        return dd_fail(err, "delivery: more than %d messages held for one post", nccl->held_capacity);
+    nccl->held[nccl->held_count++] = (HeldSend){peer, first_value, values};
+    return 0;
+}
+
+/* Enqueues the held sends (inside the group being posted) and forgets them. */
+static int enqueue_held_sends(CommNccl *nccl, DdError *err) {
+    int failed = 0;
+    for (int m = 0; m < nccl->held_count && !failed; m++)
+        failed = enqueue_message(nccl, nccl->held_rows, 1, nccl->held[m].peer, nccl->held[m].first_value,
+                                 nccl->held[m].values, err);
+    nccl->held_rows = NULL;
+    nccl->held_count = 0;
+    return failed;
+}
+
+/* One NCCL group on the delivery stream, after the kernels enqueued so far:
+ * the held sends if any, then this rank's side of a delivery (sends from
+ * slot, or receives); records the event of the slot sent from. */
+static int post_group(const Comm *comm, const RankLayout *layout, const long *payload_offsets, uint16_t *rows,
+                      int sending, int slot, long *bytes, DdError *err) {
+    CommNccl *nccl = comm->nccl;
+    const int sent_slot = sending ? slot : nccl->held_rows ? nccl->held_slot : -1;
+    if (after_compute(nccl, nccl->delivery, "delivery: ordering after the compute stream", err) != 0) return -1;
+    NcclPost post = {nccl, rows, sending, 0, 0};
     ncclResult_t result = ncclGroupStart();
     if (result != ncclSuccess) return nccl_fail(err, result, "delivery: ncclGroupStart");
-    int failed = delivery_for_each_message(comm, layout, payload_offsets, sending, post_nccl_message, &post, err);
+    int failed = enqueue_held_sends(nccl, err);
+    if (!failed)
+        failed = delivery_for_each_message(comm, layout, payload_offsets, sending, post_nccl_message, &post, err);
     result = ncclGroupEnd();   /* always closes the group, also after a failure */
     if (failed) return -1;
     if (result != ncclSuccess) return nccl_fail(err, result, "delivery: ncclGroupEnd");
+    if (sent_slot >= 0 &&
+        cuda_check(err, cudaEventRecord(nccl->slot_sent[sent_slot], nccl->delivery),
+                   "delivery: recording the event of a prefetch slot's sends") != 0)
+        return -1;
+    if (bytes) *bytes = post.bytes;
+    return 0;
+}
+
+static int check_slot(int slot, const char *what, DdError *err) {
+    if (slot >= 0 && slot < DELIVERY_DEVICE_SLOTS) return 0;
+    return dd_fail(err, "%s: expected a prefetch slot in [0, %d), found %d", what, DELIVERY_DEVICE_SLOTS, slot);
+}
+
+/* A helper's sends, held for its receives (see the top). */
+static int hold_sends(const Comm *comm, const RankLayout *layout, const long *payload_offsets, uint16_t *rows,
+                      int slot, long *bytes, DdError *err) {
+    CommNccl *nccl = comm->nccl;
+    if (nccl->held_rows)
+        return dd_fail(err, "delivery: rank %d posts sends while it still holds earlier ones for receives it never "
+                            "posted", comm->world_rank);
+    NcclPost post = {nccl, rows, 1, 1, 0};
+    nccl->held_count = 0;
+    if (delivery_for_each_message(comm, layout, payload_offsets, 1, post_nccl_message, &post, err) != 0) {
+        nccl->held_count = 0;
+        return -1;
+    }
+    if (nccl->held_count > 0) nccl->held_rows = rows, nccl->held_slot = slot;
     if (bytes) *bytes = post.bytes;
     return 0;
 }
 
 int delivery_device_post_sends(const Comm *comm, const RankLayout *layout, const long *payload_offsets,
-                               const uint16_t *device_slice_rows, long *bytes, DdError *err) {
+                               const uint16_t *device_slice_rows, int slot, long *bytes, DdError *err) {
+    if (require_nccl(comm, "delivery_device_post_sends", err) != 0 ||
+        check_slot(slot, "delivery_device_post_sends", err) != 0)
+        return -1;
     /* a teacher rank, or a student rank computing teacher images: checked
      * by the walk (delivery_for_each_message) */
-    return post_device_delivery(comm, layout, payload_offsets, (uint16_t *)device_slice_rows, 1, bytes, err);
+    uint16_t *rows = (uint16_t *)device_slice_rows;
+    if (comm->group_index != LAYOUT_TEACHER_GROUP)
+        return hold_sends(comm, layout, payload_offsets, rows, slot, bytes, err);
+    return post_group(comm, layout, payload_offsets, rows, 1, slot, bytes, err);
 }
 
 int delivery_device_post_receives(const Comm *comm, const RankLayout *layout, const long *payload_offsets,
                                   uint16_t *device_slice_rows, long *bytes, DdError *err) {
+    if (require_nccl(comm, "delivery_device_post_receives", err) != 0) return -1;
     if (comm->group_index == LAYOUT_TEACHER_GROUP)
         return dd_fail(err, "delivery: rank %d is a teacher rank, not a student rank", comm->world_rank);
-    return post_device_delivery(comm, layout, payload_offsets, device_slice_rows, 0, bytes, err);
+    return post_group(comm, layout, payload_offsets, device_slice_rows, 0, -1, bytes, err);
+}
+
+/* Fails when this rank holds sends that no receive posted (waiting would
+ * never see them leave). */
+static int require_nothing_held(const Comm *comm, const char *what, DdError *err) {
+    if (!comm->nccl->held_rows) return 0;
+    return dd_fail(err, "%s: rank %d holds sends for its next receives, which were never posted "
+                        "(delivery_device_post_receives)", what, comm->world_rank);
 }
 
 int delivery_device_wait(const Comm *comm, DdError *err) {
-    if (require_nccl(comm, "delivery_device_wait", err) != 0) return -1;
-    return wait_for_stream(comm, "delivery: waiting for the NCCL stream", err);
+    const char *what = "delivery: waiting for the delivery stream";
+    if (require_nccl(comm, "delivery_device_wait", err) != 0 || require_nothing_held(comm, what, err) != 0 ||
+        cuda_check(err, cudaStreamSynchronize(comm->nccl->delivery), what) != 0)
+        return -1;
+    return async_error(comm->nccl->world, what, err);
+}
+
+int delivery_device_wait_slot(const Comm *comm, int slot, DdError *err) {
+    const char *what = "delivery: waiting for the sends of a prefetch slot";
+    if (require_nccl(comm, "delivery_device_wait_slot", err) != 0 || check_slot(slot, what, err) != 0)
+        return -1;
+    if (comm->nccl->held_rows && comm->nccl->held_slot == slot) return require_nothing_held(comm, what, err);
+    if (cuda_check(err, cudaEventSynchronize(comm->nccl->slot_sent[slot]), what) != 0) return -1;
+    return async_error(comm->nccl->world, what, err);
 }

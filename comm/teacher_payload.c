@@ -95,6 +95,77 @@ void payload_unpack(const PayloadShape *shape, const uint8_t *masks, const uint1
     walk(shape, masks, row_starts, unpack_one, &c);
 }
 
+typedef struct StartsContext {
+    int64_t *dino, *ibot;   /* the two parts of starts */
+    long masked;            /* ibot rows seen */
+} StartsContext;
+
+static void record_start(void *ctx, long row_offset, int is_ibot, long feature_row, int values) {
+    StartsContext *c = ctx;
+    (is_ibot ? c->ibot : c->dino)[feature_row] = row_offset;
+    c->masked += is_ibot;
+}
+
+long payload_feature_starts(const PayloadShape *shape, const uint8_t *masks, int64_t *starts, long *row_starts) {
+    StartsContext c = {starts, starts + (long)shape->global_count * shape->images, 0};
+    walk(shape, masks, row_starts, record_start, &c);
+    return c.masked;
+}
+
+int payload_starts_alloc(PayloadStarts *starts, const NnBackend *be, long crop_rows, long max_masked, DdError *err) {
+    memset(starts, 0, sizeof *starts);
+    starts->capacity = crop_rows + (max_masked > 0 ? max_masked : 0);
+    const size_t count = (size_t)starts->capacity + 1;
+    starts->host = malloc(count * (sizeof(int64_t) + sizeof(long)));
+    starts->device = be->alloc(count * sizeof(int64_t));
+    if (!starts->host || !starts->device) {
+        payload_starts_free(starts, be);
+        return dd_fail(err, "payload: out of memory for the offsets of %ld feature rows", (long)count);
+    }
+    starts->row_starts = (long *)(starts->host + count);
+    return 0;
+}
+
+void payload_starts_free(PayloadStarts *starts, const NnBackend *be) {
+    free(starts->host);
+    if (starts->device) be->free(starts->device);
+    memset(starts, 0, sizeof *starts);
+}
+
+/* The feature starts of a slice, on the host and copied to the backend;
+ * the number of dino and ibot rows in *crop_rows, *masked. */
+static int upload_feature_starts(const NnBackend *be, const PayloadShape *shape, const uint8_t *masks,
+                                 PayloadStarts *starts, long *crop_rows, long *masked, DdError *err) {
+    *crop_rows = (long)shape->global_count * shape->images;
+    if (*crop_rows > starts->capacity)
+        return dd_fail(err, "payload: %ld crops exceed the %ld feature rows the offsets were sized for", *crop_rows,
+                       starts->capacity);
+    *masked = payload_feature_starts(shape, masks, starts->host, starts->row_starts);
+    if (*crop_rows + *masked > starts->capacity)
+        return dd_fail(err, "payload: %ld crops and %ld masked patches exceed the %ld feature rows the offsets "
+                            "were sized for", *crop_rows, *masked, starts->capacity);
+    be->copy_to_device(starts->device, starts->host, (size_t)(*crop_rows + *masked) * sizeof(int64_t));
+    return 0;
+}
+
+int payload_pack_bf16_on(const NnBackend *be, const PayloadShape *shape, const uint8_t *masks, const float *dino,
+                         const float *ibot, uint16_t *rows, PayloadStarts *starts, DdError *err) {
+    long crop_rows = 0, masked = 0;
+    if (upload_feature_starts(be, shape, masks, starts, &crop_rows, &masked, err) != 0) return -1;
+    be->scatter_rows_to_bf16(rows, dino, starts->device, (int)crop_rows, shape->dino_dim);
+    be->scatter_rows_to_bf16(rows, ibot, starts->device + crop_rows, (int)masked, shape->ibot_dim);
+    return 0;
+}
+
+int payload_unpack_on(const NnBackend *be, const PayloadShape *shape, const uint8_t *masks, const uint16_t *rows,
+                      float *dino, float *ibot, PayloadStarts *starts, DdError *err) {
+    long crop_rows = 0, masked = 0;
+    if (upload_feature_starts(be, shape, masks, starts, &crop_rows, &masked, err) != 0) return -1;
+    be->gather_rows_from_bf16(dino, rows, starts->device, (int)crop_rows, shape->dino_dim);
+    be->gather_rows_from_bf16(ibot, rows, starts->device + crop_rows, (int)masked, shape->ibot_dim);
+    return 0;
+}
+
 double payload_mean_bytes(const IbotMaskConfig *masks, uint64_t seed, int samples, int global_count, int Hp,
                           int Wp, int dino_dim, int ibot_dim) {
     uint8_t *mask = malloc((size_t)Hp * Wp);

@@ -13,6 +13,14 @@
  * image rows, and a student unpacks image rows back into crop-major
  * features. Both sides derive the row sizes from the masks, which every rank
  * computes from the seed.
+ *
+ * payload_pack and payload_unpack work on host memory. Where the features
+ * live in a backend's memory (a run whose rows travel over NCCL), the
+ * _on variants do the same with the backend's scatter_rows_to_bf16 and
+ * gather_rows_from_bf16: the host walks the masks once to find where each
+ * feature row sits in the image rows (payload_feature_starts), the backend
+ * moves the values, bit for bit as the host functions (with bf16_from_float
+ * for the pack).
  */
 #ifndef DD_COMM_TEACHER_PAYLOAD_H
 #define DD_COMM_TEACHER_PAYLOAD_H
@@ -20,6 +28,7 @@
 #include <stdint.h>
 
 #include "data/ibot_mask.h"
+#include "nn/backend.h"
 #include "nn/error.h"
 
 typedef struct PayloadShape {
@@ -44,6 +53,33 @@ void payload_pack(const PayloadShape *shape, const uint8_t *masks, const float *
 /* Student: rows (bf16, as received) -> dino[G*B, Kd] and ibot[M, Ki]. */
 void payload_unpack(const PayloadShape *shape, const uint8_t *masks, const uint16_t *rows, float *dino,
                     float *ibot, long *row_starts);
+
+/* Where every feature row sits in the slice's image rows: starts[G*B + M]
+ * gets the value offsets of the rows of dino[G*B, Kd], then those of the
+ * rows of ibot[M, Ki]. row_starts[G*B] is scratch. Returns M. */
+long payload_feature_starts(const PayloadShape *shape, const uint8_t *masks, int64_t *starts, long *row_starts);
+
+/* Scratch of the _on variants: feature starts on the host and in a
+ * backend's memory, for slices of up to capacity = G*B + M feature rows. */
+typedef struct PayloadStarts {
+    long capacity;
+    int64_t *host;       /* [capacity] */
+    long *row_starts;    /* [capacity], the walk's scratch */
+    int64_t *device;     /* [capacity], in the backend's memory */
+} PayloadStarts;
+
+/* crop_rows: G*B at most; max_masked: M at most. */
+int payload_starts_alloc(PayloadStarts *starts, const NnBackend *be, long crop_rows, long max_masked, DdError *err);
+void payload_starts_free(PayloadStarts *starts, const NnBackend *be);
+
+/* payload_pack then bf16_from_float, in be's memory: dino[G*B, Kd] and
+ * ibot[M, Ki] -> rows (bf16); masks stay on the host. Enqueued behind the
+ * backend's earlier ops (returns once the host may reuse masks). */
+int payload_pack_bf16_on(const NnBackend *be, const PayloadShape *shape, const uint8_t *masks, const float *dino,
+                         const float *ibot, uint16_t *rows, PayloadStarts *starts, DdError *err);
+/* payload_unpack in be's memory: rows (bf16) -> dino[G*B, Kd], ibot[M, Ki]. */
+int payload_unpack_on(const NnBackend *be, const PayloadShape *shape, const uint8_t *masks, const uint16_t *rows,
+                      float *dino, float *ibot, PayloadStarts *starts, DdError *err);
 
 /* Mean bf16 bytes of one image's row for a run's masks, measured by
  * drawing the masks of `samples` images (sample ids 0.., epoch 0) with the

@@ -77,31 +77,41 @@ typedef struct NnBackend {
                                const float *mean, const float *rstd, int N, int C);
 
     /* ---- attention ------------------------------------------------------ */
-    /* 2-D RoPE, in place on the q and k parts of qkv[B, T, 3, H, Dh] (D = H*Dh)
-     * for the patch tokens t = prefix .. T-1:
-     *   x <- x * cos[t - prefix] + rotate_half(x) * sin[t - prefix]
-     * with rotate_half([x1, x2]) = [-x2, x1] over each head's Dh values and
-     * sin, cos [T - prefix, Dh] (see nn/rope.h). v and the prefix tokens
-     * are left alone. */
-    void (*rope_forward)(float *qkv, const float *sin, const float *cos,
-                         int B, int T, int prefix, int H, int Dh);
-    /* The transpose: in place on dqkv[B, T, 3, H, Dh], turning gradients with
-     * respect to the rotated q, k into gradients with respect to the
-     * unrotated ones. (Overwrites; does not accumulate.) */
-    void (*rope_backward)(float *dqkv, const float *sin, const float *cos,
-                          int B, int T, int prefix, int H, int Dh);
-
-    /* out[B, T, H, Dh] = softmax(q k^T / sqrt(Dh)) v per batch and head, read
-     * from qkv[B, T, 3, H, Dh]. Saves only lse[B, H, T], the log-sum-exp of
-     * each row of scaled scores q_i k_j / sqrt(Dh): no [T, T] matrix outlives
-     * the call (memory-efficient attention); the backward recomputes the
-     * probabilities p_ij = exp(q_i k_j / sqrt(Dh) - lse_i) from it. */
+    /* Multi-head softmax attention with 2-D RoPE applied on the fly.
+     * qkv[B, T, 3, H, Dh] (D = H*Dh) is the qkv projection's output,
+     * UNROTATED; for image b, token t and head h its parts are q_t, k_t, v_t
+     * [Dh]. The op uses, per head,
+     *   q'_t = rope_t(q_t),  k'_t = rope_t(k_t)   for t >= prefix,
+     *   q'_t = q_t,          k'_t = k_t           for t <  prefix (CLS, registers),
+     *   rope_t(x) = x * cos[t - prefix] + rotate_half(x) * sin[t - prefix],
+     * with rotate_half([x1, x2]) = [-x2, x1] over each head's two halves of
+     * Dh/2 values and the tables sin, cos [T - prefix, Dh] (nn/rope.h);
+     * element-wise, with c = cos[t - prefix], s = sin[t - prefix], i < Dh/2
+     * and i' = i + Dh/2:
+     *   x'[i]  = x[i]  c[i]  - x[i'] s[i],   x'[i'] = x[i'] c[i'] + x[i] s[i'].
+     * v is never rotated. sin and cos may both be NULL: no rotation (q' = q,
+     * k' = k for every token; prefix is then ignored). Dh is even when the
+     * tables are given. The rotated q', k' are never written to memory.
+     *
+     * out[B, T, H, Dh] = softmax(q' k'^T / sqrt(Dh)) v per image and head.
+     * Saves only lse[B, H, T], the log-sum-exp of each row of scaled scores
+     * q'_i . k'_j / sqrt(Dh): no [T, T] matrix outlives the call
+     * (memory-efficient attention); the backward recomputes the
+     * probabilities p_ij = exp(q'_i . k'_j / sqrt(Dh) - lse_i) from it. */
     void (*attention_forward)(float *out, float *lse, const float *qkv,
-                              int B, int T, int H, int Dh);
-    /* dqkv[B, T, 3, H, Dh] accumulates from dout[B, T, H, Dh], given the
-     * forward's out[B, T, H, Dh] and lse[B, H, T]. */
+                              const float *sin, const float *cos,
+                              int B, int T, int prefix, int H, int Dh);
+    /* dqkv[B, T, 3, H, Dh] accumulates the gradient with respect to the
+     * UNROTATED qkv from dout[B, T, H, Dh], given the same qkv, sin, cos
+     * [T - prefix, Dh] (or NULL) and prefix as the forward, and its
+     * out[B, T, H, Dh] and lse[B, H, T]. The gradients g' of the rotated
+     * q', k' go through the transposed rotation inside the op:
+     *   g[i] += g'[i] c[i] + g'[i'] s[i'],   g[i'] += g'[i'] c[i'] - g'[i] s[i]
+     * (t >= prefix; g += g' for the prefix tokens and v). */
     void (*attention_backward)(float *dqkv, const float *dout, const float *qkv,
-                               const float *out, const float *lse, int B, int T, int H, int Dh);
+                               const float *out, const float *lse,
+                               const float *sin, const float *cos,
+                               int B, int T, int prefix, int H, int Dh);
 
     /* ---- pointwise ------------------------------------------------------ */
     /* out[n] = gelu(inp[n]) (exact, erf form, as torch.nn.GELU()). */
@@ -203,6 +213,19 @@ typedef struct NnBackend {
 
     /* Exponential moving average: ema[n] = momentum * ema + (1 - momentum) * params. */
     void (*ema_update)(float *ema, const float *params, long n, float momentum);
+
+    /* ---- the teacher's rows on the wire (comm/teacher_payload.h) ---------
+     * bf16 values are uint16_t: the top half of an fp32, rounded to nearest,
+     * ties to even, exactly as comm/bf16.h's bf16_from_float (a NaN stays a
+     * quiet NaN); widening back is exact. Rows sit at arbitrary value offsets
+     * starts[] (int64) of a flat bf16 array: the image rows of a slice.
+     * Tested bit for bit against comm/bf16.c in tests/nn/test_wire_ops.c. */
+
+    /* out[starts[n] + c] = bf16(inp[n, c]) for inp[N, C]; rows must not
+     * overlap; the other values of out are left alone. */
+    void (*scatter_rows_to_bf16)(uint16_t *out, const float *inp, const int64_t *starts, int N, int C);
+    /* out[n, c] = fp32(inp[starts[n] + c]) for out[N, C] (rows may overlap). */
+    void (*gather_rows_from_bf16)(float *out, const uint16_t *inp, const int64_t *starts, int N, int C);
 } NnBackend;
 
 /* The CPU backend (C + OpenMP + OpenBLAS); always present. */

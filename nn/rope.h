@@ -8,7 +8,8 @@
  * the angles of one patch are
  *     [2 pi y / period_0 .. 2 pi y / period_{Q-1}, 2 pi x / period_0 .. ]
  * (Dh/2 values) repeated twice to Dh values; sin and cos of them are the
- * tables rope_forward applies.
+ * tables that attention_forward and attention_backward (backend.h) rotate
+ * q and k by.
  */
 #ifndef DD_NN_ROPE_H
 #define DD_NN_ROPE_H

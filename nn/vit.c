@@ -330,8 +330,7 @@ void vit_forward(const NnBackend *be, const ViTConfig *cfg, const ViTParams *p,
         ViTBlockActivations *s = &a->blocks[l];
         be->layernorm_forward(s->ln1, s->ln1_mean, s->ln1_rstd, x, w->norm1_w, w->norm1_b, BT, D, eps);
         be->matmul_forward(s->qkv, s->ln1, w->qkv_w, w->qkv_b, BT, D, 3 * D);
-        be->rope_forward(s->qkv, a->rope_sin, a->rope_cos, B, T, 1 + R, H, Dh);
-        be->attention_forward(s->attn, s->lse, s->qkv, B, T, H, Dh);
+        be->attention_forward(s->attn, s->lse, s->qkv, a->rope_sin, a->rope_cos, B, T, 1 + R, H, Dh);
         be->matmul_forward(s->proj, s->attn, w->proj_w, w->proj_b, BT, D, D);
         be->layerscale_residual_forward(s->resid_mid, x, s->proj, w->ls1, BT, D);
 
@@ -397,8 +396,8 @@ void vit_backward(const NnBackend *be, const ViTConfig *cfg, const ViTParams *p,
         be->zero(a->d_attn, row_bytes);
         be->matmul_backward(a->d_attn, gw->proj_w, gw->proj_b, a->d_branch, s->attn, w->proj_w, BT, D, D);
         be->zero(a->d_qkv, 3 * row_bytes);
-        be->attention_backward(a->d_qkv, a->d_attn, s->qkv, s->attn, s->lse, B, T, H, Dh);
-        be->rope_backward(a->d_qkv, a->rope_sin, a->rope_cos, B, T, 1 + R, H, Dh);
+        be->attention_backward(a->d_qkv, a->d_attn, s->qkv, s->attn, s->lse, a->rope_sin,
+                               a->rope_cos, B, T, 1 + R, H, Dh);
         be->zero(a->d_ln, row_bytes);
         be->matmul_backward(a->d_ln, gw->qkv_w, gw->qkv_b, a->d_qkv, s->ln1, w->qkv_w, BT, D, 3 * D);
         if (gw->qkv_b) be->zero(gw->qkv_b + D, (size_t)D * sizeof(float));   /* the key bias is masked */

@@ -84,7 +84,7 @@ int vit_params_init(ViTParams *p, const ViTConfig *cfg, const NnBackend *be, uin
 
 typedef struct ViTBlockActivations {
     float *ln1, *ln1_mean, *ln1_rstd;   /* [B,T,D], [B,T], [B,T] */
-    float *qkv;                         /* [B,T,3D], q and k after RoPE */
+    float *qkv;                         /* [B,T,3D], unrotated (attention applies RoPE) */
     float *lse;                         /* [B,H,T] log-sum-exp of each attention row */
     float *attn;                        /* [B,T,D] */
     float *proj;                        /* [B,T,D] */

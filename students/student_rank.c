@@ -15,28 +15,25 @@
 
 /* The group's reductions, timed: what a rank spends in them is waiting
  * for its group, not compute (StudentStepReport.busy_seconds). */
-static int timed_group_sum(void *context, float *buffer, long count, DdError *err) {
-    StudentRank *rank = context;
+typedef int (*CommReduction)(void *comm, float *buffer, long count, DdError *err);
+
+static int timed_reduction(StudentRank *rank, CommReduction reduce, float *buffer, long count, DdError *err) {
     const double start = dd_now_seconds();
-    int status = comm_group_sum_hook(rank->comm, buffer, count, err);
+    int status = reduce(rank->comm, buffer, count, err);
     rank->collective_seconds += dd_now_seconds() - start;
     return status;
+}
+
+static int timed_group_sum(void *context, float *buffer, long count, DdError *err) {
+    return timed_reduction(context, comm_group_sum_hook, buffer, count, err);
 }
 
 static int timed_group_max(void *context, float *buffer, long count, DdError *err) {
-    StudentRank *rank = context;
-    const double start = dd_now_seconds();
-    int status = comm_group_max_hook(rank->comm, buffer, count, err);
-    rank->collective_seconds += dd_now_seconds() - start;
-    return status;
+    return timed_reduction(context, comm_group_max_hook, buffer, count, err);
 }
 
 static int timed_group_sum_start(void *context, float *buffer, long count, DdError *err) {
-    StudentRank *rank = context;
-    const double start = dd_now_seconds();
-    int status = comm_group_sum_start_hook(rank->comm, buffer, count, err);
-    rank->collective_seconds += dd_now_seconds() - start;
-    return status;
+    return timed_reduction(context, comm_group_sum_start_hook, buffer, count, err);
 }
 
 static int timed_group_sum_finish(void *context, DdError *err) {
@@ -54,6 +51,7 @@ static int open_slice(StudentRank *rank, const RankLayout *layout, const NnBacke
     const StudentRankOptions *o = &rank->options;
     const Comm *comm = rank->comm;
     rank_layout_slice(layout, comm->group_index, comm->group_rank, &rank->begin, &rank->end);
+    rank->on_device = delivery_on_device(comm, be);
     const int B = rank->end - rank->begin;
     if (B < 1) return dd_fail(err, "student '%s': expected a slice of at least 1 image, found %d", o->model->name, B);
     rank->group.slice_weight = (double)B * comm->group_size / o->global_batch;
@@ -69,12 +67,13 @@ static int open_slice(StudentRank *rank, const RankLayout *layout, const NnBacke
     const size_t dino_floats = (size_t)c->global_count * B * Kd, ibot_floats = (size_t)(shape.max_masked + 1) * Ki;
     rank->memory = be->alloc((global_floats + local_floats + dino_floats + ibot_floats) * sizeof(float));
     const size_t max_values = (size_t)B * c->global_count * ((size_t)Kd + (size_t)Np * Ki);
-    rank->wire = malloc((max_values + 1) * sizeof(uint16_t));
-    rank->row_starts = malloc((size_t)c->global_count * B * sizeof *rank->row_starts);
-    rank->host_dino = malloc((dino_floats + ibot_floats) * sizeof(float));
-    if (!rank->memory || !rank->wire || !rank->row_starts || !rank->host_dino)
+    const size_t wire_bytes = (max_values + 1) * sizeof(uint16_t);
+    rank->wire = rank->on_device ? be->alloc(wire_bytes) : malloc(wire_bytes);
+    if (!rank->on_device) rank->host_dino = malloc((dino_floats + ibot_floats) * sizeof(float));
+    if (!rank->memory || !rank->wire || (!rank->on_device && !rank->host_dino))
         return dd_fail(err, "student '%s': out of memory for a slice of %d images", o->model->name, B);
-    rank->host_ibot = rank->host_dino + dino_floats;
+    if (payload_starts_alloc(&rank->starts, be, (long)c->global_count * B, shape.max_masked, err) != 0) return -1;
+    if (rank->host_dino) rank->host_ibot = rank->host_dino + dino_floats;
     rank->global_crops = rank->memory;
     rank->local_crops = rank->global_crops + global_floats;
     rank->teacher_dino = rank->local_crops + local_floats;
@@ -93,10 +92,11 @@ static void close_slice(StudentRank *rank, const NnBackend *be) {
     rank->loader = NULL;
     student_workspace_free(&rank->workspace, be);
     if (rank->memory) be->free(rank->memory);
-    free(rank->wire);
-    free(rank->row_starts);
+    if (rank->on_device && rank->wire) be->free(rank->wire);
+    else free(rank->wire);
+    payload_starts_free(&rank->starts, be);
     free(rank->host_dino);
-    rank->memory = NULL, rank->wire = NULL, rank->row_starts = NULL, rank->host_dino = NULL;
+    rank->memory = NULL, rank->wire = NULL, rank->host_dino = NULL, rank->host_ibot = NULL;
 }
 
 int student_rank_open(StudentRank *rank, const StudentRankOptions *o, Comm *comm, const RankLayout *layout,
@@ -131,6 +131,37 @@ int student_rank_move_slice(StudentRank *rank, const RankLayout *layout, const N
     return 0;
 }
 
+/* The teacher's rows of this slice, as teacher_dino[G*B, Kd] and
+ * teacher_ibot[M, Ki] in the backend's memory: received over NCCL into the
+ * device wire buffer and unpacked there (on_device), or received over MPI,
+ * unpacked on the host and copied. The wait for them is timed apart. */
+static int receive_teacher_rows(StudentRank *rank, long iteration, Comm *comm, const RankLayout *layout,
+                                const NnBackend *be, const uint8_t *masks, StudentStepReport *report, DdError *err) {
+    const double wait_start = dd_now_seconds();
+    if (rank->on_device) {
+        if (delivery_device_post_receives(comm, layout, rank->offsets, rank->wire, &report->bytes_received, err) != 0 ||
+            delivery_device_wait(comm, err) != 0)
+            return -1;
+        report->wait_seconds = dd_now_seconds() - wait_start;
+        return payload_unpack_on(be, &rank->shape, masks, rank->wire, rank->teacher_dino, rank->teacher_ibot,
+                                 &rank->starts, err);
+    }
+    if (delivery_post_receives(comm, layout, rank->offsets, rank->wire, (int)(iteration % 32768), &rank->transfer,
+                               err) != 0 ||
+        delivery_wait(&rank->transfer, err) != 0)
+        return -1;
+    report->wait_seconds = dd_now_seconds() - wait_start;
+    report->bytes_received = rank->transfer.bytes_received;
+    const PayloadShape *s = &rank->shape;
+    payload_unpack(s, masks, rank->wire, rank->host_dino, rank->host_ibot, rank->starts.row_starts);
+    long masked = 0;
+    for (size_t i = 0; i < (size_t)s->global_count * s->images * s->patches; i++) masked += masks[i] != 0;
+    be->copy_to_device(rank->teacher_dino, rank->host_dino,
+                       (size_t)s->global_count * s->images * s->dino_dim * sizeof(float));
+    if (masked) be->copy_to_device(rank->teacher_ibot, rank->host_ibot, (size_t)masked * s->ibot_dim * sizeof(float));
+    return 0;
+}
+
 int student_rank_step(StudentRank *rank, long iteration, Comm *comm, const RankLayout *layout,
                       const NnBackend *be, StudentStepReport *report, DdError *err) {
     const StudentRankOptions *o = &rank->options;
@@ -155,32 +186,19 @@ int student_rank_step(StudentRank *rank, long iteration, Comm *comm, const RankL
                                  o->teacher->dino_head.bottleneck, o->teacher->ibot_head.bottleneck};
     payload_offsets(&rank->shape, masks, rank->begin, rank->offsets);
 
-    /* the teacher's rows of this slice */
-    double wait_start = dd_now_seconds();
-    if (delivery_post_receives(comm, layout, rank->offsets, rank->wire, (int)(iteration % 32768), &rank->transfer,
-                               err) != 0 ||
-        delivery_wait(&rank->transfer, err) != 0) {
+    if (receive_teacher_rows(rank, iteration, comm, layout, be, masks, report, err) != 0) {
         data_loader_release(rank->loader, batch);
         return -1;
     }
-    report->wait_seconds = dd_now_seconds() - wait_start;
-    report->bytes_received = rank->transfer.bytes_received;
-    payload_unpack(&rank->shape, masks, rank->wire, rank->host_dino, rank->host_ibot, rank->row_starts);
 
     const size_t global_floats = (size_t)c->global_count * B * 3 * c->global_size * c->global_size;
     const size_t local_floats = (size_t)c->local_count * B * 3 * c->local_size * c->local_size;
-    long masked = 0;
-    for (size_t i = 0; i < (size_t)c->global_count * B * rank->shape.patches; i++) masked += masks[i] != 0;
     be->copy_to_device(rank->global_crops, batch->global_crops, global_floats * sizeof(float));
     if (iteration == rank->inject_nan_at) {
         const float nan = NAN;
         be->copy_to_device(rank->global_crops, &nan, sizeof nan);
     }
     if (local_floats) be->copy_to_device(rank->local_crops, batch->local_crops, local_floats * sizeof(float));
-    be->copy_to_device(rank->teacher_dino, rank->host_dino,
-                       (size_t)c->global_count * B * rank->shape.dino_dim * sizeof(float));
-    if (masked)
-        be->copy_to_device(rank->teacher_ibot, rank->host_ibot, (size_t)masked * rank->shape.ibot_dim * sizeof(float));
 
     const DataRange *rescale = &o->data->rope_rescale;
     StudentBatch student_batch = {

@@ -64,10 +64,11 @@ typedef struct StudentRank {
     int begin, end;
     PayloadShape shape;
     long *offsets;                    /* [global_batch + 1] */
-    long *row_starts;                 /* [G * B] */
-    uint16_t *wire;                   /* the slice's bf16 rows */
-    DeliveryTransfer transfer;
-    float *host_dino, *host_ibot;     /* unpacked teacher rows, crop-major */
+    PayloadStarts starts;             /* payload scratch: G * B + max_masked feature rows */
+    int on_device;                    /* rows received into device memory over NCCL (delivery_on_device) */
+    uint16_t *wire;                   /* the slice's bf16 rows: the backend's memory when on_device */
+    DeliveryTransfer transfer;        /* MPI wire only */
+    float *host_dino, *host_ibot;     /* unpacked teacher rows, crop-major (MPI wire only) */
     float *memory;                    /* one backend allocation for: */
     float *global_crops, *local_crops, *teacher_dino, *teacher_ibot;
     /* fault injection for the service tests (environment, read at open;

@@ -41,11 +41,11 @@ static void free_slice_buffers(Teacher *t, const NnBackend *be) {
     vit_activations_free(&t->act, be);
     head_activations_free(&t->dino, be);
     head_activations_free(&t->ibot, be);
+    payload_starts_free(&t->starts, be);
     if (t->memory) be->free(t->memory);
     free(t->host);
     t->memory = NULL, t->host = NULL;
     t->images = t->cls = t->patches = t->host_dino = t->host_ibot = NULL;
-    t->row_starts = NULL;
     t->capacity = 0;
 }
 
@@ -82,14 +82,15 @@ int teacher_resize(Teacher *t, int capacity, int max_masked, const NnBackend *be
     const int Kd = cfg->dino_head.bottleneck, Ki = cfg->ibot_head.bottleneck;
     if (vit_activations_alloc(&t->act, cfg, be, rows, t->global_size, t->global_size, 0, err) != 0 ||
         head_activations_alloc(&t->dino, &cfg->dino_head, D, rows, HEAD_PART_MLP, be, err) != 0 ||
-        head_activations_alloc(&t->ibot, &cfg->ibot_head, D, t->max_masked, HEAD_PART_MLP, be, err) != 0)
+        head_activations_alloc(&t->ibot, &cfg->ibot_head, D, t->max_masked, HEAD_PART_MLP, be, err) != 0 ||
+        payload_starts_alloc(&t->starts, be, rows, t->max_masked, err) != 0)
         goto fail;
     vit_set_rope(&t->act, cfg, be, 1.0f);   /* no rescale at inference */
 
     const size_t image_floats = (size_t)rows * cfg->in_channels * t->global_size * t->global_size;
     t->count = image_floats + (size_t)rows * D + (size_t)t->max_masked * D;
     t->memory = be->alloc(t->count * sizeof(float));
-    t->host = malloc(((size_t)rows * Kd + (size_t)t->max_masked * Ki) * sizeof(float) + (size_t)rows * sizeof(long));
+    t->host = malloc(((size_t)rows * Kd + (size_t)t->max_masked * Ki) * sizeof(float));
     if (!t->memory || !t->host) {
         dd_fail(err, "teacher '%s': out of memory for a slice of %d images", cfg->name, capacity);
         goto fail;
@@ -99,7 +100,6 @@ int teacher_resize(Teacher *t, int capacity, int max_masked, const NnBackend *be
     t->patches = t->cls + (size_t)rows * D;
     t->host_dino = t->host;
     t->host_ibot = t->host_dino + (size_t)rows * Kd;
-    t->row_starts = (long *)(t->host_ibot + (size_t)t->max_masked * Ki);
     return 0;
 fail:
     free_slice_buffers(t, be);
@@ -113,8 +113,8 @@ void teacher_free(Teacher *t, const NnBackend *be) {
     memset(t, 0, sizeof *t);
 }
 
-int teacher_compute_rows(Teacher *t, const NnBackend *be, const float *global_crops, const uint8_t *masks,
-                         int images, float *rows, DdError *err) {
+int teacher_forward(Teacher *t, const NnBackend *be, const float *global_crops, const uint8_t *masks, int images,
+                    DdError *err) {
     const ViTConfig *cfg = &t->cfg;
     const int G = t->global_count, S = t->global_size, D = cfg->dim, crops = G * images;
     const int Np = (S / cfg->patch_size) * (S / cfg->patch_size), prefix = 1 + cfg->registers;
@@ -146,9 +146,27 @@ int teacher_compute_rows(Teacher *t, const NnBackend *be, const float *global_cr
     }
     head_mlp_forward(be, &cfg->dino_head, D, &t->params.dino_head, &t->dino, t->cls, crops);
     if (masked) head_mlp_forward(be, &cfg->ibot_head, D, &t->params.ibot_head, &t->ibot, t->patches, masked);
+    t->masked = masked;
+    return 0;
+}
+
+void teacher_rows(Teacher *t, const NnBackend *be, const uint8_t *masks, float *rows) {
+    const long crops = (long)t->shape.global_count * t->shape.images;
     be->copy_to_host(t->host_dino, t->dino.features, (size_t)crops * t->shape.dino_dim * sizeof(float));
-    if (masked)
-        be->copy_to_host(t->host_ibot, t->ibot.features, (size_t)masked * t->shape.ibot_dim * sizeof(float));
-    payload_pack(&t->shape, masks, t->host_dino, t->host_ibot, rows, t->row_starts);
+    if (t->masked)
+        be->copy_to_host(t->host_ibot, t->ibot.features, (size_t)t->masked * t->shape.ibot_dim * sizeof(float));
+    payload_pack(&t->shape, masks, t->host_dino, t->host_ibot, rows, t->starts.row_starts);
+}
+
+int teacher_wire_rows(Teacher *t, const NnBackend *be, const uint8_t *masks, uint16_t *wire, DdError *err) {
+    if (payload_pack_bf16_on(be, &t->shape, masks, t->dino.features, t->ibot.features, wire, &t->starts, err) != 0)
+        return dd_fail_context(err, "teacher '%s': rows of a slice of %d images", t->cfg.name, t->shape.images);
+    return 0;
+}
+
+int teacher_compute_rows(Teacher *t, const NnBackend *be, const float *global_crops, const uint8_t *masks,
+                         int images, float *rows, DdError *err) {
+    if (teacher_forward(t, be, global_crops, masks, images, err) != 0) return -1;
+    teacher_rows(t, be, masks, rows);
     return 0;
 }

@@ -31,6 +31,7 @@ typedef struct Teacher {
     int capacity;                 /* most images of a slice (teacher_resize) */
     int global_count, global_size, max_masked;
     PayloadShape shape;           /* of the last computed slice */
+    int masked;                   /* its masked patches */
     ViTActivations act;           /* inference activations of G * capacity crops */
     HeadActivations dino, ibot;   /* MLP halves */
     float *memory;                /* one backend allocation for: */
@@ -41,7 +42,7 @@ typedef struct Teacher {
     void *host;                   /* one host allocation for: */
     float *host_dino;             /* [G*B, Kd] */
     float *host_ibot;             /* [max_masked, Ki] */
-    long *row_starts;             /* [G*B] payload scratch */
+    PayloadStarts starts;         /* payload scratch, G*B + max_masked feature rows */
 } Teacher;
 
 /* weights_path may be NULL (random weights from the seed). capacity and
@@ -57,8 +58,19 @@ int teacher_resize(Teacher *t, int capacity, int max_masked, const NnBackend *be
 void teacher_free(Teacher *t, const NnBackend *be);
 
 /* From the B images of a slice: global_crops[G*B, C, S, S] (host, crop-major)
- * and masks[G*B, Np] -> rows (host floats, the slice's image rows;
+ * and masks[G*B, Np] -> the slice's bottlenecks, dino.features[G*B, Kd] and
+ * ibot.features[M, Ki] in the backend's memory, for teacher_rows or
+ * teacher_wire_rows (with the same masks). */
+int teacher_forward(Teacher *t, const NnBackend *be, const float *global_crops, const uint8_t *masks, int images,
+                    DdError *err);
+/* After teacher_forward: rows (host floats, the slice's image rows;
  * payload_offsets gives their layout). */
+void teacher_rows(Teacher *t, const NnBackend *be, const uint8_t *masks, float *rows);
+/* After teacher_forward: the same rows in bf16, as bf16_from_float would
+ * make them, written by the backend into wire (its memory), where they stay
+ * for a send from the device. */
+int teacher_wire_rows(Teacher *t, const NnBackend *be, const uint8_t *masks, uint16_t *wire, DdError *err);
+/* teacher_forward, then teacher_rows. */
 int teacher_compute_rows(Teacher *t, const NnBackend *be, const float *global_crops, const uint8_t *masks,
                          int images, float *rows, DdError *err);
 

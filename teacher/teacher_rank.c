@@ -1,5 +1,7 @@
 /*
- * teacher_rank.c - a teacher rank's iteration (see teacher_rank.h).
+ * teacher_rank.c - a teacher rank's iteration (see teacher_rank.h): wait
+ * for the slot's earlier rows to leave, compute the slice's features, turn
+ * them into bf16 rows in the slot's wire buffer, post them.
  */
 #include "teacher/teacher_rank.h"
 
@@ -28,11 +30,13 @@ static int open_slice(TeacherRank *rank, const RankLayout *layout, const NnBacke
     const size_t max_values = (size_t)images * o->crops->global_count *
                               ((size_t)cfg->dino_head.bottleneck +
                                (size_t)rank->masks.Hp * rank->masks.Wp * cfg->ibot_head.bottleneck);
-    rank->rows = malloc((max_values + 1) * sizeof(float));
-    if (!rank->rows) return dd_fail(err, "teacher: out of memory for the rows of a slice");
+    if (!rank->on_device && !(rank->rows = malloc((max_values + 1) * sizeof(float))))
+        return dd_fail(err, "teacher: out of memory for the rows of a slice");
+    const size_t wire_bytes = (max_values + 1) * sizeof(uint16_t);
     for (int s = 0; s < rank->prefetch; s++) {
-        rank->wire[s] = malloc((max_values + 1) * sizeof(uint16_t));
-        if (!rank->wire[s]) return dd_fail(err, "teacher: out of memory for the wire buffers");
+        rank->wire[s] = rank->on_device ? be->alloc(wire_bytes) : malloc(wire_bytes);
+        if (!rank->wire[s])
+            return dd_fail(err, "teacher: out of %s memory for the wire buffers", rank->on_device ? be->name : "host");
     }
     if (images == 0) return 0;
     DataLoaderOptions loader = {
@@ -46,13 +50,14 @@ static int open_slice(TeacherRank *rank, const RankLayout *layout, const NnBacke
 
 /* Frees what open_slice made but the teacher's buffers (teacher_resize
  * replaces those, teacher_free frees them); nothing may be in flight. */
-static void close_slice(TeacherRank *rank) {
+static void close_slice(TeacherRank *rank, const NnBackend *be) {
     if (rank->loader) data_loader_close(rank->loader);
     rank->loader = NULL;
     free(rank->rows);
     rank->rows = NULL;
     for (int s = 0; s < TEACHER_MAX_PREFETCH; s++) {
-        free(rank->wire[s]);
+        if (rank->on_device && rank->wire[s]) be->free(rank->wire[s]);
+        else free(rank->wire[s]);
         rank->wire[s] = NULL;
     }
 }
@@ -64,6 +69,8 @@ int teacher_rank_open(TeacherRank *rank, const TeacherRankOptions *o, const Comm
         return dd_fail(err, "teacher: expected prefetch in [1, %d], found %d", TEACHER_MAX_PREFETCH, o->prefetch);
     rank->options = *o;
     rank->prefetch = o->prefetch;
+    rank->comm = comm;
+    rank->on_device = delivery_on_device(comm, be);
     /* a teacher rank, or a student rank computing teacher images too */
     rank->member = rank_layout_teacher_member(layout, comm->world_rank);
     if (rank->member < 0)
@@ -84,10 +91,41 @@ int teacher_rank_open(TeacherRank *rank, const TeacherRankOptions *o, const Comm
 int teacher_rank_move_slice(TeacherRank *rank, const RankLayout *layout, const NnBackend *be, long first_iteration,
                             DdError *err) {
     if (teacher_rank_drain(rank, err) != 0) return -1;   /* the wire buffers are freed */
-    close_slice(rank);
+    close_slice(rank, be);
     if (open_slice(rank, layout, be, first_iteration, err) != 0)
         return dd_fail_context(err, "teacher member %d: moving to a new slice at iteration %ld", rank->member,
                                first_iteration);
+    return 0;
+}
+
+/* Returns once the rows posted from slot have left: on the device, when
+ * the event of the slot's sends has passed (later sends stay in flight). A
+ * host wait, outside the busy time: the next step's first upload would wait
+ * for it anyway, and count waiting for the students as compute. */
+static int wait_slot(TeacherRank *rank, int slot, DdError *err) {
+    if (rank->on_device) return delivery_device_wait_slot(rank->comm, slot, err);
+    return delivery_wait(&rank->transfers[slot], err);
+}
+
+/* The slice's rows, from the features teacher_forward left, into the wire
+ * buffer of slot in bf16: made by the backend in its memory (on_device), or
+ * on the host. */
+static int fill_wire(TeacherRank *rank, const NnBackend *be, const uint8_t *masks, int slot, DdError *err) {
+    if (rank->on_device) return teacher_wire_rows(&rank->teacher, be, masks, rank->wire[slot], err);
+    teacher_rows(&rank->teacher, be, masks, rank->rows);
+    bf16_from_float(rank->wire[slot], rank->rows, rank->offsets[rank->end]);
+    return 0;
+}
+
+/* Posts the rows of slot to the students; rank->bytes_sent gets their size. */
+static int post_wire(TeacherRank *rank, long iteration, int slot, const Comm *comm, const RankLayout *layout,
+                     DdError *err) {
+    if (rank->on_device)
+        return delivery_device_post_sends(comm, layout, rank->offsets, rank->wire[slot], slot, &rank->bytes_sent, err);
+    if (delivery_post_sends(comm, layout, rank->offsets, rank->wire[slot], (int)(iteration % 32768),
+                            &rank->transfers[slot], err) != 0)
+        return -1;
+    rank->bytes_sent = rank->transfers[slot].bytes_sent;
     return 0;
 }
 
@@ -95,7 +133,7 @@ int teacher_rank_step(TeacherRank *rank, long iteration, const Comm *comm, const
                       const NnBackend *be, DdError *err) {
     const int slot = (int)(iteration % rank->prefetch);
     if (rank->in_flight[slot]) {   /* the rows of iteration - prefetch must have left */
-        if (delivery_wait(&rank->transfers[slot], err) != 0) return -1;
+        if (wait_slot(rank, slot, err) != 0) return -1;
         rank->in_flight[slot] = 0;
     }
     rank->busy_seconds = 0;
@@ -114,16 +152,12 @@ int teacher_rank_step(TeacherRank *rank, long iteration, const Comm *comm, const
                           rank->masks.Hp * rank->masks.Wp, rank->teacher.cfg.dino_head.bottleneck,
                           rank->teacher.cfg.ibot_head.bottleneck};
     payload_offsets(&shape, masks, rank->begin, rank->offsets);
-    int status = teacher_compute_rows(&rank->teacher, be, batch->global_crops, masks, batch->count, rank->rows, err);
-    const long values = rank->offsets[rank->end];
+    int status = teacher_forward(&rank->teacher, be, batch->global_crops, masks, batch->count, err);
+    if (status == 0) status = fill_wire(rank, be, masks, slot, err);
     data_loader_release(rank->loader, batch);
     if (status != 0) return -1;
-    bf16_from_float(rank->wire[slot], rank->rows, values);
     rank->busy_seconds = dd_now_seconds() - start;
-    if (delivery_post_sends(comm, layout, rank->offsets, rank->wire[slot], (int)(iteration % 32768),
-                            &rank->transfers[slot], err) != 0)
-        return -1;
-    rank->bytes_sent = rank->transfers[slot].bytes_sent;
+    if (post_wire(rank, iteration, slot, comm, layout, err) != 0) return -1;
     rank->in_flight[slot] = 1;
     return 0;
 }
@@ -131,14 +165,14 @@ int teacher_rank_step(TeacherRank *rank, long iteration, const Comm *comm, const
 int teacher_rank_drain(TeacherRank *rank, DdError *err) {
     for (int s = 0; s < rank->prefetch; s++) {
         if (!rank->in_flight[s]) continue;
-        if (delivery_wait(&rank->transfers[s], err) != 0) return -1;
+        if (wait_slot(rank, s, err) != 0) return -1;
         rank->in_flight[s] = 0;
     }
     return 0;
 }
 
 void teacher_rank_close(TeacherRank *rank, const NnBackend *be) {
-    close_slice(rank);
+    close_slice(rank, be);
     teacher_free(&rank->teacher, be);
     for (int s = 0; s < TEACHER_MAX_PREFETCH; s++) delivery_transfer_free(&rank->transfers[s]);
     free(rank->offsets);

@@ -3,6 +3,12 @@
  * iBOT masks of its slice), the frozen teacher, and a ring of `prefetch`
  * wire buffers, so the teacher computes up to `prefetch` iterations ahead of
  * the students while earlier rows are still on the wire (DESIGN, steps 2-3).
+ *
+ * Two wires, chosen once at open (delivery_on_device): in a run whose ranks
+ * each have a GPU of their own, the rows stay on the device, made into bf16
+ * there and sent with NCCL from device wire buffers; otherwise they come to
+ * the host, become bf16 there and go over MPI. Either way a slot's buffer is
+ * refilled only once its earlier sends have left.
  */
 #ifndef DD_TEACHER_TEACHER_RANK_H
 #define DD_TEACHER_TEACHER_RANK_H
@@ -25,9 +31,12 @@ typedef struct TeacherRankOptions {
 } TeacherRankOptions;
 
 enum { TEACHER_MAX_PREFETCH = 16 };
+_Static_assert((int)TEACHER_MAX_PREFETCH <= (int)DELIVERY_DEVICE_SLOTS, "one delivery slot per prefetch slot");
 
 typedef struct TeacherRank {
     TeacherRankOptions options;
+    const Comm *comm;
+    int on_device;                           /* rows sent from device memory over NCCL (delivery_on_device) */
     int member;                              /* among the teacher's members (rank_layout.h) */
     Teacher teacher;
     DataLoader *loader;
@@ -35,9 +44,9 @@ typedef struct TeacherRank {
     int begin, end;                          /* slice of the global batch */
     int prefetch;
     long *offsets;                           /* [global_batch + 1] */
-    float *rows;                             /* one slice of image rows, floats */
-    uint16_t *wire[TEACHER_MAX_PREFETCH];    /* bf16 rows on the wire */
-    DeliveryTransfer transfers[TEACHER_MAX_PREFETCH];
+    float *rows;                             /* one slice of image rows, floats (host wire only) */
+    uint16_t *wire[TEACHER_MAX_PREFETCH];    /* bf16 rows on the wire: the backend's memory when on_device */
+    DeliveryTransfer transfers[TEACHER_MAX_PREFETCH];   /* host wire only */
     int in_flight[TEACHER_MAX_PREFETCH];
     double busy_seconds;                     /* compute of the last step (not waiting) */
     long bytes_sent;                         /* of the last step */

@@ -1,6 +1,6 @@
 /*
  * run_device.c - device choice and device reductions of a `distill run`
- * rank (see run_device.h).
+ * rank, which also decide how the teacher's rows travel (see run_device.h).
  */
 #include "tools/run_device.h"
 

@@ -20,8 +20,6 @@ const NnBackend nn_cpu_backend = {
     .tokens_backward = cpu_tokens_backward,
     .layernorm_forward = cpu_layernorm_forward,
     .layernorm_backward = cpu_layernorm_backward,
-    .rope_forward = cpu_rope_forward,
-    .rope_backward = cpu_rope_backward,
     .attention_forward = cpu_attention_forward,
     .attention_backward = cpu_attention_backward,
     .gelu_forward = cpu_gelu_forward,
@@ -47,4 +45,6 @@ const NnBackend nn_cpu_backend = {
     .divide_columns = cpu_divide_columns,
     .normalize_rows = cpu_normalize_rows,
     .ema_update = cpu_ema_update,
+    .scatter_rows_to_bf16 = cpu_scatter_rows_to_bf16,
+    .gather_rows_from_bf16 = cpu_gather_rows_from_bf16,
 };

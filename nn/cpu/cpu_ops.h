@@ -27,13 +27,11 @@ int cpu_blas_threads_begin_serial(void);
 void cpu_blas_threads_end_serial(int saved);
 
 /* cpu_attention.c */
-void cpu_rope_forward(float *qkv, const float *sin, const float *cos, int B, int T, int prefix,
-                      int H, int Dh);
-void cpu_rope_backward(float *dqkv, const float *sin, const float *cos, int B, int T, int prefix,
-                       int H, int Dh);
-void cpu_attention_forward(float *out, float *lse, const float *qkv, int B, int T, int H, int Dh);
+void cpu_attention_forward(float *out, float *lse, const float *qkv, const float *sin,
+                           const float *cos, int B, int T, int prefix, int H, int Dh);
 void cpu_attention_backward(float *dqkv, const float *dout, const float *qkv, const float *out,
-                            const float *lse, int B, int T, int H, int Dh);
+                            const float *lse, const float *sin, const float *cos, int B, int T,
+                            int prefix, int H, int Dh);
 
 /* cpu_norm.c */
 void cpu_layernorm_forward(float *out, float *mean, float *rstd, const float *inp,
@@ -91,5 +89,9 @@ void cpu_normalize_rows(float *x, int M, int K);
 
 /* cpu_ema.c */
 void cpu_ema_update(float *ema, const float *params, long n, float momentum);
+
+/* cpu_bf16_rows.c */
+void cpu_scatter_rows_to_bf16(uint16_t *out, const float *inp, const int64_t *starts, int N, int C);
+void cpu_gather_rows_from_bf16(float *out, const uint16_t *inp, const int64_t *starts, int N, int C);
 
 #endif

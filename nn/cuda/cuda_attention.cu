@@ -1,13 +1,24 @@
 /*
- * cuda_attention.cu - multi-head softmax attention for the CUDA backend,
- * memory-efficient ("flash") style, fp32 throughout on the SIMT cores: no
- * [T, T] matrix is ever stored, in global or in shared memory.
+ * cuda_attention.cu - multi-head softmax attention with 2-D RoPE for the
+ * CUDA backend, memory-efficient ("flash") style, fp32 throughout on the
+ * SIMT cores: no [T, T] matrix is ever stored, in global or in shared
+ * memory, and no rotated copy of q or k in global memory.
  *
  * Layout: qkv[B, T, 3, H, Dh]; for image b, head h and token t
  *   q_t = qkv + ((b*T + t)*3 + 0)*H*Dh + h*Dh,  k_t: part 1,  v_t: part 2,
  * so one (b, h) pair sees q, k, v as T x Dh row-major views with row stride
  * L = 3*H*Dh; out[B, T, H, Dh] (row stride H*Dh), lse[B, H, T].
- * With scale = 1/sqrt(Dh) and the scores s_ij = scale * q_i . k_j:
+ *
+ * RoPE: qkv is unrotated. Every q and k tile is rotated as it is staged
+ * into shared memory (q'_t, k'_t; tokens t >= prefix, tables row t - prefix;
+ * the thread that writes element d reads d and its partner d +- Dh/2 from
+ * global memory), so the kernels below see only q', k'. The backward's
+ * dq', dk' are summed in registers in rotated space; at the end each warp
+ * stages its rows in its own part of shared memory and each lane adds the
+ * transposed rotation of its elements (which needs the partner element,
+ * held by another lane or chunk) to dqkv.
+ *
+ * With scale = 1/sqrt(Dh) and the scores s_ij = scale * q'_i . k'_j:
  *
  * Forward: one block per tile of 32 queries of one (b, h); 8 warps, each
  * owning 4 of the queries. Keys are visited in tiles of 32 staged in shared
@@ -21,8 +32,9 @@
  * Backward: with p_ij = exp(s_ij - lse_i) recomputed, dp_ij = dout_i . v_j
  * and D_i = dout_i . out_i (which equals sum_j p_ij dp_ij),
  *   ds_ij = p_ij (dp_ij - D_i),
- *   dq_i += scale sum_j ds_ij k_j,  dk_j += scale sum_i ds_ij q_i,
- *   dv_j += sum_i p_ij dout_i.
+ *   dq'_i = scale sum_j ds_ij k'_j,  dk'_j = scale sum_i ds_ij q'_i,
+ *   dv_j += sum_i p_ij dout_i,
+ * and dq_i += rope_i^T dq'_i, dk_j += rope_j^T dk'_j.
  * Three kernels: D into scratch; dk and dv, one block per 32 keys looping
  * over query tiles; dq, one block per 32 queries looping over key tiles.
  * Every element of dqkv is summed in registers by one thread and added to
@@ -45,14 +57,83 @@ enum {
     ATT_MAX_DH = 128,                       /* largest head size supported */
 };
 
+/* The rotation of one call: tables sin, cos [T - prefix, Dh] for the
+ * tokens t >= prefix; sin == nullptr (the default): no rotation. */
+struct AttentionRope {
+    const float *sin = nullptr, *cos = nullptr;
+    int prefix = 0;
+};
+
+__device__ static bool rope_rotates(const AttentionRope &rope, int t) {
+    return rope.sin != nullptr && t >= rope.prefix;
+}
+
+/* Element d of rope_t(x) for a head vector x[Dh] and its table rows s, c
+ * [Dh] (backend.h): with h = Dh/2,
+ *   d < h:  x[d] c[d] - x[d + h] s[d];   d >= h:  x[d] c[d] + x[d - h] s[d]. */
+__device__ __forceinline__ static float rotated_element(const float *x, int d, int Dh,
+                                                        const float *s, const float *c) {
+    const int half = Dh / 2;
+    return d < half ? x[d] * c[d] - x[d + half] * s[d] : x[d] * c[d] + x[d - half] * s[d];
+}
+
+/* Element d of the transposed rotation of a gradient g[Dh]:
+ *   d < h:  g[d] c[d] + g[d + h] s[d + h];   d >= h:  g[d] c[d] - g[d - h] s[d - h]. */
+__device__ __forceinline__ static float unrotated_element(const float *g, int d, int Dh,
+                                                          const float *s, const float *c) {
+    const int half = Dh / 2;
+    return d < half ? g[d] * c[d] + g[d + half] * s[d + half]
+                    : g[d] * c[d] - g[d - half] * s[d - half];
+}
+
 /* dst[r * ld + d] = src[(t0 + r) * stride + d] for r < ATT_TILE, d < Dh: one
- * tile of a T x Dh view with row stride stride; rows past T are zero. The
- * whole block loads; coalesced along d. */
+ * tile of a T x Dh view with row stride stride, rotated where rope says
+ * (for token t = t0 + r); rows past T are zero. The whole block loads;
+ * coalesced along d (the partner elements too). */
 __device__ static void load_tile(float *dst, int ld, const float *src, long stride, int t0, int T,
-                                 int Dh) {
+                                 int Dh, const AttentionRope &rope = AttentionRope()) {
     for (int idx = threadIdx.x; idx < ATT_TILE * Dh; idx += blockDim.x) {
-        int r = idx / Dh, d = idx - r * Dh;
-        dst[r * ld + d] = (t0 + r < T) ? src[(long)(t0 + r) * stride + d] : 0.0f;
+        int r = idx / Dh, d = idx - r * Dh, t = t0 + r;
+        float x = 0.0f;
+        if (t < T) {
+            const float *row = src + (long)t * stride;
+            if (rope_rotates(rope, t)) {
+                long at = (long)(t - rope.prefix) * Dh;
+                x = rotated_element(row, d, Dh, rope.sin + at, rope.cos + at);
+            } else {
+                x = row[d];
+            }
+        }
+        dst[r * ld + d] = x;
+    }
+}
+
+/* rows[r * Dh + d] = scale * acc[r][c], d = lane + 32c, for the warp's
+ * ATT_ROWS rows of gradients: rows is a part of shared memory that only
+ * this warp reads, so a warp barrier on each side suffices. */
+template <int NCH>
+__device__ __forceinline__ static void stage_warp_rows(float *rows, const float (&acc)[ATT_ROWS][NCH],
+                                                       float scale, int Dh, int lane) {
+    __syncwarp();   /* every lane of the warp is done reading rows */
+    for (int r = 0; r < ATT_ROWS; r++)
+        for (int c = 0; c < NCH; c++) {
+            int d = lane + CUDA_WARP * c;
+            if (d < Dh) rows[r * Dh + d] = scale * acc[r][c];
+        }
+    __syncwarp();   /* and every lane sees the others' elements */
+}
+
+/* dst[d] += the transposed rotation of g[Dh] (staged by stage_warp_rows)
+ * for token t, or g[d] where t is not rotated, for the lane's elements
+ * d = lane + 32c. */
+template <int NCH>
+__device__ __forceinline__ static void add_unrotated_row(float *dst, const float *g, int t, int Dh,
+                                                         const AttentionRope &rope, int lane) {
+    const bool rotated = rope_rotates(rope, t);
+    const long at = (long)(t - rope.prefix) * Dh;
+    for (int c = 0; c < NCH; c++) {
+        int d = lane + CUDA_WARP * c;
+        if (d < Dh) dst[d] += rotated ? unrotated_element(g, d, Dh, rope.sin + at, rope.cos + at) : g[d];
     }
 }
 
@@ -64,13 +145,14 @@ __device__ static void load_tile_vector(float *dst, const float *src, int t0, in
 
 /* ---- forward --------------------------------------------------------------- */
 
-/* out[B, T, H, Dh], lse[B, H, T] from qkv[B, T, 3, H, Dh].
+/* out[B, T, H, Dh], lse[B, H, T] from qkv[B, T, 3, H, Dh] (unrotated).
  * Grid (ceil(T / ATT_TILE), H, B), ATT_THREADS threads, NCH = ceil(Dh / 32).
- * Dynamic shared memory: queries [ATT_TILE, Dh], keys [ATT_TILE, Dh + 1],
- * values [ATT_TILE, Dh]. */
+ * Dynamic shared memory: queries q' [ATT_TILE, Dh], keys k' [ATT_TILE,
+ * Dh + 1], values [ATT_TILE, Dh]. */
 template <int NCH>
 __global__ static void __launch_bounds__(ATT_THREADS)
-attention_forward_kernel(float *out, float *lse, const float *qkv, int T, int H, int Dh, float scale) {
+attention_forward_kernel(float *out, float *lse, const float *qkv, AttentionRope rope, int T, int H,
+                         int Dh, float scale) {
     extern __shared__ float smem[];
     const int ldk = Dh + 1;
     float *qs = smem;                  /* the block's queries; rows read by whole warps */
@@ -83,7 +165,7 @@ attention_forward_kernel(float *out, float *lse, const float *qkv, int T, int H,
     const float *q = qkv + (long)b * T * L + (long)h * Dh, *k = q + HD, *v = q + 2 * HD;
     const float *my_q = qs + warp * ATT_ROWS * Dh;   /* the warp's ATT_ROWS queries */
 
-    load_tile(qs, Dh, q, L, i0, T, Dh);   /* visible after the loop's first barrier */
+    load_tile(qs, Dh, q, L, i0, T, Dh, rope);   /* visible after the loop's first barrier */
 
     float m[ATT_ROWS], l[ATT_ROWS], o[ATT_ROWS][NCH];
     for (int r = 0; r < ATT_ROWS; r++) {
@@ -94,7 +176,7 @@ attention_forward_kernel(float *out, float *lse, const float *qkv, int T, int H,
 
     for (int j0 = 0; j0 < T; j0 += ATT_TILE) {
         __syncthreads();   /* every warp is done with the previous tile */
-        load_tile(ks, ldk, k, L, j0, T, Dh);
+        load_tile(ks, ldk, k, L, j0, T, Dh, rope);
         load_tile(vs, Dh, v, L, j0, T, Dh);
         __syncthreads();
 
@@ -170,15 +252,17 @@ __global__ static void attention_drow_kernel(float *drow, const float *dout, con
     }
 }
 
-/* dqkv's k and v parts += dk, dv for the keys of one tile of one (b, h).
- * Grid (ceil(T / ATT_TILE), H, B), ATT_THREADS threads; each warp owns
- * ATT_ROWS keys, lane i takes query i0 + i of each query tile.
- * Dynamic shared memory: keys, values [ATT_TILE, Dh]; queries, output
- * gradients [ATT_TILE, Dh + 1]; lse, D [ATT_TILE]. */
+/* dqkv's k and v parts += rope^T dk', dv for the keys of one tile of one
+ * (b, h). Grid (ceil(T / ATT_TILE), H, B), ATT_THREADS threads; each warp
+ * owns ATT_ROWS keys, lane i takes query i0 + i of each query tile.
+ * Dynamic shared memory: keys k', values [ATT_TILE, Dh]; queries q', output
+ * gradients [ATT_TILE, Dh + 1]; lse, D [ATT_TILE]. At the end each warp's
+ * rows of k' hold its dk'. */
 template <int NCH>
 __global__ static void __launch_bounds__(ATT_THREADS)
 attention_backward_kv_kernel(float *dqkv, const float *dout, const float *qkv, const float *lse,
-                             const float *drow, int T, int H, int Dh, float scale) {
+                             const float *drow, AttentionRope rope, int T, int H, int Dh,
+                             float scale) {
     extern __shared__ float smem[];
     const int ldq = Dh + 1;
     float *ks = smem;                     /* the block's keys; rows read by whole warps */
@@ -195,9 +279,10 @@ attention_backward_kv_kernel(float *dqkv, const float *dout, const float *qkv, c
     const float *q = qkv + head, *k = q + HD, *v = q + 2 * HD;
     const float *g = dout + (long)b * T * HD + (long)h * Dh;
     const float *lse_bh = lse + ((long)b * H + h) * T, *drow_bh = drow + ((long)b * H + h) * T;
-    const float *my_k = ks + warp * ATT_ROWS * Dh, *my_v = vs + warp * ATT_ROWS * Dh;
+    float *my_k = ks + warp * ATT_ROWS * Dh;   /* read by this warp only */
+    const float *my_v = vs + warp * ATT_ROWS * Dh;
 
-    load_tile(ks, Dh, k, L, j0, T, Dh);   /* visible after the loop's first barrier */
+    load_tile(ks, Dh, k, L, j0, T, Dh, rope);   /* visible after the loop's first barrier */
     load_tile(vs, Dh, v, L, j0, T, Dh);
 
     float dk[ATT_ROWS][NCH], dv[ATT_ROWS][NCH];
@@ -206,7 +291,7 @@ attention_backward_kv_kernel(float *dqkv, const float *dout, const float *qkv, c
 
     for (int i0 = 0; i0 < T; i0 += ATT_TILE) {
         __syncthreads();   /* every warp is done with the previous tile */
-        load_tile(qs, ldq, q, L, i0, T, Dh);
+        load_tile(qs, ldq, q, L, i0, T, Dh, rope);
         load_tile(gs, ldq, g, HD, i0, T, Dh);
         load_tile_vector(lse_s, lse_bh, i0, T);
         load_tile_vector(drow_s, drow_bh, i0, T);
@@ -252,29 +337,30 @@ attention_backward_kv_kernel(float *dqkv, const float *dout, const float *qkv, c
         }
     }
 
+    stage_warp_rows<NCH>(my_k, dk, scale, Dh, lane);   /* dk' replaces the warp's k' */
     for (int r = 0; r < ATT_ROWS; r++) {
         int j = j0 + warp * ATT_ROWS + r;
         if (j >= T) break;
         float *dk_j = dqkv + head + (long)j * L + HD, *dv_j = dk_j + HD;
+        add_unrotated_row<NCH>(dk_j, my_k + r * Dh, j, Dh, rope, lane);
         for (int c = 0; c < NCH; c++) {
             int d = lane + CUDA_WARP * c;
-            if (d < Dh) {
-                dk_j[d] += scale * dk[r][c];
-                dv_j[d] += dv[r][c];
-            }
+            if (d < Dh) dv_j[d] += dv[r][c];
         }
     }
 }
 
-/* dqkv's q part += dq for the queries of one tile of one (b, h).
+/* dqkv's q part += rope^T dq' for the queries of one tile of one (b, h).
  * Grid (ceil(T / ATT_TILE), H, B), ATT_THREADS threads; each warp owns
  * ATT_ROWS queries, lane j takes key j0 + j of each key tile.
- * Dynamic shared memory: queries, output gradients [ATT_TILE, Dh]; keys,
- * values [ATT_TILE, Dh + 1]. */
+ * Dynamic shared memory: queries q', output gradients [ATT_TILE, Dh]; keys
+ * k', values [ATT_TILE, Dh + 1]. At the end each warp's rows of q' hold
+ * its dq'. */
 template <int NCH>
 __global__ static void __launch_bounds__(ATT_THREADS)
 attention_backward_q_kernel(float *dqkv, const float *dout, const float *qkv, const float *lse,
-                            const float *drow, int T, int H, int Dh, float scale) {
+                            const float *drow, AttentionRope rope, int T, int H, int Dh,
+                            float scale) {
     extern __shared__ float smem[];
     const int ldk = Dh + 1;
     float *qs = smem;                  /* the block's queries; rows read by whole warps */
@@ -288,9 +374,10 @@ attention_backward_q_kernel(float *dqkv, const float *dout, const float *qkv, co
     const long head = (long)b * T * L + (long)h * Dh;
     const float *q = qkv + head, *k = q + HD, *v = q + 2 * HD;
     const float *g = dout + (long)b * T * HD + (long)h * Dh;
-    const float *my_q = qs + warp * ATT_ROWS * Dh, *my_g = gs + warp * ATT_ROWS * Dh;
+    float *my_q = qs + warp * ATT_ROWS * Dh;   /* read by this warp only */
+    const float *my_g = gs + warp * ATT_ROWS * Dh;
 
-    load_tile(qs, Dh, q, L, i0, T, Dh);   /* visible after the loop's first barrier */
+    load_tile(qs, Dh, q, L, i0, T, Dh, rope);   /* visible after the loop's first barrier */
     load_tile(gs, Dh, g, HD, i0, T, Dh);
 
     float lse_i[ATT_ROWS], drow_i[ATT_ROWS], dq[ATT_ROWS][NCH];
@@ -304,7 +391,7 @@ attention_backward_q_kernel(float *dqkv, const float *dout, const float *qkv, co
 
     for (int j0 = 0; j0 < T; j0 += ATT_TILE) {
         __syncthreads();   /* every warp is done with the previous tile */
-        load_tile(ks, ldk, k, L, j0, T, Dh);
+        load_tile(ks, ldk, k, L, j0, T, Dh, rope);
         load_tile(vs, ldk, v, L, j0, T, Dh);
         __syncthreads();
 
@@ -341,23 +428,22 @@ attention_backward_q_kernel(float *dqkv, const float *dout, const float *qkv, co
         }
     }
 
+    stage_warp_rows<NCH>(my_q, dq, scale, Dh, lane);   /* dq' replaces the warp's q' */
     for (int r = 0; r < ATT_ROWS; r++) {
         int i = i0 + warp * ATT_ROWS + r;
         if (i >= T) break;
-        float *dq_i = dqkv + head + (long)i * L;
-        for (int c = 0; c < NCH; c++) {
-            int d = lane + CUDA_WARP * c;
-            if (d < Dh) dq_i[d] += scale * dq[r][c];
-        }
+        add_unrotated_row<NCH>(dqkv + head + (long)i * L, my_q + r * Dh, i, Dh, rope, lane);
     }
 }
 
 /* ---- launchers ------------------------------------------------------------- */
 
 /* Aborts, as the CUDA_CHECK errors do, on shapes the kernels do not cover. */
-static void check_attention_shape(int B, int H, int Dh, const char *op) {
-    if (Dh > ATT_MAX_DH || H > 65535 || B > 65535) {
-        fprintf(stderr, "%s:%d: %s: unsupported shape B=%d H=%d Dh=%d (at most Dh=%d, B, H <= 65535)\n",
+static void check_attention_shape(int B, int H, int Dh, const AttentionRope &rope, const char *op) {
+    if (Dh > ATT_MAX_DH || H > 65535 || B > 65535 || (rope.sin && Dh % 2 != 0)) {
+        fprintf(stderr,
+                "%s:%d: %s: unsupported shape B=%d H=%d Dh=%d (at most Dh=%d, B, H <= 65535, "
+                "Dh even with RoPE tables)\n",
                 __FILE__, __LINE__, op, B, H, Dh, (int)ATT_MAX_DH);
         fflush(stderr);
         abort();
@@ -376,60 +462,67 @@ static dim3 attention_grid(int B, int T, int H) {
 }
 
 template <int NCH>
-static void attention_forward_launch(float *out, float *lse, const float *qkv, int B, int T, int H,
-                                     int Dh) {
+static void attention_forward_launch(float *out, float *lse, const float *qkv,
+                                     const AttentionRope &rope, int B, int T, int H, int Dh) {
     const float scale = 1.0f / sqrtf((float)Dh);
     size_t smem = (size_t)ATT_TILE * (3 * Dh + 1) * sizeof(float);
     allow_shared_memory(attention_forward_kernel<NCH>, smem);
-    attention_forward_kernel<NCH><<<attention_grid(B, T, H), ATT_THREADS, smem>>>(out, lse, qkv, T, H,
-                                                                                  Dh, scale);
+    attention_forward_kernel<NCH><<<attention_grid(B, T, H), ATT_THREADS, smem>>>(out, lse, qkv, rope,
+                                                                                  T, H, Dh, scale);
     CUDA_CHECK_LAUNCH();
 }
 
 template <int NCH>
 static void attention_backward_launch(float *dqkv, const float *dout, const float *qkv,
-                                      const float *lse, const float *drow, int B, int T, int H,
-                                      int Dh) {
+                                      const float *lse, const float *drow,
+                                      const AttentionRope &rope, int B, int T, int H, int Dh) {
     const float scale = 1.0f / sqrtf((float)Dh);
     const dim3 grid = attention_grid(B, T, H);
     size_t smem_kv = (size_t)ATT_TILE * (4 * Dh + 4) * sizeof(float);
     allow_shared_memory(attention_backward_kv_kernel<NCH>, smem_kv);
-    attention_backward_kv_kernel<NCH><<<grid, ATT_THREADS, smem_kv>>>(dqkv, dout, qkv, lse, drow, T, H,
-                                                                      Dh, scale);
+    attention_backward_kv_kernel<NCH><<<grid, ATT_THREADS, smem_kv>>>(dqkv, dout, qkv, lse, drow, rope,
+                                                                      T, H, Dh, scale);
     CUDA_CHECK_LAUNCH();
     size_t smem_q = (size_t)ATT_TILE * (4 * Dh + 2) * sizeof(float);
     allow_shared_memory(attention_backward_q_kernel<NCH>, smem_q);
-    attention_backward_q_kernel<NCH><<<grid, ATT_THREADS, smem_q>>>(dqkv, dout, qkv, lse, drow, T, H,
-                                                                    Dh, scale);
+    attention_backward_q_kernel<NCH><<<grid, ATT_THREADS, smem_q>>>(dqkv, dout, qkv, lse, drow, rope,
+                                                                    T, H, Dh, scale);
     CUDA_CHECK_LAUNCH();
 }
 
-/* out[B, T, H, Dh] = softmax(q k^T / sqrt(Dh)) v per (b, h); lse[B, H, T]. */
-void cuda_attention_forward(float *out, float *lse, const float *qkv, int B, int T, int H, int Dh) {
+/* out[B, T, H, Dh] = softmax(q' k'^T / sqrt(Dh)) v per (b, h); lse[B, H, T];
+ * q', k' rotated from qkv[B, T, 3, H, Dh] by sin, cos [T - prefix, Dh]
+ * (NULL: not rotated). */
+void cuda_attention_forward(float *out, float *lse, const float *qkv, const float *sin,
+                            const float *cos, int B, int T, int prefix, int H, int Dh) {
     if (B <= 0 || T <= 0 || H <= 0 || Dh <= 0) return;
-    check_attention_shape(B, H, Dh, "cuda_attention_forward");
+    const AttentionRope rope = {sin, cos, prefix};
+    check_attention_shape(B, H, Dh, rope, "cuda_attention_forward");
     switch ((Dh + CUDA_WARP - 1) / CUDA_WARP) {
-    case 1: attention_forward_launch<1>(out, lse, qkv, B, T, H, Dh); break;
-    case 2: attention_forward_launch<2>(out, lse, qkv, B, T, H, Dh); break;
-    case 3: attention_forward_launch<3>(out, lse, qkv, B, T, H, Dh); break;
-    default: attention_forward_launch<4>(out, lse, qkv, B, T, H, Dh); break;
+    case 1: attention_forward_launch<1>(out, lse, qkv, rope, B, T, H, Dh); break;
+    case 2: attention_forward_launch<2>(out, lse, qkv, rope, B, T, H, Dh); break;
+    case 3: attention_forward_launch<3>(out, lse, qkv, rope, B, T, H, Dh); break;
+    default: attention_forward_launch<4>(out, lse, qkv, rope, B, T, H, Dh); break;
     }
 }
 
-/* dqkv[B, T, 3, H, Dh] += gradients of q, k, v from dout[B, T, H, Dh], given
- * the forward's out[B, T, H, Dh] and lse[B, H, T]. Scratch: D[B, H, T]. */
+/* dqkv[B, T, 3, H, Dh] += gradients of the unrotated q, k and of v from
+ * dout[B, T, H, Dh], given the forward's out[B, T, H, Dh], lse[B, H, T] and
+ * tables. Scratch: D[B, H, T]. */
 void cuda_attention_backward(float *dqkv, const float *dout, const float *qkv, const float *out,
-                             const float *lse, int B, int T, int H, int Dh) {
+                             const float *lse, const float *sin, const float *cos, int B, int T,
+                             int prefix, int H, int Dh) {
     if (B <= 0 || T <= 0 || H <= 0 || Dh <= 0 || dqkv == NULL) return;
-    check_attention_shape(B, H, Dh, "cuda_attention_backward");
+    const AttentionRope rope = {sin, cos, prefix};
+    check_attention_shape(B, H, Dh, rope, "cuda_attention_backward");
     const long rows = (long)B * T * H;
     float *drow = (float *)cuda_scratch((size_t)rows * sizeof(float));
     attention_drow_kernel<<<cuda_grid_for_rows(rows), CUDA_BLOCK>>>(drow, dout, out, B, T, H, Dh);
     CUDA_CHECK_LAUNCH();
     switch ((Dh + CUDA_WARP - 1) / CUDA_WARP) {
-    case 1: attention_backward_launch<1>(dqkv, dout, qkv, lse, drow, B, T, H, Dh); break;
-    case 2: attention_backward_launch<2>(dqkv, dout, qkv, lse, drow, B, T, H, Dh); break;
-    case 3: attention_backward_launch<3>(dqkv, dout, qkv, lse, drow, B, T, H, Dh); break;
-    default: attention_backward_launch<4>(dqkv, dout, qkv, lse, drow, B, T, H, Dh); break;
+    case 1: attention_backward_launch<1>(dqkv, dout, qkv, lse, drow, rope, B, T, H, Dh); break;
+    case 2: attention_backward_launch<2>(dqkv, dout, qkv, lse, drow, rope, B, T, H, Dh); break;
+    case 3: attention_backward_launch<3>(dqkv, dout, qkv, lse, drow, rope, B, T, H, Dh); break;
+    default: attention_backward_launch<4>(dqkv, dout, qkv, lse, drow, rope, B, T, H, Dh); break;
     }
 }

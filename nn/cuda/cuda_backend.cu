@@ -46,8 +46,6 @@ static void fill_shared_entries(NnBackend *t) {
     t->tokens_backward = cuda_tokens_backward;
     t->layernorm_forward = cuda_layernorm_forward;
     t->layernorm_backward = cuda_layernorm_backward;
-    t->rope_forward = cuda_rope_forward;
-    t->rope_backward = cuda_rope_backward;
     t->attention_forward = cuda_attention_forward;
     t->attention_backward = cuda_attention_backward;
     t->gelu_forward = cuda_gelu_forward;
@@ -73,6 +71,8 @@ static void fill_shared_entries(NnBackend *t) {
     t->divide_columns = cuda_divide_columns;
     t->normalize_rows = cuda_normalize_rows;
     t->ema_update = cuda_ema_update;
+    t->scatter_rows_to_bf16 = cuda_scatter_rows_to_bf16;
+    t->gather_rows_from_bf16 = cuda_gather_rows_from_bf16;
 }
 
 static void fill_tables(void) {

@@ -206,10 +206,6 @@ void cuda_tokens_forward(float *tokens, const float *patch_emb, const float *cls
                          const float *mask_token, const uint8_t *mask, int B, int Np, int R, int D);
 void cuda_tokens_backward(float *dpatch_emb, float *dcls, float *dreg, float *dmask_token,
                           const float *dtokens, const uint8_t *mask, int B, int Np, int R, int D);
-void cuda_rope_forward(float *qkv, const float *sin, const float *cos, int B, int T, int prefix,
-                       int H, int Dh);
-void cuda_rope_backward(float *dqkv, const float *sin, const float *cos, int B, int T, int prefix,
-                        int H, int Dh);
 void cuda_gelu_forward(float *out, const float *inp, long n);
 void cuda_gelu_backward(float *dinp, const float *dout, const float *inp, long n);
 void cuda_swiglu_forward(float *out, const float *inp, int N, int F);
@@ -227,9 +223,11 @@ void cuda_layernorm_backward(float *dinp, float *dweight, float *dbias, const fl
                              const float *rstd, int N, int C);
 
 /* cuda_attention.cu */
-void cuda_attention_forward(float *out, float *lse, const float *qkv, int B, int T, int H, int Dh);
+void cuda_attention_forward(float *out, float *lse, const float *qkv, const float *sin,
+                            const float *cos, int B, int T, int prefix, int H, int Dh);
 void cuda_attention_backward(float *dqkv, const float *dout, const float *qkv, const float *out,
-                             const float *lse, int B, int T, int H, int Dh);
+                             const float *lse, const float *sin, const float *cos, int B, int T,
+                             int prefix, int H, int Dh);
 
 /* cuda_optim.cu */
 void cuda_adamw_update(float *params, const float *grads, float *m, float *v, long n, float lr,
@@ -265,5 +263,9 @@ void cuda_normalize_rows(float *x, int M, int K);
 
 /* cuda_ema.cu */
 void cuda_ema_update(float *ema, const float *params, long n, float momentum);
+
+/* cuda_bf16_rows.cu */
+void cuda_scatter_rows_to_bf16(uint16_t *out, const float *inp, const int64_t *starts, int N, int C);
+void cuda_gather_rows_from_bf16(float *out, const uint16_t *inp, const int64_t *starts, int N, int C);
 
 #endif

@@ -1,7 +1,8 @@
 /*
  * cuda_pointwise.cu - the elementwise and gather/scatter ops of the CUDA
- * backend: patchify, tokens (cls, registers, iBOT mask token), 2-D RoPE,
- * exact GELU, SwiGLU, LayerScale + residual.
+ * backend: patchify, tokens (cls, registers, iBOT mask token), exact GELU,
+ * SwiGLU, LayerScale + residual. (2-D RoPE is applied inside attention:
+ * cuda_attention.cu.)
  *
  * One thread per element in a grid-stride loop; the few reductions (token
  * and LayerScale gradients) use the deterministic column_sum of
@@ -134,64 +135,6 @@ void cuda_tokens_backward(float *dpatch_emb, float *dcls, float *dreg, float *dm
         MaskedPatchValue mask_value = {dtokens, mask, Np, R, D};
         column_sum(dmask_token, (long)B * Np, D, mask_value);
     }
-}
-
-/* ---- 2-D RoPE ------------------------------------------------------------- */
-
-/* In place on the q and k parts of qkv[B, T, 3, H, Dh] for t >= prefix. One
- * thread owns the pair (x1 = x[d], x2 = x[d + Dh/2]), d < Dh/2, so the update
- * reads both before writing either:
- *   forward   y1 = x1 cos[d] - x2 sin[d]        y2 = x2 cos[d'] + x1 sin[d']
- *   backward  (the transpose)
- *             g1 = dy1 cos[d] + dy2 sin[d']     g2 = dy2 cos[d'] - dy1 sin[d]
- * with d' = d + Dh/2 and sin, cos [T - prefix, Dh]. */
-template <bool Backward>
-__global__ static void rope_kernel(float *qkv, const float *sin, const float *cos, int B, int T,
-                                   int prefix, int H, int Dh) {
-    int half = Dh / 2;
-    long Tp = T - prefix;
-    long n = (long)B * Tp * 2 * H * half; /* (b, t, q or k, h, d) */
-    CUDA_GRID_STRIDE_LOOP(i, n) {
-        int d = (int)(i % half);
-        long rest = i / half;
-        int h = (int)(rest % H);
-        rest /= H;
-        int which = (int)(rest % 2); /* 0: q, 1: k */
-        rest /= 2;
-        long tp = rest % Tp;
-        long b = rest / Tp;
-        long t = prefix + tp;
-        float *x = qkv + (((b * T + t) * 3 + which) * H + h) * (long)Dh;
-        const float *s = sin + tp * Dh;
-        const float *c = cos + tp * Dh;
-        float x1 = x[d], x2 = x[d + half];
-        if (!Backward) {
-            x[d] = x1 * c[d] - x2 * s[d];
-            x[d + half] = x2 * c[d + half] + x1 * s[d + half];
-        } else {
-            x[d] = x1 * c[d] + x2 * s[d + half];
-            x[d + half] = x2 * c[d + half] - x1 * s[d];
-        }
-    }
-}
-
-template <bool Backward>
-static void rope_launch(float *qkv, const float *sin, const float *cos, int B, int T, int prefix,
-                        int H, int Dh) {
-    long n = (long)B * (T - prefix) * 2 * H * (Dh / 2);
-    if (n <= 0) return;
-    rope_kernel<Backward><<<cuda_grid_for(n), CUDA_BLOCK>>>(qkv, sin, cos, B, T, prefix, H, Dh);
-    CUDA_CHECK_LAUNCH();
-}
-
-void cuda_rope_forward(float *qkv, const float *sin, const float *cos, int B, int T, int prefix,
-                       int H, int Dh) {
-    rope_launch<false>(qkv, sin, cos, B, T, prefix, H, Dh);
-}
-
-void cuda_rope_backward(float *dqkv, const float *sin, const float *cos, int B, int T, int prefix,
-                        int H, int Dh) {
-    rope_launch<true>(dqkv, sin, cos, B, T, prefix, H, Dh);
 }
 
 /* ---- GELU (exact, erf form) ------------------------------------------------ */

@@ -315,68 +315,95 @@ static void layernorm_backward_many_rows(void) { check_layernorm_backward(3001, 
 
 /* ---- attention ---------------------------------------------------------------- */
 
-static void check_rope(int backward) {
-    REQUIRE_CUDA(gpu);
-    int B = 2, T = 13, prefix = 5, H = 3, Dh = 16;
-    long n = (long)B * T * 3 * H * Dh, nt = (long)(T - prefix) * Dh;
-    float *qkv = random_host(n, -1, 1);
-    float *sin = random_host(nt, -1, 1), *cos = random_host(nt, -1, 1);
-    float *d_qkv = to_device_f(gpu, qkv, n);
-    float *d_sin = to_device_f(gpu, sin, nt), *d_cos = to_device_f(gpu, cos, nt);
-    if (backward) {
-        cpu->rope_backward(qkv, sin, cos, B, T, prefix, H, Dh);
-        gpu->rope_backward(d_qkv, d_sin, d_cos, B, T, prefix, H, Dh);
-    } else {
-        cpu->rope_forward(qkv, sin, cos, B, T, prefix, H, Dh);
-        gpu->rope_forward(d_qkv, d_sin, d_cos, B, T, prefix, H, Dh);
-    }
-    CHECK_CLOSE(gpu, d_qkv, qkv, n, TOL);
-    release_all(gpu);
-}
-static void rope_forward(void) { check_rope(0); }
-static void rope_backward(void) { check_rope(1); }
+/* One attention case: qkv uniform in [-qkv_range, qkv_range]; RoPE tables
+ * random in [-1, 1] (so a mix-up of sin[i] and sin[i + Dh/2] shows; real
+ * tables repeat their halves) when tables is set, else sin, cos NULL. */
+typedef struct AttentionCase {
+    int B, T, prefix, H, Dh;
+    float qkv_range;
+    int tables;
+} AttentionCase;
 
-static void check_attention_forward(int B, int T, int H, int Dh, float qkv_range) {
+/* B, T, prefix, H, Dh, qkv range, tables. Prefix 0 and 5 (CLS and 4
+ * registers); more keys than one tile of the kernels (T = 261: a 256 px crop
+ * with 4 registers); Dh = 64 and 128 (ViT-L/H+ and the 7B teacher's heads),
+ * and Dh = 48, whose halves (the RoPE pairs) cross the kernels' 32-lane
+ * chunks; scores of magnitude ~100, where the online softmax must rescale,
+ * not overflow. */
+static const AttentionCase ATTENTION_TYPICAL = {2, 37, 5, 3, 16, 2, 1};
+static const AttentionCase ATTENTION_SMALL = {3, 5, 0, 2, 8, 2, 1};
+static const AttentionCase ATTENTION_NO_ROPE = {2, 37, 5, 3, 16, 2, 0};
+static const AttentionCase ATTENTION_MANY_KEYS = {2, 261, 5, 2, 64, 1, 1};
+static const AttentionCase ATTENTION_WIDE_HEADS = {1, 133, 5, 2, 128, 1, 1};
+static const AttentionCase ATTENTION_ODD_HEADS = {2, 45, 5, 2, 48, 1, 1};
+static const AttentionCase ATTENTION_LARGE_SCORES = {1, 70, 5, 2, 32, 6, 0};
+
+/* sin, cos [T - prefix, Dh] on the host and the device, or all NULL. */
+typedef struct AttentionTables {
+    float *sin, *cos, *d_sin, *d_cos;
+} AttentionTables;
+
+static AttentionTables attention_tables(const NnBackend *gpu, const AttentionCase *c) {
+    AttentionTables t = {NULL, NULL, NULL, NULL};
+    if (!c->tables) return t;
+    long n = (long)(c->T - c->prefix) * c->Dh;
+    t.sin = random_host(n, -1, 1);
+    t.cos = random_host(n, -1, 1);
+    t.d_sin = to_device_f(gpu, t.sin, n);
+    t.d_cos = to_device_f(gpu, t.cos, n);
+    return t;
+}
+
+static void check_attention_forward(AttentionCase c) {
     REQUIRE_CUDA(gpu);
-    long n_qkv = (long)B * T * 3 * H * Dh, n_out = (long)B * T * H * Dh, n_lse = (long)B * H * T;
-    float *qkv = random_host(n_qkv, -qkv_range, qkv_range);
+    long n_qkv = (long)c.B * c.T * 3 * c.H * c.Dh, n_out = (long)c.B * c.T * c.H * c.Dh;
+    long n_lse = (long)c.B * c.H * c.T;
+    const AttentionTables rope = attention_tables(gpu, &c);
+    float *qkv = random_host(n_qkv, -c.qkv_range, c.qkv_range);
     float *out = random_host(n_out, -1, 1), *lse = random_host(n_lse, -1, 1);
     float *d_out = to_device_f(gpu, out, n_out), *d_lse = to_device_f(gpu, lse, n_lse);
-    cpu->attention_forward(out, lse, qkv, B, T, H, Dh);
-    gpu->attention_forward(d_out, d_lse, to_device_f(gpu, qkv, n_qkv), B, T, H, Dh);
+    cpu->attention_forward(out, lse, qkv, rope.sin, rope.cos, c.B, c.T, c.prefix, c.H, c.Dh);
+    gpu->attention_forward(d_out, d_lse, to_device_f(gpu, qkv, n_qkv), rope.d_sin, rope.d_cos, c.B,
+                           c.T, c.prefix, c.H, c.Dh);
     CHECK_CLOSE(gpu, d_out, out, n_out, TOL);
     CHECK_CLOSE(gpu, d_lse, lse, n_lse, TOL);
     release_all(gpu);
 }
-static void attention_forward(void) { check_attention_forward(2, 37, 3, 16, 2); }
-static void attention_forward_small(void) { check_attention_forward(3, 5, 2, 8, 2); }
-/* More keys than one tile of the kernels (T = 261: a 256 px crop with 4
- * registers), Dh = 64 and 128 (ViT-L/H+ and the 7B teacher's heads). */
-static void attention_forward_many_keys(void) { check_attention_forward(2, 261, 2, 64, 1); }
-static void attention_forward_wide_heads(void) { check_attention_forward(1, 133, 2, 128, 1); }
-/* Scores of magnitude ~100: the online softmax must rescale, not overflow. */
-static void attention_forward_large_scores(void) { check_attention_forward(1, 70, 2, 32, 6); }
+static void attention_forward(void) { check_attention_forward(ATTENTION_TYPICAL); }
+static void attention_forward_small(void) { check_attention_forward(ATTENTION_SMALL); }
+static void attention_forward_no_rope(void) { check_attention_forward(ATTENTION_NO_ROPE); }
+static void attention_forward_many_keys(void) { check_attention_forward(ATTENTION_MANY_KEYS); }
+static void attention_forward_wide_heads(void) { check_attention_forward(ATTENTION_WIDE_HEADS); }
+static void attention_forward_odd_heads(void) { check_attention_forward(ATTENTION_ODD_HEADS); }
+static void attention_forward_large_scores(void) { check_attention_forward(ATTENTION_LARGE_SCORES); }
 
-static void check_attention_backward(int B, int T, int H, int Dh, float qkv_range) {
+static void check_attention_backward(AttentionCase c) {
     REQUIRE_CUDA(gpu);
-    long n_qkv = (long)B * T * 3 * H * Dh, n_out = (long)B * T * H * Dh, n_lse = (long)B * H * T;
-    float *qkv = random_host(n_qkv, -qkv_range, qkv_range);
+    long n_qkv = (long)c.B * c.T * 3 * c.H * c.Dh, n_out = (long)c.B * c.T * c.H * c.Dh;
+    long n_lse = (long)c.B * c.H * c.T;
+    const AttentionTables rope = attention_tables(gpu, &c);
+    float *qkv = random_host(n_qkv, -c.qkv_range, c.qkv_range);
     float *out = host_alloc((size_t)n_out * sizeof(float));
     float *lse = host_alloc((size_t)n_lse * sizeof(float));
-    cpu->attention_forward(out, lse, qkv, B, T, H, Dh); /* saved out and lse, for both */
+    cpu->attention_forward(out, lse, qkv, rope.sin, rope.cos, c.B, c.T, c.prefix, c.H,
+                           c.Dh); /* saved out and lse, for both */
     float *dout = random_host(n_out, -1, 1);
     float *dqkv = random_host(n_qkv, -1, 1);
     float *d_dqkv = to_device_f(gpu, dqkv, n_qkv);
-    cpu->attention_backward(dqkv, dout, qkv, out, lse, B, T, H, Dh);
+    cpu->attention_backward(dqkv, dout, qkv, out, lse, rope.sin, rope.cos, c.B, c.T, c.prefix, c.H,
+                            c.Dh);
     gpu->attention_backward(d_dqkv, to_device_f(gpu, dout, n_out), to_device_f(gpu, qkv, n_qkv),
-                            to_device_f(gpu, out, n_out), to_device_f(gpu, lse, n_lse), B, T, H, Dh);
+                            to_device_f(gpu, out, n_out), to_device_f(gpu, lse, n_lse), rope.d_sin,
+                            rope.d_cos, c.B, c.T, c.prefix, c.H, c.Dh);
     CHECK_CLOSE(gpu, d_dqkv, dqkv, n_qkv, TOL_LONG);
     release_all(gpu);
 }
-static void attention_backward(void) { check_attention_backward(2, 37, 3, 16, 2); }
-static void attention_backward_small(void) { check_attention_backward(3, 5, 2, 8, 2); }
-static void attention_backward_many_keys(void) { check_attention_backward(2, 261, 2, 64, 1); }
-static void attention_backward_wide_heads(void) { check_attention_backward(1, 133, 2, 128, 1); }
+static void attention_backward(void) { check_attention_backward(ATTENTION_TYPICAL); }
+static void attention_backward_small(void) { check_attention_backward(ATTENTION_SMALL); }
+static void attention_backward_no_rope(void) { check_attention_backward(ATTENTION_NO_ROPE); }
+static void attention_backward_many_keys(void) { check_attention_backward(ATTENTION_MANY_KEYS); }
+static void attention_backward_wide_heads(void) { check_attention_backward(ATTENTION_WIDE_HEADS); }
+static void attention_backward_odd_heads(void) { check_attention_backward(ATTENTION_ODD_HEADS); }
 
 /* ---- pointwise ------------------------------------------------------------------ */
 
@@ -517,11 +544,12 @@ TEST_MAIN(TEST(backend_table), TEST(memory), TEST(matmul_forward), TEST(matmul_f
           TEST(tokens_forward_unmasked), TEST(tokens_forward_no_registers),
           TEST(tokens_backward_masked), TEST(tokens_backward_unmasked), TEST(layernorm_forward),
           TEST(layernorm_forward_wide), TEST(layernorm_backward), TEST(layernorm_backward_many_rows),
-          TEST(rope_forward), TEST(rope_backward), TEST(attention_forward),
-          TEST(attention_forward_small), TEST(attention_forward_many_keys),
-          TEST(attention_forward_wide_heads), TEST(attention_forward_large_scores),
+          TEST(attention_forward), TEST(attention_forward_small), TEST(attention_forward_no_rope),
+          TEST(attention_forward_many_keys), TEST(attention_forward_wide_heads),
+          TEST(attention_forward_odd_heads), TEST(attention_forward_large_scores),
+          TEST(attention_backward), TEST(attention_backward_small), TEST(attention_backward_no_rope),
           TEST(attention_backward_many_keys), TEST(attention_backward_wide_heads),
-          TEST(attention_backward), TEST(attention_backward_small), TEST(gelu_forward),
+          TEST(attention_backward_odd_heads), TEST(gelu_forward),
           TEST(gelu_backward), TEST(swiglu_forward), TEST(swiglu_backward),
           TEST(layerscale_residual_forward), TEST(layerscale_residual_backward),
           TEST(layerscale_residual_backward_many_rows), TEST(adamw_update), TEST(sum_squares),

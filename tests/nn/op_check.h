@@ -29,8 +29,9 @@ typedef struct OpShape {
     const char *label;              /* "odd", "realistic", ... */
     int N, C, OC;                   /* rows, input features, output features */
     int B, T, prefix, H, Dh;        /* batch, tokens, prefix tokens, heads, head dim */
-    int Hp, Wp;                     /* rope: patch grid, Hp * Wp = T - prefix */
-    int random_rope_tables;         /* rope: random sin, cos instead of rope_tables(), whose
+    int Hp, Wp;                     /* attention's RoPE tables: patch grid, Hp * Wp = T - prefix;
+                                     * Hp = 0: no tables (sin, cos NULL) */
+    int random_rope_tables;         /* RoPE: random sin, cos instead of rope_tables(), whose
                                      * halves repeat: the contract's transpose holds for any */
     int Np, R, D;                   /* tokens: patches, registers, model dim */
     int image_height, image_width, P;   /* patchify (C = channels) */

@@ -195,15 +195,6 @@ static void for_each_rotated_vector(double *qkv, const double *sin, const double
     free(scratch);
 }
 
-void ref_rope_forward(double *qkv, const double *sin, const double *cos,
-                      int B, int T, int prefix, int H, int Dh) {
-    for_each_rotated_vector(qkv, sin, cos, B, T, prefix, H, Dh, rotate_forward);
-}
-
-void ref_rope_backward(double *dqkv, const double *sin, const double *cos,
-                       int B, int T, int prefix, int H, int Dh) {
-    for_each_rotated_vector(dqkv, sin, cos, B, T, prefix, H, Dh, rotate_transpose);
-}
 
 void ref_rope_tables(double *sin_table, double *cos_table, int Hp, int Wp, int Dh,
                      double base, double rescale) {
@@ -245,8 +236,9 @@ static double attention_row_probs(double *p, const double *qkv, int b, int h, in
     return max_score + log(total);
 }
 
-void ref_attention_forward(double *out, double *lse, const double *qkv,
-                           int B, int T, int H, int Dh) {
+/* out[B, T, H, Dh], lse[B, H, T] from qkv[B, T, 3, H, Dh] as it is (no RoPE). */
+static void plain_attention_forward(double *out, double *lse, const double *qkv,
+                                    int B, int T, int H, int Dh) {
     double *p = malloc(sizeof(double) * T);   /* [T] */
     if (!p) abort();
     for (int b = 0; b < B; b++)
@@ -267,8 +259,8 @@ void ref_attention_forward(double *out, double *lse, const double *qkv,
 /* With P = softmax(S), S = q k^T * scale, O = P v, and dP = dO v^T:
  * dv += P^T dO;  dS = P * (dP - rowsum(P * dP));  dq += dS k * scale;
  * dk += dS^T q * scale. */
-void ref_attention_backward(double *dqkv, const double *dout, const double *qkv,
-                            int B, int T, int H, int Dh) {
+static void plain_attention_backward(double *dqkv, const double *dout, const double *qkv,
+                                     int B, int T, int H, int Dh) {
     const double scale = 1.0 / sqrt((double)Dh);
     double *p = malloc(sizeof(double) * T);        /* [T] */
     double *dprobs = malloc(sizeof(double) * T);   /* [T] */
@@ -303,6 +295,41 @@ void ref_attention_backward(double *dqkv, const double *dout, const double *qkv,
             }
     free(p);
     free(dprobs);
+}
+
+/* A copy of qkv[B, T, 3, H, Dh] with q and k of the tokens t >= prefix
+ * rotated (not rotated when sin is NULL); free() it. */
+static double *rotated_copy(const double *qkv, const double *sin, const double *cos,
+                            int B, int T, int prefix, int H, int Dh) {
+    const size_t bytes = sizeof(double) * (size_t)B * T * 3 * H * Dh;
+    double *rotated = malloc(bytes);
+    if (!rotated) abort();
+    memcpy(rotated, qkv, bytes);
+    if (sin) for_each_rotated_vector(rotated, sin, cos, B, T, prefix, H, Dh, rotate_forward);
+    return rotated;
+}
+
+void ref_attention_forward(double *out, double *lse, const double *qkv, const double *sin,
+                           const double *cos, int B, int T, int prefix, int H, int Dh) {
+    double *rotated = rotated_copy(qkv, sin, cos, B, T, prefix, H, Dh);   /* [B, T, 3, H, Dh] */
+    plain_attention_forward(out, lse, rotated, B, T, H, Dh);
+    free(rotated);
+}
+
+/* The gradient with respect to the rotated qkv, then the transposed
+ * rotation of it, added to dqkv. */
+void ref_attention_backward(double *dqkv, const double *dout, const double *qkv,
+                            const double *sin, const double *cos,
+                            int B, int T, int prefix, int H, int Dh) {
+    const long count = (long)B * T * 3 * H * Dh;
+    double *rotated = rotated_copy(qkv, sin, cos, B, T, prefix, H, Dh);   /* [B, T, 3, H, Dh] */
+    double *drotated = calloc((size_t)count, sizeof(double));             /* [B, T, 3, H, Dh] */
+    if (!drotated) abort();
+    plain_attention_backward(drotated, dout, rotated, B, T, H, Dh);
+    if (sin) for_each_rotated_vector(drotated, sin, cos, B, T, prefix, H, Dh, rotate_transpose);
+    for (long i = 0; i < count; i++) dqkv[i] += drotated[i];
+    free(rotated);
+    free(drotated);
 }
 
 /* ---- pointwise ------------------------------------------------------------ */

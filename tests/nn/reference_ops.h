@@ -5,7 +5,7 @@
  * Every function has the signature and semantics of its NnBackend entry,
  * with double in place of float: same shapes, same layouts, same in-place
  * ops, and every *_backward accumulates (+=) exactly where the backend's
- * does (rope_backward overwrites, as the contract says). Written for
+ * does. Written for
  * clarity, not speed: straight loops, one output element at a time.
  */
 #ifndef DD_TESTS_NN_REFERENCE_OPS_H
@@ -45,29 +45,26 @@ void ref_layernorm_backward(double *dinp, double *dweight, double *dbias, const 
                             const double *inp, const double *weight,
                             const double *mean, const double *rstd, int N, int C);
 
-/* In place on the q, k parts of qkv[B, T, 3, H, Dh] for t >= prefix:
- * x <- x * cos[t - prefix] + rotate_half(x) * sin[t - prefix];
- * sin, cos [T - prefix, Dh]. */
-void ref_rope_forward(double *qkv, const double *sin, const double *cos,
-                      int B, int T, int prefix, int H, int Dh);
-/* The transpose of ref_rope_forward, in place on dqkv[B, T, 3, H, Dh]
- * (overwrites, like the backend op). */
-void ref_rope_backward(double *dqkv, const double *sin, const double *cos,
-                       int B, int T, int prefix, int H, int Dh);
-
 /* sin[Hp*Wp, Dh], cos[Hp*Wp, Dh]: the formula of nn/rope.h, computed
  * independently of nn/rope.c (per output index, periods via exp/log). */
 void ref_rope_tables(double *sin_table, double *cos_table, int Hp, int Wp, int Dh,
                      double base, double rescale);
 
-/* out[B, T, H, Dh] = softmax(q k^T / sqrt(Dh)) v from qkv[B, T, 3, H, Dh];
- * writes lse[B, H, T], the log-sum-exp of each row of scaled scores. */
-void ref_attention_forward(double *out, double *lse, const double *qkv,
-                           int B, int T, int H, int Dh);
-/* dqkv[B, T, 3, H, Dh] += the gradient through attention of dout[B, T, H, Dh]
- * (the probabilities recomputed from qkv, nothing taken from the forward). */
+/* Attention with RoPE, in two plain steps: a rotated copy of
+ * qkv[B, T, 3, H, Dh] (q, k of the tokens t >= prefix:
+ * x <- x * cos[t - prefix] + rotate_half(x) * sin[t - prefix], with
+ * sin, cos [T - prefix, Dh]; no rotation when sin is NULL), then
+ * out[B, T, H, Dh] = softmax(q k^T / sqrt(Dh)) v on the copy; writes
+ * lse[B, H, T], the log-sum-exp of each row of scaled scores. */
+void ref_attention_forward(double *out, double *lse, const double *qkv, const double *sin,
+                           const double *cos, int B, int T, int prefix, int H, int Dh);
+/* dqkv[B, T, 3, H, Dh] += the gradient of the forward above with respect to
+ * the unrotated qkv, from dout[B, T, H, Dh]: attention's backward on the
+ * rotated copy (the probabilities recomputed, nothing taken from the
+ * forward), then the transposed rotation. */
 void ref_attention_backward(double *dqkv, const double *dout, const double *qkv,
-                            int B, int T, int H, int Dh);
+                            const double *sin, const double *cos,
+                            int B, int T, int prefix, int H, int Dh);
 
 /* out[n] = x * Phi(x) (exact erf GELU); dinp[n] += dout * gelu'(inp). */
 void ref_gelu_forward(double *out, const double *inp, long n);

@@ -287,106 +287,101 @@ static void check_layernorm_backward(OpRun *run) {
     expect_finite_differences(run, &loss, gradients);
 }
 
-/* sin, cos [Hp*Wp, Dh] from nn/rope.h (or random), as tensors. */
-static void rope_table_tensors(OpRun *run, TestTensor **sin, TestTensor **cos) {
+/* The RoPE tables of a shape, sin, cos [T - prefix, Dh] = [Hp*Wp, Dh]: from
+ * nn/rope.h, random, or none (both NULL: no rotation) when the shape has
+ * no patch grid (Hp = 0). */
+typedef struct RopeTables {
+    TestTensor *sin, *cos;
+} RopeTables;
+
+static RopeTables rope_table_tensors(OpRun *run) {
     const OpShape *s = run->shape;
+    RopeTables tables = {NULL, NULL};
+    if (s->Hp == 0) return tables;
     CHECK(s->Hp * s->Wp == s->T - s->prefix, "shape table: rope needs Hp * Wp = T - prefix");
     const long count = (long)s->Hp * s->Wp * s->Dh;
     if (s->random_rope_tables) {
-        *sin = random_tensor(run, "sin", count, -1.0, 1.0);
-        *cos = random_tensor(run, "cos", count, -1.0, 1.0);
-        return;
+        tables.sin = random_tensor(run, "sin", count, -1.0, 1.0);
+        tables.cos = random_tensor(run, "cos", count, -1.0, 1.0);
+        return tables;
     }
     float *sin_host = host_block(run, sizeof(float) * count);
     float *cos_host = host_block(run, sizeof(float) * count);
     rope_tables(sin_host, cos_host, s->Hp, s->Wp, s->Dh, ROPE_BASE, ROPE_RESCALE);
-    *sin = tensor_from_floats(run, "sin", sin_host, count);
-    *cos = tensor_from_floats(run, "cos", cos_host, count);
+    tables.sin = tensor_from_floats(run, "sin", sin_host, count);
+    tables.cos = tensor_from_floats(run, "cos", cos_host, count);
+    return tables;
 }
+
+/* A table's float64 copy or its backend copy; NULL for no table. */
+static const double *ref_or_null(const TestTensor *t) { return t ? t->ref : NULL; }
+static const float *device_or_null(const TestTensor *t) { return t ? t->device : NULL; }
 
 static long qkv_count(const OpShape *s) { return (long)s->B * s->T * 3 * s->H * s->Dh; }
 
-static void check_rope_forward(OpRun *run) {
-    const OpShape *s = run->shape;
-    TestTensor *sin, *cos;                                         /* [T - prefix, Dh] */
-    rope_table_tensors(run, &sin, &cos);
-    TestTensor *qkv = input_tensor(run, "qkv", qkv_count(s));      /* [B, T, 3, H, Dh] */
-    ref_rope_forward(qkv->ref, sin->ref, cos->ref, s->B, s->T, s->prefix, s->H, s->Dh);
-    run->be->rope_forward(qkv->device, sin->device, cos->device, s->B, s->T, s->prefix,
-                          s->H, s->Dh);
-    expect_close(run, qkv);
-}
-
-/* inputs: qkv, sin, cos */
-static void rope_loss_forward(const LossFunction *loss, double *out) {
-    const OpShape *s = loss->shape;
-    memcpy(out, loss->inputs[0]->ref, sizeof(double) * loss->out_count);
-    ref_rope_forward(out, loss->inputs[1]->ref, loss->inputs[2]->ref, s->B, s->T, s->prefix,
-                     s->H, s->Dh);
-}
-
-static void check_rope_backward(OpRun *run) {
-    const OpShape *s = run->shape;
-    TestTensor *sin, *cos;                                         /* [T - prefix, Dh] */
-    rope_table_tensors(run, &sin, &cos);
-    TestTensor *qkv = input_tensor(run, "qkv", qkv_count(s));      /* [B, T, 3, H, Dh] */
-    /* in place: dout in, gradient out; rope_backward overwrites, so the
-     * values (not the change) are compared */
-    TestTensor *dqkv = input_tensor(run, "dqkv", qkv_count(s));    /* [B, T, 3, H, Dh] */
-    ref_rope_backward(dqkv->ref, sin->ref, cos->ref, s->B, s->T, s->prefix, s->H, s->Dh);
-    run->be->rope_backward(dqkv->device, sin->device, cos->device, s->B, s->T, s->prefix,
-                           s->H, s->Dh);
-    expect_close(run, dqkv);
-
-    TestTensor *inputs[] = {qkv, sin, cos};
-    const LossFunction loss = {rope_loss_forward, s, inputs, 3, dqkv->initial, dqkv->count, NULL};
-    const double *gradients[] = {dqkv->ref, NULL, NULL};
-    expect_finite_differences(run, &loss, gradients);
-}
-
 static void check_attention_forward(OpRun *run) {
     const OpShape *s = run->shape;
-    /* qkv [B, T, 3, H, Dh] -> out [B, T, H, Dh], lse [B, H, T] */
+    /* qkv [B, T, 3, H, Dh] unrotated, sin, cos [T - prefix, Dh] or NULL
+     * -> out [B, T, H, Dh], lse [B, H, T] */
+    const RopeTables rope = rope_table_tensors(run);
     TestTensor *qkv = input_tensor(run, "qkv", qkv_count(s));
     TestTensor *out = output_tensor(run, "out", (long)s->B * s->T * s->H * s->Dh);
     TestTensor *lse = output_tensor(run, "lse", (long)s->B * s->H * s->T);
-    ref_attention_forward(out->ref, lse->ref, qkv->ref, s->B, s->T, s->H, s->Dh);
-    run->be->attention_forward(out->device, lse->device, qkv->device, s->B, s->T, s->H, s->Dh);
+    ref_attention_forward(out->ref, lse->ref, qkv->ref, ref_or_null(rope.sin), ref_or_null(rope.cos),
+                          s->B, s->T, s->prefix, s->H, s->Dh);
+    run->be->attention_forward(out->device, lse->device, qkv->device, device_or_null(rope.sin),
+                               device_or_null(rope.cos), s->B, s->T, s->prefix, s->H, s->Dh);
     expect_close(run, out);
     expect_close(run, lse);
 }
 
-/* inputs: qkv; context: scratch for lse [B, H, T] */
+/* What attention's loss needs besides qkv: the tables (or NULL) and
+ * scratch for lse [B, H, T]. */
+typedef struct AttentionLossContext {
+    const double *sin, *cos;
+    double *lse;
+} AttentionLossContext;
+
+/* inputs: qkv */
 static void attention_loss_forward(const LossFunction *loss, double *out) {
     const OpShape *s = loss->shape;
-    ref_attention_forward(out, loss->context, loss->inputs[0]->ref, s->B, s->T, s->H, s->Dh);
+    const AttentionLossContext *context = loss->context;
+    ref_attention_forward(out, context->lse, loss->inputs[0]->ref, context->sin, context->cos,
+                          s->B, s->T, s->prefix, s->H, s->Dh);
 }
 
 /* The backend gets the forward's out and lse from the float64 reference;
  * the reference backward recomputes its probabilities from qkv alone, so a
- * backend that misuses lse or out cannot agree with it. */
+ * backend that misuses lse or out cannot agree with it. The finite
+ * differences perturb the unrotated qkv, so they check the rotation's
+ * transpose too. */
 static void check_attention_backward(OpRun *run) {
     const OpShape *s = run->shape;
     const long out_count = (long)s->B * s->T * s->H * s->Dh;
     const long lse_count = (long)s->B * s->H * s->T;
+    const RopeTables rope = rope_table_tensors(run);               /* [T - prefix, Dh] or NULL */
+    const double *sin = ref_or_null(rope.sin), *cos = ref_or_null(rope.cos);
     TestTensor *qkv = input_tensor(run, "qkv", qkv_count(s));      /* [B, T, 3, H, Dh] */
     TestTensor *dout = input_tensor(run, "dout", out_count);       /* [B, T, H, Dh] */
     double *forward_out = host_block(run, sizeof(double) * out_count);
     double *forward_lse = host_block(run, sizeof(double) * lse_count);
-    ref_attention_forward(forward_out, forward_lse, qkv->ref, s->B, s->T, s->H, s->Dh);
+    ref_attention_forward(forward_out, forward_lse, qkv->ref, sin, cos, s->B, s->T, s->prefix, s->H,
+                          s->Dh);
     TestTensor *out = tensor_from_doubles(run, "out", forward_out, out_count);
     TestTensor *lse = tensor_from_doubles(run, "lse", forward_lse, lse_count);
     TestTensor *dqkv = gradient_tensor(run, "dqkv", qkv->count);   /* [B, T, 3, H, Dh] */
 
-    ref_attention_backward(dqkv->ref, dout->ref, qkv->ref, s->B, s->T, s->H, s->Dh);
+    ref_attention_backward(dqkv->ref, dout->ref, qkv->ref, sin, cos, s->B, s->T, s->prefix, s->H,
+                           s->Dh);
     run->be->attention_backward(dqkv->device, dout->device, qkv->device, out->device, lse->device,
-                                s->B, s->T, s->H, s->Dh);
+                                device_or_null(rope.sin), device_or_null(rope.cos), s->B, s->T,
+                                s->prefix, s->H, s->Dh);
     expect_change(run, dqkv);
     if (s->no_finite_differences) return;
 
     TestTensor *inputs[] = {qkv};
-    const LossFunction loss = {attention_loss_forward, s, inputs, 1, dout->ref, out_count,
-                               host_block(run, sizeof(double) * lse_count)};
+    AttentionLossContext context = {sin, cos, host_block(run, sizeof(double) * lse_count)};
+    const LossFunction loss = {attention_loss_forward, s, inputs, 1, dout->ref, out_count, &context};
     const double *gradients[] = {reference_change(run, dqkv)};
     expect_finite_differences(run, &loss, gradients);
 }
@@ -578,43 +573,43 @@ static const OpShape layernorm_backward_shapes[] = {
     {.label = "odd", .N = 7, .C = 13, .tolerance = FP32_TOLERANCE},
     {.label = "odd", .N = 5, .C = 31, .tolerance = FP32_TOLERANCE},
 };
-static const OpShape rope_forward_shapes[] = {
-    {.label = "odd", .B = 2, .T = 9, .prefix = 5, .H = 3, .Dh = 8, .Hp = 2, .Wp = 2,
-     .tolerance = FP32_TOLERANCE},
-    {.label = "odd", .B = 1, .T = 11, .prefix = 5, .H = 2, .Dh = 12, .Hp = 2, .Wp = 3,
-     .tolerance = FP32_TOLERANCE},
-    {.label = "random tables", .B = 2, .T = 9, .prefix = 5, .H = 3, .Dh = 8, .Hp = 2, .Wp = 2,
-     .random_rope_tables = 1, .tolerance = FP32_TOLERANCE},
-    {.label = "realistic", .B = 2, .T = 201, .prefix = 5, .H = 6, .Dh = 64, .Hp = 14, .Wp = 14,
-     .tolerance = FP32_TOLERANCE},
-};
-static const OpShape rope_backward_shapes[] = {
-    {.label = "odd", .B = 2, .T = 9, .prefix = 5, .H = 3, .Dh = 8, .Hp = 2, .Wp = 2,
-     .tolerance = FP32_TOLERANCE},
-    {.label = "odd", .B = 1, .T = 11, .prefix = 5, .H = 2, .Dh = 12, .Hp = 2, .Wp = 3,
-     .tolerance = FP32_TOLERANCE},
-    {.label = "random tables", .B = 2, .T = 9, .prefix = 5, .H = 3, .Dh = 8, .Hp = 2, .Wp = 2,
-     .random_rope_tables = 1, .tolerance = FP32_TOLERANCE},
-};
+/* Attention: RoPE tables from nn/rope.h (prefix 5: CLS and 4 registers, or
+ * prefix 0), random tables (rope_tables' halves repeat, so only these
+ * tell sin[i] from sin[i + Dh/2]; the rotation's transpose holds for any
+ * tables), and none (Hp = 0: sin, cos NULL). Dh = 48 splits its halves
+ * across 32-lane chunks of the CUDA kernels. */
 static const OpShape attention_forward_shapes[] = {
-    {.label = "odd", .B = 2, .T = 9, .H = 3, .Dh = 8, .tolerance = FP32_TOLERANCE},
-    /* logits up to ~150: exp() overflows fp32 unless the row max is subtracted */
-    {.label = "large logits", .B = 2, .T = 9, .H = 3, .Dh = 8, .input_range = 20,
-     .tolerance = LARGE_LOGIT_TOLERANCE},
-    {.label = "realistic", .B = 2, .T = 201, .H = 6, .Dh = 64,
+    {.label = "odd, tables NULL", .B = 2, .T = 9, .H = 3, .Dh = 8, .tolerance = FP32_TOLERANCE},
+    {.label = "odd", .B = 2, .T = 9, .prefix = 5, .H = 3, .Dh = 8, .Hp = 2, .Wp = 2,
+     .tolerance = FP32_TOLERANCE},
+    {.label = "odd, prefix 0", .B = 1, .T = 6, .prefix = 0, .H = 2, .Dh = 12, .Hp = 2, .Wp = 3,
+     .tolerance = FP32_TOLERANCE},
+    {.label = "random tables", .B = 2, .T = 21, .prefix = 5, .H = 2, .Dh = 48, .Hp = 4, .Wp = 4,
+     .random_rope_tables = 1, .tolerance = FP32_TOLERANCE},
+    /* logits up to ~150: exp() overflows fp32 unless the row max is subtracted
+     * (the rotation keeps the norms of q and k) */
+    {.label = "large logits", .B = 2, .T = 9, .prefix = 5, .H = 3, .Dh = 8, .Hp = 2, .Wp = 2,
+     .input_range = 20, .tolerance = LARGE_LOGIT_TOLERANCE},
+    {.label = "realistic", .B = 2, .T = 201, .prefix = 5, .H = 6, .Dh = 64, .Hp = 14, .Wp = 14,
      .tolerance = FP32_LONG_REDUCTION_TOLERANCE},
     /* two query tiles of the CPU backend (953 rows at T = 1100) */
-    {.label = "several query tiles", .B = 1, .T = 1100, .H = 2, .Dh = 8,
-     .tolerance = FP32_LONG_REDUCTION_TOLERANCE},
+    {.label = "several query tiles", .B = 1, .T = 1100, .prefix = 5, .H = 2, .Dh = 8, .Hp = 15,
+     .Wp = 73, .tolerance = FP32_LONG_REDUCTION_TOLERANCE},
 };
 static const OpShape attention_backward_shapes[] = {
-    {.label = "odd", .B = 2, .T = 9, .H = 3, .Dh = 8, .tolerance = FP32_TOLERANCE},
-    {.label = "odd", .B = 1, .T = 6, .H = 2, .Dh = 12, .input_range = 3,
+    {.label = "odd, tables NULL", .B = 2, .T = 9, .H = 3, .Dh = 8, .tolerance = FP32_TOLERANCE},
+    {.label = "odd", .B = 2, .T = 9, .prefix = 5, .H = 3, .Dh = 8, .Hp = 2, .Wp = 2,
      .tolerance = FP32_TOLERANCE},
+    {.label = "odd, prefix 0", .B = 1, .T = 6, .prefix = 0, .H = 2, .Dh = 12, .Hp = 2, .Wp = 3,
+     .input_range = 3, .tolerance = FP32_TOLERANCE},
+    {.label = "random tables", .B = 1, .T = 21, .prefix = 5, .H = 1, .Dh = 48, .Hp = 4, .Wp = 4,
+     .random_rope_tables = 1, .tolerance = FP32_TOLERANCE},
+    {.label = "realistic", .B = 1, .T = 201, .prefix = 5, .H = 2, .Dh = 64, .Hp = 14, .Wp = 14,
+     .tolerance = FP32_LONG_REDUCTION_TOLERANCE, .no_finite_differences = 1},
     /* more query rows than one tile of the CPU backend (476 rows at
      * T = 1100 in the backward): dk and dv gather three tiles */
-    {.label = "several query tiles", .B = 1, .T = 1100, .H = 1, .Dh = 4,
-     .tolerance = FP32_LONG_REDUCTION_TOLERANCE, .no_finite_differences = 1},
+    {.label = "several query tiles", .B = 1, .T = 1100, .prefix = 5, .H = 1, .Dh = 8, .Hp = 15,
+     .Wp = 73, .tolerance = FP32_LONG_REDUCTION_TOLERANCE, .no_finite_differences = 1},
 };
 /* GELU and SiLU inputs span the curved part and both tails. */
 static const OpShape gelu_forward_shapes[] = {
@@ -730,8 +725,6 @@ static const OpShape ema_update_shapes[] = {
     X(tokens_backward, tokens_backward_shapes, check_tokens_backward)                        \
     X(layernorm_forward, layernorm_forward_shapes, check_layernorm_forward)                  \
     X(layernorm_backward, layernorm_backward_shapes, check_layernorm_backward)               \
-    X(rope_forward, rope_forward_shapes, check_rope_forward)                                 \
-    X(rope_backward, rope_backward_shapes, check_rope_backward)                              \
     X(attention_forward, attention_forward_shapes, check_attention_forward)                  \
     X(attention_backward, attention_backward_shapes, check_attention_backward)               \
     X(gelu_forward, gelu_forward_shapes, check_gelu_forward)                                 \
