@@ -4,7 +4,7 @@
 #   bundle_runs_without_the_build  `make` packs the binaries and their
 #       libraries; `check` (DD_CHECK_QUICK=1: tests only) unpacks them with
 #       LD_LIBRARY_PATH cleared, finds no missing library, and the CUDA op
-#       (model and objective) and student-step tests exit 0 from the bundle (here they print their
+#       (model and objective), student-step and wire-op tests exit 0 from the bundle (here they print their
 #       skipped lines: no device; on a GPU node they compare with the CPU);
 #       the bundle holds none of CUDA's libraries (the node's are used).
 # Skipped, with the reason, when BUILD_DIR is not a CUDA build.
@@ -25,7 +25,7 @@ grep -Eq 'dd-bundle/lib/libyaml' "$work/contents" || problems="$problems no liby
 grep -Eq 'lib(cudart|cublas|nccl)' "$work/contents" && problems="$problems CUDA libraries bundled;"
 DD_CHECK_QUICK=1 env -u LD_LIBRARY_PATH tools/gpu_bundle.sh check "$work/bundle.tar.xz" "$work/logs" >"$work/check.log" 2>&1 ||
     problems="$problems check failed;"
-for step in missing_libraries cuda_ops cuda_objective_ops cuda_student; do
+for step in missing_libraries cuda_ops cuda_objective_ops cuda_student cuda_wire_ops; do
     grep -Eq "^$step +exit +0 " "$work/logs/summary.txt" 2>/dev/null || problems="$problems step $step did not exit 0;"
 done
 grep -q 'not found' "$work/logs/missing_libraries.log" 2>/dev/null && problems="$problems a library is missing;"
