@@ -2,7 +2,11 @@
  * cuda_attention.cu - multi-head softmax attention with 2-D RoPE for the
  * CUDA backend, memory-efficient ("flash") style, fp32 throughout on the
  * SIMT cores: no [T, T] matrix is ever stored, in global or in shared
- * memory, and no rotated copy of q or k in global memory.
+ * memory, and no rotated copy of q or k in global memory. The forward of
+ * table "cuda-fp32"; table "cuda" runs cuda_attention_tc.cu's bf16
+ * tensor-core forward (and this one for the head sizes it does not cover).
+ * The backward serves both tables. Shared helpers (RoPE, staging):
+ * cuda_attention_common.cuh.
  *
  * Layout: qkv[B, T, 3, H, Dh]; for image b, head h and token t
  *   q_t = qkv + ((b*T + t)*3 + 0)*H*Dh + h*Dh,  k_t: part 1,  v_t: part 2,
@@ -47,6 +51,7 @@
  */
 #include <math.h>
 
+#include "nn/cuda/cuda_attention_common.cuh"
 #include "nn/cuda/cuda_common.cuh"
 
 enum {
@@ -57,35 +62,6 @@ enum {
     ATT_MAX_DH = 128,                       /* largest head size supported */
 };
 
-/* The rotation of one call: tables sin, cos [T - prefix, Dh] for the
- * tokens t >= prefix; sin == nullptr (the default): no rotation. */
-struct AttentionRope {
-    const float *sin = nullptr, *cos = nullptr;
-    int prefix = 0;
-};
-
-__device__ static bool rope_rotates(const AttentionRope &rope, int t) {
-    return rope.sin != nullptr && t >= rope.prefix;
-}
-
-/* Element d of rope_t(x) for a head vector x[Dh] and its table rows s, c
- * [Dh] (backend.h): with h = Dh/2,
- *   d < h:  x[d] c[d] - x[d + h] s[d];   d >= h:  x[d] c[d] + x[d - h] s[d]. */
-__device__ __forceinline__ static float rotated_element(const float *x, int d, int Dh,
-                                                        const float *s, const float *c) {
-    const int half = Dh / 2;
-    return d < half ? x[d] * c[d] - x[d + half] * s[d] : x[d] * c[d] + x[d - half] * s[d];
-}
-
-/* Element d of the transposed rotation of a gradient g[Dh]:
- *   d < h:  g[d] c[d] + g[d + h] s[d + h];   d >= h:  g[d] c[d] - g[d - h] s[d - h]. */
-__device__ __forceinline__ static float unrotated_element(const float *g, int d, int Dh,
-                                                          const float *s, const float *c) {
-    const int half = Dh / 2;
-    return d < half ? g[d] * c[d] + g[d + half] * s[d + half]
-                    : g[d] * c[d] - g[d - half] * s[d - half];
-}
-
 /* dst[r * ld + d] = src[(t0 + r) * stride + d] for r < ATT_TILE, d < Dh: one
  * tile of a T x Dh view with row stride stride, rotated where rope says
  * (for token t = t0 + r); rows past T are zero. The whole block loads;
@@ -93,18 +69,8 @@ __device__ __forceinline__ static float unrotated_element(const float *g, int d,
 __device__ static void load_tile(float *dst, int ld, const float *src, long stride, int t0, int T,
                                  int Dh, const AttentionRope &rope = AttentionRope()) {
     for (int idx = threadIdx.x; idx < ATT_TILE * Dh; idx += blockDim.x) {
-        int r = idx / Dh, d = idx - r * Dh, t = t0 + r;
-        float x = 0.0f;
-        if (t < T) {
-            const float *row = src + (long)t * stride;
-            if (rope_rotates(rope, t)) {
-                long at = (long)(t - rope.prefix) * Dh;
-                x = rotated_element(row, d, Dh, rope.sin + at, rope.cos + at);
-            } else {
-                x = row[d];
-            }
-        }
-        dst[r * ld + d] = x;
+        int r = idx / Dh, d = idx - r * Dh;
+        dst[r * ld + d] = staged_element(src, stride, t0 + r, d, T, Dh, rope);
     }
 }
 

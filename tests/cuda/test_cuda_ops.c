@@ -3,9 +3,11 @@
  * attention, pointwise, AdamW) on the CUDA backend against the CPU backend
  * (the oracle); the objective's ops are in test_cuda_objective_ops.c: fresh random inputs, the same op on both, compare.
  *
- * The CUDA backend has two tables that differ only in the linear layers:
+ * The CUDA backend has two tables that differ only in the linear layers and
+ * the attention forward:
  * "cuda-fp32" (exact fp32 GEMMs), which every fp32 case below runs on, and
- * "cuda" (bf16 tensor-core GEMMs), which the *_bf16 matmul cases run on.
+ * "cuda" (bf16 tensor-core GEMMs and attention forward), which the *_bf16
+ * cases run on.
  *
  * Gradients are pre-filled with random values on both sides, so each
  * backward is also checked to accumulate (+=) rather than overwrite; the
@@ -44,17 +46,20 @@ static void backend_table(void) {
     CHECK(nn_backend_by_name("cuda", why, sizeof why) == bf16, "by name: %s", why);
     CHECK(nn_backend_by_name("cuda-fp32", why, sizeof why) == fp32, "by name: %s", why);
     /* Every entry after the name is a function pointer; none may be NULL,
-     * and the two tables share all but the matmuls. */
+     * and the two tables share all but the matmuls and the attention
+     * forward (bf16 tensor cores in "cuda"). */
     size_t entries = (sizeof(NnBackend) - offsetof(NnBackend, alloc)) / sizeof(void (*)(void));
     size_t matmul_first = (offsetof(NnBackend, matmul_forward) - offsetof(NnBackend, alloc)) /
                           sizeof(void (*)(void));
+    size_t attention_forward = (offsetof(NnBackend, attention_forward) - offsetof(NnBackend, alloc)) /
+                               sizeof(void (*)(void));
     for (size_t i = 0; i < entries; i++) {
         CHECK(table_entry(bf16, i) != NULL, "cuda: entry %zu after 'name' is NULL", i);
         CHECK(table_entry(fp32, i) != NULL, "cuda-fp32: entry %zu after 'name' is NULL", i);
-        int is_matmul = i == matmul_first || i == matmul_first + 1;
-        CHECK(is_matmul != (table_entry(bf16, i) == table_entry(fp32, i)),
+        int is_bf16 = i == matmul_first || i == matmul_first + 1 || i == attention_forward;
+        CHECK(is_bf16 != (table_entry(bf16, i) == table_entry(fp32, i)),
               "entry %zu after 'name': %s", i,
-              is_matmul ? "the matmul is the same in both tables" : "the tables differ");
+              is_bf16 ? "the bf16 op is the same in both tables" : "the tables differ");
     }
 }
 
@@ -337,6 +342,8 @@ static const AttentionCase ATTENTION_MANY_KEYS = {2, 261, 5, 2, 64, 1, 1};
 static const AttentionCase ATTENTION_WIDE_HEADS = {1, 133, 5, 2, 128, 1, 1};
 static const AttentionCase ATTENTION_ODD_HEADS = {2, 45, 5, 2, 48, 1, 1};
 static const AttentionCase ATTENTION_LARGE_SCORES = {1, 70, 5, 2, 32, 6, 0};
+/* The 7B teacher's head size at its 256 px token count. */
+static const AttentionCase ATTENTION_TEACHER_HEADS = {1, 261, 5, 2, 128, 1, 1};
 
 /* sin, cos [T - prefix, Dh] on the host and the device, or all NULL. */
 typedef struct AttentionTables {
@@ -354,8 +361,8 @@ static AttentionTables attention_tables(const NnBackend *gpu, const AttentionCas
     return t;
 }
 
-static void check_attention_forward(AttentionCase c) {
-    REQUIRE_CUDA(gpu);
+static void check_attention_forward_on(CudaTable table, AttentionCase c, double tol) {
+    REQUIRE_CUDA_TABLE(gpu, table);
     long n_qkv = (long)c.B * c.T * 3 * c.H * c.Dh, n_out = (long)c.B * c.T * c.H * c.Dh;
     long n_lse = (long)c.B * c.H * c.T;
     const AttentionTables rope = attention_tables(gpu, &c);
@@ -365,10 +372,11 @@ static void check_attention_forward(AttentionCase c) {
     cpu->attention_forward(out, lse, qkv, rope.sin, rope.cos, c.B, c.T, c.prefix, c.H, c.Dh);
     gpu->attention_forward(d_out, d_lse, to_device_f(gpu, qkv, n_qkv), rope.d_sin, rope.d_cos, c.B,
                            c.T, c.prefix, c.H, c.Dh);
-    CHECK_CLOSE(gpu, d_out, out, n_out, TOL);
-    CHECK_CLOSE(gpu, d_lse, lse, n_lse, TOL);
+    CHECK_CLOSE(gpu, d_out, out, n_out, tol);
+    CHECK_CLOSE(gpu, d_lse, lse, n_lse, tol);
     release_all(gpu);
 }
+static void check_attention_forward(AttentionCase c) { check_attention_forward_on(FP32_TABLE, c, TOL); }
 static void attention_forward(void) { check_attention_forward(ATTENTION_TYPICAL); }
 static void attention_forward_small(void) { check_attention_forward(ATTENTION_SMALL); }
 static void attention_forward_no_rope(void) { check_attention_forward(ATTENTION_NO_ROPE); }
@@ -404,6 +412,89 @@ static void attention_backward_no_rope(void) { check_attention_backward(ATTENTIO
 static void attention_backward_many_keys(void) { check_attention_backward(ATTENTION_MANY_KEYS); }
 static void attention_backward_wide_heads(void) { check_attention_backward(ATTENTION_WIDE_HEADS); }
 static void attention_backward_odd_heads(void) { check_attention_backward(ATTENTION_ODD_HEADS); }
+
+/* The "cuda" table's forward (cuda_attention_tc.cu: q, k, v and the
+ * probabilities rounded to bf16, fp32 accumulation): TOL_BF16, at the token
+ * count of a 256 px crop with registers and both tensor-core head sizes; a
+ * head size it does not cover falls back to the fp32 kernel: TOL. */
+static void attention_forward_bf16(void) {
+    check_attention_forward_on(BF16_TABLE, ATTENTION_MANY_KEYS, TOL_BF16);
+}
+static void attention_forward_bf16_teacher_heads(void) {
+    check_attention_forward_on(BF16_TABLE, ATTENTION_TEACHER_HEADS, TOL_BF16);
+}
+static void attention_forward_bf16_no_rope(void) {
+    AttentionCase c = ATTENTION_TEACHER_HEADS;
+    c.tables = 0;
+    check_attention_forward_on(BF16_TABLE, c, TOL_BF16);
+}
+static void attention_forward_bf16_fallback(void) {
+    check_attention_forward_on(BF16_TABLE, ATTENTION_ODD_HEADS, TOL);
+}
+
+/* The fp32 backward of the "cuda" table fed with the tensor-core forward's
+ * out and lse (as a training step on that table does) against the CPU
+ * backward fed with the CPU forward's: 5e-2, the forward's bf16 error
+ * carried through p = exp(s - lse) and D = dout . out. dqkv starts at zero
+ * on both sides, so the tolerance is relative to the gradient itself
+ * (accumulation is checked by the fp32 cases). */
+static void check_attention_backward_after_bf16_forward(AttentionCase c) {
+    REQUIRE_CUDA_TABLE(gpu, BF16_TABLE);
+    long n_qkv = (long)c.B * c.T * 3 * c.H * c.Dh, n_out = (long)c.B * c.T * c.H * c.Dh;
+    long n_lse = (long)c.B * c.H * c.T;
+    const AttentionTables rope = attention_tables(gpu, &c);
+    float *qkv = random_host(n_qkv, -c.qkv_range, c.qkv_range);
+    float *dout = random_host(n_out, -1, 1);
+    float *out = host_alloc((size_t)n_out * sizeof(float));
+    float *lse = host_alloc((size_t)n_lse * sizeof(float));
+    float *dqkv = host_alloc((size_t)n_qkv * sizeof(float)); /* zero */
+    cpu->attention_forward(out, lse, qkv, rope.sin, rope.cos, c.B, c.T, c.prefix, c.H, c.Dh);
+    cpu->attention_backward(dqkv, dout, qkv, out, lse, rope.sin, rope.cos, c.B, c.T, c.prefix, c.H,
+                            c.Dh);
+    float *d_qkv = to_device_f(gpu, qkv, n_qkv), *d_dout = to_device_f(gpu, dout, n_out);
+    float *d_out = to_device_f(gpu, out, n_out), *d_lse = to_device_f(gpu, lse, n_lse);
+    float *d_dqkv = to_device_f(gpu, host_alloc((size_t)n_qkv * sizeof(float)), n_qkv);
+    gpu->attention_forward(d_out, d_lse, d_qkv, rope.d_sin, rope.d_cos, c.B, c.T, c.prefix, c.H, c.Dh);
+    gpu->attention_backward(d_dqkv, d_dout, d_qkv, d_out, d_lse, rope.d_sin, rope.d_cos, c.B, c.T,
+                            c.prefix, c.H, c.Dh);
+    CHECK_CLOSE(gpu, d_dqkv, dqkv, n_qkv, 5e-2);
+    release_all(gpu);
+}
+static void attention_backward_after_bf16_forward(void) {
+    check_attention_backward_after_bf16_forward(ATTENTION_MANY_KEYS);
+}
+static void attention_backward_after_bf16_forward_teacher_heads(void) {
+    check_attention_backward_after_bf16_forward(ATTENTION_TEACHER_HEADS);
+}
+
+/* The same attention on "cuda" and "cuda-fp32" must differ by more than
+ * fp32 arithmetic could (TOL) and by less than TOL_BF16, as for the matmul
+ * above: otherwise the tensor-core forward was not taken. */
+static void attention_bf16_differs_from_fp32(void) {
+    REQUIRE_CUDA_TABLE(bf16, BF16_TABLE);
+    const NnBackend *fp32 = nn_cuda_fp32_backend(NULL, 0);
+    const AttentionCase c = ATTENTION_TEACHER_HEADS;
+    long n_qkv = (long)c.B * c.T * 3 * c.H * c.Dh, n_out = (long)c.B * c.T * c.H * c.Dh;
+    long n_lse = (long)c.B * c.H * c.T;
+    const AttentionTables rope = attention_tables(bf16, &c);
+    float *d_qkv = to_device_f(bf16, random_host(n_qkv, -c.qkv_range, c.qkv_range), n_qkv);
+    float *d_out_bf16 = to_device_f(bf16, random_host(n_out, -1, 1), n_out);
+    float *d_out_fp32 = to_device_f(bf16, random_host(n_out, -1, 1), n_out);
+    float *d_lse = to_device_f(bf16, random_host(n_lse, -1, 1), n_lse);
+    bf16->attention_forward(d_out_bf16, d_lse, d_qkv, rope.d_sin, rope.d_cos, c.B, c.T, c.prefix, c.H,
+                            c.Dh);
+    fp32->attention_forward(d_out_fp32, d_lse, d_qkv, rope.d_sin, rope.d_cos, c.B, c.T, c.prefix, c.H,
+                            c.Dh);
+    float *out_fp32 = host_alloc((size_t)n_out * sizeof(float));
+    fp32->copy_to_host(out_fp32, d_out_fp32, (size_t)n_out * sizeof(float));
+    double difference = device_error(bf16, d_out_bf16, out_fp32, n_out);
+    CHECK(difference > TOL,
+          "cuda and cuda-fp32 attention differ by %.3g <= %.0e: the tensor-core forward was not taken",
+          difference, (double)TOL);
+    CHECK(difference < TOL_BF16, "cuda and cuda-fp32 attention differ by %.3g >= %.0e", difference,
+          (double)TOL_BF16);
+    release_all(bf16);
+}
 
 /* ---- pointwise ------------------------------------------------------------------ */
 
@@ -549,7 +640,11 @@ TEST_MAIN(TEST(backend_table), TEST(memory), TEST(matmul_forward), TEST(matmul_f
           TEST(attention_forward_odd_heads), TEST(attention_forward_large_scores),
           TEST(attention_backward), TEST(attention_backward_small), TEST(attention_backward_no_rope),
           TEST(attention_backward_many_keys), TEST(attention_backward_wide_heads),
-          TEST(attention_backward_odd_heads), TEST(gelu_forward),
+          TEST(attention_backward_odd_heads), TEST(attention_forward_bf16),
+          TEST(attention_forward_bf16_teacher_heads), TEST(attention_forward_bf16_no_rope),
+          TEST(attention_forward_bf16_fallback), TEST(attention_backward_after_bf16_forward),
+          TEST(attention_backward_after_bf16_forward_teacher_heads),
+          TEST(attention_bf16_differs_from_fp32), TEST(gelu_forward),
           TEST(gelu_backward), TEST(swiglu_forward), TEST(swiglu_backward),
           TEST(layerscale_residual_forward), TEST(layerscale_residual_backward),
           TEST(layerscale_residual_backward_many_rows), TEST(adamw_update), TEST(sum_squares),
