@@ -140,10 +140,12 @@ static int upload_feature_starts(const NnBackend *be, const PayloadShape *shape,
     if (*crop_rows > starts->capacity)
         return dd_fail(err, "payload: %ld crops exceed the %ld feature rows the offsets were sized for", *crop_rows,
                        starts->capacity);
-    *masked = payload_feature_starts(shape, masks, starts->host, starts->row_starts);
+    /* counted before the walk writes them, so an overflow is refused, not written */
+    *masked = masked_in(masks, (int)(*crop_rows * shape->patches));
     if (*crop_rows + *masked > starts->capacity)
         return dd_fail(err, "payload: %ld crops and %ld masked patches exceed the %ld feature rows the offsets "
                             "were sized for", *crop_rows, *masked, starts->capacity);
+    payload_feature_starts(shape, masks, starts->host, starts->row_starts);
     be->copy_to_device(starts->device, starts->host, (size_t)(*crop_rows + *masked) * sizeof(int64_t));
     return 0;
 }
