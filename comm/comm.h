@@ -55,13 +55,27 @@ int comm_group_max_hook(void *comm, float *buffer, long count, DdError *err);
 /* The asynchronous sum, with the signatures of GroupSumStart and
  * GroupSumFinish (students/students.h): start returns at once, the buffer
  * left alone until finish, which completes every sum started since the last
- * finish. Host memory: MPI_Iallreduce (start also lets the earlier ones
- * progress). NCCL: comm_group_sum_device_start / _finish. Device memory
- * without NCCL: the buffer is copied to host memory at start (waiting for
- * the kernels that wrote it), summed by MPI_Iallreduce, and copied back at
- * finish. Every rank of the group starts the same sums in the same order. */
-int comm_group_sum_start_hook(void *comm, float *buffer, long count, DdError *err);
+ * finish. owner < 0: every rank gets the sum (an all-reduce); else only
+ * group rank `owner` does (a reduce; the others' buffers are then
+ * unspecified). Host memory: MPI_Iallreduce / MPI_Ireduce (start also lets
+ * the earlier ones progress). NCCL: comm_group_sum_device_start / _finish.
+ * Device memory without NCCL: the buffer is copied to host memory at start
+ * (waiting for the kernels that wrote it), summed over MPI, and copied back
+ * at finish where it was wanted. Every rank of the group starts the same
+ * sums in the same order. */
+int comm_group_sum_start_hook(void *comm, float *buffer, long count, int owner, DdError *err);
 int comm_group_sum_finish_hook(void *comm, DdError *err);
+/* values[count] (host memory) <- their sum over the group, in double. */
+int comm_group_sum_doubles(Comm *comm, double *values, int count, DdError *err);
+int comm_group_sum_doubles_hook(void *comm, double *values, int count, DdError *err);
+/* The all-gather of shards, in place: bounds[group_size + 1] cut
+ * buffer[bounds[group_size]] into the group ranks' shards, and every rank
+ * gets each rank r's shard [bounds[r], bounds[r + 1]). comm_group_gather
+ * is the host memory one (a broadcast per owner); the hook takes buffers in
+ * the hooks' memory: comm_group_gather_device with NCCL, else staged
+ * through host memory. */
+int comm_group_gather(Comm *comm, float *buffer, const size_t *bounds, DdError *err);
+int comm_group_gather_hook(void *comm, float *buffer, const size_t *bounds, DdError *err);
 /* Host memory the hooks hold for staging device buffers, in bytes. */
 size_t comm_staging_bytes(const Comm *comm);
 /* The hooks' buffers are in be's memory from now on (NULL: host memory).
@@ -135,12 +149,17 @@ int comm_group_sum_device(Comm *comm, float *device_buffer, long count, DdError 
 int comm_group_max_device(Comm *comm, float *device_buffer, long count, DdError *err);
 /* Starts device_buffer[count] <- its sum over the group and returns at once:
  * the sum runs on the reduce stream after every kernel enqueued so far on
- * the legacy default stream, overlapping later kernels. The buffer must not
- * be read or written until comm_group_sum_device_finish. */
-int comm_group_sum_device_start(Comm *comm, float *device_buffer, long count, DdError *err);
+ * the legacy default stream, overlapping later kernels. owner < 0: on every
+ * rank (ncclAllReduce); else on group rank owner only (ncclReduce). The
+ * buffer must not be read or written until comm_group_sum_device_finish. */
+int comm_group_sum_device_start(Comm *comm, float *device_buffer, long count, int owner, DdError *err);
 /* Makes the legacy default stream wait (no host wait) for every sum started
  * since the last finish, and checks NCCL's asynchronous error state. */
 int comm_group_sum_device_finish(Comm *comm, DdError *err);
+/* The all-gather of shards (comm_group_gather) on a device buffer: one
+ * ncclBroadcast per owner, in one NCCL group on the reduce stream after the
+ * kernels enqueued so far; later kernels wait for it on the device. */
+int comm_group_gather_device(Comm *comm, float *device_buffer, const size_t *bounds, DdError *err);
 
 /* 1 when this run delivers the teacher's rows over NCCL from and to be's
  * memory (delivery_device_*): comm_init_nccl succeeded (every rank on a

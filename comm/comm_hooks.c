@@ -12,7 +12,10 @@
  *
  * The sum also comes asynchronous (start, then finish), for the gradients
  * whose sums overlap the backward: the same three paths, with
- * MPI_Iallreduce, or ncclAllReduce on the NCCL reduce stream.
+ * MPI_Iallreduce, or ncclAllReduce on the NCCL reduce stream; or, for a
+ * sharded optimizer state, each piece summed to the rank that owns it
+ * (MPI_Ireduce, ncclReduce). The all-gather of the shards takes the same
+ * three paths.
  */
 #include <limits.h>
 #include <stdlib.h>
@@ -56,6 +59,25 @@ int comm_group_max_hook(void *comm, float *buffer, long count, DdError *err) {
     return reduce_hook(comm, buffer, count, comm_group_max, comm_group_max_device, err);
 }
 
+int comm_group_sum_doubles_hook(void *comm, double *values, int count, DdError *err) {
+    return comm_group_sum_doubles(comm, values, count, err);
+}
+
+int comm_group_gather_hook(void *context, float *buffer, const size_t *bounds, DdError *err) {
+    Comm *comm = context;
+    if (!comm->hook_memory) return comm_group_gather(comm, buffer, bounds, err);
+    if (comm->nccl) return comm_group_gather_device(comm, buffer, bounds, err);
+    /* staged: this rank's shard to host memory, every shard back */
+    const NnBackend *be = comm->hook_memory;
+    const size_t total = bounds[comm->group_size], mine = bounds[comm->group_rank];
+    const size_t mine_count = bounds[comm->group_rank + 1] - mine;
+    if (total > (size_t)LONG_MAX || reserve_staging(comm, (long)total, err) != 0) return -1;
+    be->copy_to_host(comm->host_staging + mine, buffer + mine, mine_count * sizeof(float));
+    if (comm_group_gather(comm, comm->host_staging, bounds, err) != 0) return -1;
+    be->copy_to_device(buffer, comm->host_staging, total * sizeof(float));
+    return 0;
+}
+
 /* ---- asynchronous sums --------------------------------------------------- */
 
 /* One sum started over MPI: its request and, when the buffer is device
@@ -65,6 +87,7 @@ typedef struct PendingSum {
     float *buffer;        /* the caller's buffer */
     float *host;          /* == buffer in host memory, else the staged copy */
     long count;
+    int wanted;           /* this rank gets the sum: copy a staged one back */
 } PendingSum;
 
 /* Host copies live in chunks that are kept from step to step (after the
@@ -121,13 +144,22 @@ static int push_pending(CommPendingSums *p, PendingSum sum, DdError *err) {
     return 0;
 }
 
-/* Starts MPI sums of host[count] in pieces MPI's int counts can hold. */
-static int start_mpi_sums(Comm *comm, CommPendingSums *p, float *buffer, float *host, long count, DdError *err) {
+/* Starts MPI sums of host[count] in pieces MPI's int counts can hold:
+ * all-reduces (owner < 0) or reduces to group rank owner. */
+static int start_mpi_sums(Comm *comm, CommPendingSums *p, float *buffer, float *host, long count, int owner,
+                          DdError *err) {
+    const int wanted = owner < 0 || owner == comm->group_rank;
     for (long done = 0; done < count;) {
         const int piece = count - done > INT_MAX ? INT_MAX : (int)(count - done);
-        PendingSum sum = {MPI_REQUEST_NULL, buffer + done, host + done, piece};
-        int code = MPI_Iallreduce(MPI_IN_PLACE, sum.host, piece, MPI_FLOAT, MPI_SUM, comm->group, &sum.request);
-        if (code != MPI_SUCCESS) return comm_mpi_fail(err, code, "in-group MPI_Iallreduce");
+        PendingSum sum = {MPI_REQUEST_NULL, buffer + done, host + done, piece, wanted};
+        int code;
+        if (owner < 0)
+            code = MPI_Iallreduce(MPI_IN_PLACE, sum.host, piece, MPI_FLOAT, MPI_SUM, comm->group, &sum.request);
+        else   /* the owner sums in place; the others' buffers are only read */
+            code = MPI_Ireduce(wanted ? MPI_IN_PLACE : sum.host, wanted ? sum.host : NULL, piece, MPI_FLOAT,
+                               MPI_SUM, owner, comm->group, &sum.request);
+        if (code != MPI_SUCCESS) return comm_mpi_fail(err, code, owner < 0 ? "in-group MPI_Iallreduce"
+                                                                           : "in-group MPI_Ireduce");
         if (push_pending(p, sum, err) != 0) return -1;
         done += piece;
     }
@@ -138,10 +170,13 @@ static int start_mpi_sums(Comm *comm, CommPendingSums *p, float *buffer, float *
     return 0;
 }
 
-int comm_group_sum_start_hook(void *context, float *buffer, long count, DdError *err) {
+int comm_group_sum_start_hook(void *context, float *buffer, long count, int owner, DdError *err) {
     Comm *comm = context;
     if (count <= 0) return 0;
-    if (comm->hook_memory && comm->nccl) return comm_group_sum_device_start(comm, buffer, count, err);
+    if (owner >= comm->group_size)
+        return dd_fail(err, "in-group sum: expected an owner below the group's %d ranks, found %d", comm->group_size,
+                       owner);
+    if (comm->hook_memory && comm->nccl) return comm_group_sum_device_start(comm, buffer, count, owner, err);
     CommPendingSums *p = pending_of(comm, err);
     if (!p) return -1;
     float *host = buffer;
@@ -149,7 +184,7 @@ int comm_group_sum_start_hook(void *context, float *buffer, long count, DdError 
         if (!(host = take_staging(p, count, err))) return -1;
         comm->hook_memory->copy_to_host(host, buffer, (size_t)count * sizeof(float));
     }
-    return start_mpi_sums(comm, p, buffer, host, count, err);
+    return start_mpi_sums(comm, p, buffer, host, count, owner, err);
 }
 
 int comm_group_sum_finish_hook(void *context, DdError *err) {
@@ -161,8 +196,8 @@ int comm_group_sum_finish_hook(void *context, DdError *err) {
     for (int i = 0; i < p->count; i++) {
         PendingSum *sum = &p->sums[i];
         int code = MPI_Wait(&sum->request, MPI_STATUS_IGNORE);
-        if (code != MPI_SUCCESS && !failed) failed = comm_mpi_fail(err, code, "in-group MPI_Iallreduce (waiting)");
-        if (!failed && sum->host != sum->buffer)
+        if (code != MPI_SUCCESS && !failed) failed = comm_mpi_fail(err, code, "in-group sum (waiting)");
+        if (!failed && sum->wanted && sum->host != sum->buffer)
             comm->hook_memory->copy_to_device(sum->buffer, sum->host, (size_t)sum->count * sizeof(float));
     }
     p->count = 0;

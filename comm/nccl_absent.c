@@ -30,11 +30,15 @@ int comm_group_max_device(Comm *comm, float *device_buffer, long count, DdError 
     return no_nccl(err, "comm_group_max_device");
 }
 
-int comm_group_sum_device_start(Comm *comm, float *device_buffer, long count, DdError *err) {
+int comm_group_sum_device_start(Comm *comm, float *device_buffer, long count, int owner, DdError *err) {
     return no_nccl(err, "comm_group_sum_device_start");
 }
 
 int comm_group_sum_device_finish(Comm *comm, DdError *err) { return no_nccl(err, "comm_group_sum_device_finish"); }
+
+int comm_group_gather_device(Comm *comm, float *device_buffer, const size_t *bounds, DdError *err) {
+    return no_nccl(err, "comm_group_gather_device");
+}
 
 int delivery_on_device(const Comm *comm, const struct NnBackend *be) { return 0; }
 

@@ -56,7 +56,7 @@ typedef struct CommNccl {
     ncclComm_t world;                /* every rank: teacher -> student delivery */
     cudaStream_t reduce, delivery;   /* non-blocking; see the top */
     cudaEvent_t compute_ready;       /* recorded on compute before NCCL work */
-    cudaEvent_t sums_done;           /* recorded on reduce by comm_group_sum_device_finish */
+    cudaEvent_t sums_done;           /* recorded on reduce where compute waits for it (sums, gathers) */
     cudaEvent_t slot_sent[DELIVERY_DEVICE_SLOTS];   /* recorded on delivery after a slot's sends */
     int sums_started;                /* since the last finish */
     const uint16_t *held_rows;       /* a helper's held sends (see the top): NULL when none */
@@ -264,12 +264,21 @@ int comm_group_max_device(Comm *comm, float *device_buffer, long count, DdError 
     return group_allreduce_device(comm, device_buffer, count, ncclMax, "in-group ncclAllReduce (max)", err);
 }
 
-int comm_group_sum_device_start(Comm *comm, float *device_buffer, long count, DdError *err) {
+int comm_group_sum_device_start(Comm *comm, float *device_buffer, long count, int owner, DdError *err) {
     if (require_nccl(comm, "comm_group_sum_device_start", err) != 0) return -1;
     if (count <= 0) return 0;
-    if (enqueue_allreduce(comm, device_buffer, count, ncclSum, "in-group ncclAllReduce (sum, started)", err) != 0)
-        return -1;
-    comm->nccl->sums_started++;
+    CommNccl *nccl = comm->nccl;
+    if (owner < 0) {
+        if (enqueue_allreduce(comm, device_buffer, count, ncclSum, "in-group ncclAllReduce (sum, started)", err))
+            return -1;
+    } else {
+        const char *what = "in-group ncclReduce (sum to its owner, started)";
+        if (after_compute(nccl, nccl->reduce, what, err) != 0) return -1;
+        ncclResult_t result = ncclReduce(device_buffer, device_buffer, (size_t)count, ncclFloat32, ncclSum, owner,
+                                         nccl->group, nccl->reduce);
+        if (result != ncclSuccess) return nccl_fail(err, result, what);
+    }
+    nccl->sums_started++;
     return 0;
 }
 
@@ -281,6 +290,24 @@ int comm_group_sum_device_finish(Comm *comm, DdError *err) {
         nccl->sums_started = 0;
         if (compute_after(nccl->reduce, nccl->sums_done, what, err) != 0) return -1;
     }
+    return async_error(nccl->group, what, err);
+}
+
+int comm_group_gather_device(Comm *comm, float *device_buffer, const size_t *bounds, DdError *err) {
+    const char *what = "in-group ncclBroadcast (gathering shards)";
+    if (require_nccl(comm, what, err) != 0) return -1;
+    CommNccl *nccl = comm->nccl;
+    if (after_compute(nccl, nccl->reduce, what, err) != 0) return -1;
+    ncclResult_t result = ncclGroupStart();
+    for (int owner = 0; result == ncclSuccess && owner < comm->group_size; owner++) {
+        float *shard = device_buffer + bounds[owner];
+        result = ncclBroadcast(shard, shard, bounds[owner + 1] - bounds[owner], ncclFloat32, owner, nccl->group,
+                               nccl->reduce);
+    }
+    ncclResult_t ended = ncclGroupEnd();
+    if (result == ncclSuccess) result = ended;
+    if (result != ncclSuccess) return nccl_fail(err, result, what);
+    if (compute_after(nccl->reduce, nccl->sums_done, what, err) != 0) return -1;
     return async_error(nccl->group, what, err);
 }
 

@@ -25,7 +25,9 @@ ModelCost model_cost(const ViTConfig *model, const CropShape *crops, int batch, 
         .flops_local = vit_forward_flops(model, crops->local_size, crops->local_size),
     };
     size_t params = c.backbone + c.dino_mlp + c.dino_prototypes + c.ibot_mlp + c.ibot_prototypes;
-    c.state_bytes = (double)params * COST_BYTES_PER_FLOAT * (frozen ? 1 : COST_TRAINED_COPIES);
+    const double copy_bytes = (double)params * COST_BYTES_PER_FLOAT;
+    c.state_bytes = copy_bytes * (frozen ? 1 : COST_TRAINED_COPIES);
+    c.shardable_state_bytes = frozen ? 0 : copy_bytes * COST_SHARDABLE_COPIES;
     c.activation_bytes = rank_activation_bytes(model, crops, batch, frozen);
     return c;
 }
@@ -58,12 +60,14 @@ double student_flops_per_image(const ViTConfig *student, const ViTConfig *teache
     return 3.0 * forward + teacher_prototypes;
 }
 
-double rank_state_bytes(const ViTConfig *model, const ViTConfig *teacher, const CropShape *crops, int frozen) {
-    double bytes = model_cost(model, crops, 0, frozen).state_bytes;
+RankState rank_state(const ViTConfig *model, const ViTConfig *teacher, const CropShape *crops, int frozen) {
+    const ModelCost cost = model_cost(model, crops, 0, frozen);
+    RankState state = {.replicated_bytes = cost.state_bytes - cost.shardable_state_bytes,
+                       .shardable_bytes = cost.shardable_state_bytes};
     if (!frozen && teacher)
-        bytes += COST_BYTES_PER_FLOAT * (double)(head_prototype_param_count(&teacher->dino_head) +
-                                                 head_prototype_param_count(&teacher->ibot_head));
-    return bytes;
+        state.replicated_bytes += COST_BYTES_PER_FLOAT * (double)(head_prototype_param_count(&teacher->dino_head) +
+                                                                  head_prototype_param_count(&teacher->ibot_head));
+    return state;
 }
 
 /* Rows of the iBOT head per image: the most patches its crops may mask

@@ -15,6 +15,11 @@
  *   frozen (the teacher): 4 B per parameter + inference activations of the
  *       global crops and of its head MLPs (DINO on the CLS, iBOT on every
  *       patch).
+ *   Of a student's 20 B per parameter, 12 (AdamW m and v, EMA) are
+ *   shardable: with its optimizer state sharded (ZeRO-1,
+ *   RunConfig.shard_optimizer_state) each of the n ranks of its group keeps
+ *   about 1/n of them, and only weights and gradients (8 B) in full
+ *   (rank_state). `distill info` and model_cost report the unsharded state.
  * FLOPs per image (2 per multiply-add):
  *   teacher: forward of the global crops + the head MLPs (DINO on CLS, iBOT
  *       on every patch: the MLP runs before the masked rows are picked);
@@ -41,11 +46,29 @@ typedef struct CropShape {
 typedef struct ModelCost {
     size_t backbone, dino_mlp, dino_prototypes, ibot_mlp, ibot_prototypes;
     double flops_global, flops_local;   /* one forward of the backbone on one crop */
-    double state_bytes;                 /* parameters and what training keeps per parameter */
+    double state_bytes;                 /* parameters and what training keeps per parameter, unsharded */
+    double shardable_state_bytes;       /* the part of state_bytes a student group's ranks may divide
+                                         * among them (AdamW m and v, EMA); 0 frozen */
     double activation_bytes;            /* for the batch asked */
 } ModelCost;
 
-enum { COST_BYTES_PER_FLOAT = 4, COST_TRAINED_COPIES = 5 /* weights, gradients, AdamW m and v, EMA */ };
+/* fp32 copies of a trained parameter: every rank keeps the replicated ones
+ * in full; the shardable ones may be divided among the ranks of its group. */
+enum {
+    COST_BYTES_PER_FLOAT = 4,
+    COST_REPLICATED_COPIES = 2,   /* weights, gradients */
+    COST_SHARDABLE_COPIES = 3,    /* AdamW m and v, EMA */
+    COST_TRAINED_COPIES = COST_REPLICATED_COPIES + COST_SHARDABLE_COPIES
+};
+
+/* What a rank keeps whatever its images, in bytes: a rank of a group of n
+ * ranks keeps replicated_bytes + shardable_bytes / n with its optimizer
+ * state sharded, replicated_bytes + shardable_bytes without. */
+typedef struct RankState {
+    double replicated_bytes;   /* a student: its weights and gradients, and the teacher prototype layers
+                                * it applies (4 B each); the teacher: its weights */
+    double shardable_bytes;    /* a student's AdamW m and v and EMA; 0 for the teacher */
+} RankState;
 
 /* The `distill info` figures of one model with `batch` images per rank. */
 ModelCost model_cost(const ViTConfig *model, const CropShape *crops, int batch, int frozen);
@@ -58,9 +81,10 @@ size_t trained_param_count(const ViTConfig *model);
 double teacher_flops_per_image(const ViTConfig *teacher, const CropShape *crops);
 double student_flops_per_image(const ViTConfig *student, const ViTConfig *teacher, const CropShape *crops);
 
-/* Bytes a rank keeps whatever its images: state (model_cost's state_bytes),
- * plus, for a student, the teacher prototype layers it applies (4 B each). */
-double rank_state_bytes(const ViTConfig *model, const ViTConfig *teacher, const CropShape *crops, int frozen);
+/* What a rank keeps whatever its images: state (model_cost's state_bytes,
+ * split as its shardable_state_bytes says), plus, for a student, the
+ * teacher prototype layers it applies (replicated). */
+RankState rank_state(const ViTConfig *model, const ViTConfig *teacher, const CropShape *crops, int frozen);
 /* Activation bytes of `images` images on one rank (of a micro-batch). */
 double rank_activation_bytes(const ViTConfig *model, const CropShape *crops, int images, int frozen);
 /* Bytes a student rank keeps per image of its slice, whatever its

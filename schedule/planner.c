@@ -5,6 +5,7 @@
 
 #include <limits.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 
 #define GIB 1073741824.0
@@ -29,29 +30,39 @@ double plan_allreduce_seconds(const PlanGroupInput *g, const PlanDevices *device
     return ranks > 1 ? 2.0 * g->gradient_bytes / devices->link_bytes_per_second : 0.0;
 }
 
-int plan_micro_batch(const PlanGroupInput *g, const PlanDevices *devices, double extra_bytes, int images) {
-    double room = devices->memory_bytes - g->state_bytes - images * g->slice_bytes_per_image - extra_bytes;
+double plan_rank_state_bytes(const PlanGroupInput *group, int ranks) {
+    return group->state_bytes + group->sharded_state_bytes / ranks;
+}
+
+int plan_micro_batch(const PlanGroupInput *g, const PlanDevices *devices, double extra_bytes, int ranks, int images) {
+    double room = devices->memory_bytes - plan_rank_state_bytes(g, ranks) - images * g->slice_bytes_per_image -
+                  extra_bytes;
     if (room < 0) return 0;
     if (!(g->activation_bytes_per_image > 0)) return images;
     double fits = floor(room / g->activation_bytes_per_image);
     return fits >= images ? images : (int)fits;
 }
 
+double plan_student_memory(const PlanGroupInput *student, int ranks, int images, int micro_batch) {
+    return plan_rank_state_bytes(student, ranks) + images * student->slice_bytes_per_image +
+           micro_batch * student->activation_bytes_per_image;
+}
+
 double plan_teacher_memory(const PlanGroupInput *teacher, int images) {
     return teacher->state_bytes + images * teacher->activation_bytes_per_image;
 }
 
-/* A rank of group g with `images` images and nothing hosted fits. */
-static int rank_fits(const PlanGroupInput *g, const PlanDevices *devices, int images) {
+/* A rank of group g on `ranks` ranks with `images` images and nothing hosted fits. */
+static int rank_fits(const PlanGroupInput *g, const PlanDevices *devices, int ranks, int images) {
     if (g->is_teacher) return plan_teacher_memory(g, images) <= devices->memory_bytes;
-    return plan_micro_batch(g, devices, 0, images) >= 1;
+    return plan_micro_batch(g, devices, 0, ranks, images) >= 1;
 }
 
 double plan_group_seconds(const PlanGroupInput *g, const PlanDevices *devices, int global_batch, int n,
                           int even_slices_only) {
     if (n < 1 || n > global_batch || (even_slices_only && global_batch % n != 0)) return INFINITY;
     int images = plan_most_images(global_batch, n);
-    if (!rank_fits(g, devices, images)) return INFINITY;
+    if (!rank_fits(g, devices, n, images)) return INFINITY;
     return images * plan_seconds_per_image(g, devices) + (g->is_teacher ? 0 : plan_allreduce_seconds(g, devices, n));
 }
 
@@ -68,11 +79,10 @@ static void rank_cost(const PlanGroupInput *groups, int g, const PlanDevices *de
         return;
     }
     const double extra = hosted > 0 ? plan_teacher_memory(teacher, hosted) : 0;
-    *micro_batch = plan_micro_batch(&groups[g], devices, extra, images);
+    *micro_batch = plan_micro_batch(&groups[g], devices, extra, ranks, images);
     *busy = images * plan_seconds_per_image(&groups[g], devices) + plan_allreduce_seconds(&groups[g], devices, ranks) +
             teacher_busy;
-    *memory = groups[g].state_bytes + images * groups[g].slice_bytes_per_image +
-              *micro_batch * groups[g].activation_bytes_per_image + extra;
+    *memory = plan_student_memory(&groups[g], ranks, images, *micro_batch) + extra;
 }
 
 void plan_finish(Plan *plan, const PlanGroupInput *groups, int group_count, int global_batch,
@@ -142,10 +152,22 @@ static int check_inputs(const PlanGroupInput *groups, int group_count, int globa
         if (!(groups[g].flops_per_image > 0))
             return dd_fail(err, "plan: %s: expected FLOPs per image > 0, found %g", groups[g].name,
                            groups[g].flops_per_image);
-        double one_image = groups[g].state_bytes + groups[g].slice_bytes_per_image + groups[g].activation_bytes_per_image;
-        if (one_image > devices->memory_bytes)
-            return dd_fail(err, "%s needs %.1f GiB per rank with 1 image per rank, a device has %.1f GiB",
-                           groups[g].name, one_image / GIB, devices->memory_bytes / GIB);
+        if (!(groups[g].sharded_state_bytes >= 0) || (groups[g].is_teacher && groups[g].sharded_state_bytes != 0))
+            return dd_fail(err, "plan: %s: expected sharded state bytes >= 0 (0 for the teacher), found %g",
+                           groups[g].name, groups[g].sharded_state_bytes);
+        /* the least a rank can need: 1 image, the sharded state over the most ranks the group may take */
+        int lowest, highest;
+        plan_rank_range(&groups[g], devices->count, &lowest, &highest);
+        const int most_ranks = highest < global_batch ? highest : global_batch;
+        double one_image = groups[g].is_teacher ? plan_teacher_memory(&groups[g], 1)
+                                                : plan_student_memory(&groups[g], most_ranks, 1, 1);
+        if (one_image > devices->memory_bytes) {
+            char over[64] = "";
+            if (groups[g].sharded_state_bytes > 0)
+                snprintf(over, sizeof over, " on %d ranks (its optimizer state sharded)", most_ranks);
+            return dd_fail(err, "%s needs %.1f GiB per rank with 1 image per rank%s, a device has %.1f GiB",
+                           groups[g].name, one_image / GIB, over, devices->memory_bytes / GIB);
+        }
     }
     return 0;
 }

@@ -7,12 +7,14 @@
  *   seconds per image  c_g = flops_per_image / sustained FLOP/s (the teacher's
  *       inference and the students' training run at their own fraction of
  *       the device's peak: PLAN_TEACHER_EFFICIENCY, PLAN_STUDENT_EFFICIENCY);
- *   a student rank with b images takes b * c_g seconds and runs them in
- *       micro-batches of as many images as its memory holds: it needs
- *       state_bytes + b * slice_bytes_per_image + m * activation_bytes_per_image
- *       for a micro-batch of m >= 1 images (students/students.h, gradient
- *       accumulation); a teacher rank runs its images at once: state + b *
- *       activations;
+ *   a student rank of a group of n ranks with b images takes b * c_g
+ *       seconds and runs them in micro-batches of as many images as its
+ *       memory holds: it needs state_bytes + sharded_state_bytes / n +
+ *       b * slice_bytes_per_image + m * activation_bytes_per_image for a
+ *       micro-batch of m >= 1 images (students/students.h, gradient
+ *       accumulation; sharded_state_bytes: its optimizer state divided
+ *       among the group's ranks, ZeRO-1); a teacher rank runs its images at
+ *       once: state + b * activations;
  *   a student group of n > 1 ranks adds an all-reduce of its gradients, not
  *       overlapped: 2 * gradient_bytes / link bytes per second (ring);
  *   a rank's busy time is the sum of what it runs; the iteration time T is
@@ -20,7 +22,10 @@
  *       ranks of 1 - busy / T (the share of its device time spent waiting).
  * Slices: with uneven slices (the default) n ranks share the batch B as
  *   ceil(B/n) and floor(B/n) images; with even slices only, n must divide B.
- * Search: exact. The smallest T is found by bisection over every group's
+ * Search: exact. A group's time on n ranks is computed for each n on its
+ *   own (its memory per rank falls with n: fewer images, a smaller share of
+ *   the sharded state), so a group too large for one rank may take two.
+ *   The smallest T is found by bisection over every group's
  *   possible times (feasibility grows with T); at that T a dynamic programme
  *   over the device count picks the ranks per group (summing to the devices)
  *   that keep the fastest group as slow as possible, i.e. the worst idle
@@ -66,7 +71,10 @@ typedef struct PlanGroupInput {
     int is_teacher;
     double flops_per_image;
     double sustained_flops;          /* FLOP/s measured or configured; > 0 overrides peak x efficiency */
-    double state_bytes;              /* per rank, whatever its images */
+    double state_bytes;              /* per rank, whatever its images and ranks: each rank keeps it in full */
+    double sharded_state_bytes;      /* a student group's state divided among its ranks, whatever their
+                                      * images: each of n ranks keeps 1/n (AdamW m and v, EMA); 0 for the
+                                      * teacher and when the optimizer state is not sharded */
     double activation_bytes_per_image;   /* per image of a micro-batch */
     double slice_bytes_per_image;        /* a student's, per image of its slice (targets, crops) */
     double gradient_bytes;           /* all-reduced per iteration; 0 for the teacher */
@@ -109,6 +117,10 @@ PlanDevices plan_h100_devices(int count);
 /* Sustained FLOP/s of a group on a device: its own sustained_flops when
  * given, else the device's peak x the efficiency of its role. */
 double plan_group_flops(const PlanGroupInput *group, const PlanDevices *devices);
+
+/* State bytes of one rank of the group on `ranks` ranks: state_bytes +
+ * sharded_state_bytes / ranks. */
+double plan_rank_state_bytes(const PlanGroupInput *group, int ranks);
 
 /* The best plan under the options (NULL: uneven slices, teacher not spread).
  * Errors name the model, the memory it needs and what a device has. */

@@ -15,11 +15,15 @@ double plan_seconds_per_image(const PlanGroupInput *g, const PlanDevices *device
 /* The in-group all-reduce of a student group of `ranks` ranks. */
 double plan_allreduce_seconds(const PlanGroupInput *g, const PlanDevices *devices, int ranks);
 
-/* The most images a student rank with `images` images runs per
- * forward/backward pass, its state and slice buffers held, when
- * `extra_bytes` of its memory hold something else (the teacher it hosts);
- * 0 when not even one image fits. */
-int plan_micro_batch(const PlanGroupInput *g, const PlanDevices *devices, double extra_bytes, int images);
+/* The most images a student rank of a group of `ranks` ranks with `images`
+ * images runs per forward/backward pass, its state (plan_rank_state_bytes)
+ * and slice buffers held, when `extra_bytes` of its memory hold something
+ * else (the teacher it hosts); 0 when not even one image fits. */
+int plan_micro_batch(const PlanGroupInput *g, const PlanDevices *devices, double extra_bytes, int ranks, int images);
+/* Memory of a student rank of a group of `ranks` ranks with `images` images
+ * in its slice and micro-batches of `micro_batch`: state, slice buffers,
+ * activations (the teacher it may host not included). */
+double plan_student_memory(const PlanGroupInput *student, int ranks, int images, int micro_batch);
 /* Memory of a rank running the teacher on `images` images at once. */
 double plan_teacher_memory(const PlanGroupInput *teacher, int images);
 

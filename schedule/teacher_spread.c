@@ -30,10 +30,9 @@ static long rank_capacity(const Spread *sp, int g, int ranks, int images, double
     double busy = 0, room = d->memory_bytes - teacher->state_bytes;
     if (g > 0) {
         const PlanGroupInput *student = &sp->groups[g];
-        if (plan_micro_batch(student, d, 0, images) < 1) return -1;   /* its own slice does not fit */
+        if (plan_micro_batch(student, d, 0, ranks, images) < 1) return -1;   /* its own slice does not fit */
         busy = images * plan_seconds_per_image(student, d) + plan_allreduce_seconds(student, d, ranks);
-        room -= student->state_bytes + images * student->slice_bytes_per_image +
-                student->activation_bytes_per_image;   /* a micro-batch of one */
+        room -= plan_student_memory(student, ranks, images, 1);   /* a micro-batch of one */
     }
     if (busy > limit) return -1;
     /* a hair of slack so that a limit equal to k images' time takes k */

@@ -9,7 +9,10 @@
  * buffer are scaled by the slice weight and their sums started
  * (GroupSumStart: MPI_Iallreduce, or ncclAllReduce on its own stream), so
  * the sums of the upper layers travel while the lower ones are computed.
- * student_update completes them before it clips.
+ * student_update completes them before it clips. With a sharded optimizer
+ * state (StudentShard) a run's part in each shard is summed to that
+ * shard's owner only (MPI_Ireduce, ncclReduce): a reduce-scatter, piece by
+ * piece.
  *
  * A run is a stretch of the buffer whose tensors share a layer, from its
  * first tensor up to the next run (alignment gaps included), so the runs
@@ -43,20 +46,39 @@ void gradient_sums_free(GradientSums *sums) {
     *sums = (GradientSums){0};
 }
 
+int gradient_sums_start_range(Student *s, const NnBackend *be, const StudentGroup *group, size_t offset,
+                              size_t count, DdError *err) {
+    if (count == 0) return 0;
+    float *start = s->grads.memory + offset;
+    /* as student_update does for one sum: the slice's weight first */
+    if (group->slice_weight > 0 && group->slice_weight != 1.0)
+        be->scale(start, (float)group->slice_weight, (long)count);
+    const StudentShard *shard = &s->shard;
+    if (shard->size == 1) {
+        if (group->sum_start(group->context, start, (long)count, -1, err) != 0) return -1;
+        s->sums.in_flight++;
+        return 0;
+    }
+    /* each shard's part of the range to its owner */
+    for (int owner = 0; owner < shard->size; owner++) {
+        const size_t lo = shard->bounds[owner] > offset ? shard->bounds[owner] : offset;
+        const size_t hi = shard->bounds[owner + 1] < offset + count ? shard->bounds[owner + 1] : offset + count;
+        if (lo >= hi) continue;
+        if (group->sum_start(group->context, s->grads.memory + lo, (long)(hi - lo), owner, err) != 0) return -1;
+        s->sums.in_flight++;
+    }
+    return 0;
+}
+
 int gradient_sums_start_layer(Student *s, const NnBackend *be, const StudentGroup *group, int layer,
                               DdError *err) {
-    GradientSums *sums = &s->sums;
+    const GradientSums *sums = &s->sums;
     for (int r = 0; r < sums->run_count; r++) {
         const GradientRun *run = &sums->runs[r];
-        if (run->layer != layer || run->count == 0) continue;
-        float *start = s->grads.memory + run->offset;
-        /* as student_update does for one sum: the slice's weight first */
-        if (group->slice_weight > 0 && group->slice_weight != 1.0)
-            be->scale(start, (float)group->slice_weight, (long)run->count);
-        if (group->sum_start(group->context, start, (long)run->count, err) != 0)
+        if (run->layer != layer) continue;
+        if (gradient_sums_start_range(s, be, group, run->offset, run->count, err) != 0)
             return dd_fail_context(err, "student '%s': starting the group sum of layer %d's %zu gradients",
                                    s->cfg.name, layer, run->count);
-        sums->in_flight++;
     }
     return 0;
 }

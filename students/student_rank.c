@@ -13,35 +13,48 @@
 
 #include "nn/clock.h"
 
-/* The group's reductions, timed: what a rank spends in them is waiting
- * for its group, not compute (StudentStepReport.busy_seconds). */
-typedef int (*CommReduction)(void *comm, float *buffer, long count, DdError *err);
-
-static int timed_reduction(StudentRank *rank, CommReduction reduce, float *buffer, long count, DdError *err) {
-    const double start = dd_now_seconds();
-    int status = reduce(rank->comm, buffer, count, err);
+/* The group's collectives, timed: what a rank spends in them is waiting
+ * for its group, not compute (StudentStepReport.busy_seconds). Each hook
+ * reads the clock, calls the comm/ hook, and hands its status to timed(). */
+static int timed(StudentRank *rank, double start, int status) {
     rank->collective_seconds += dd_now_seconds() - start;
     return status;
 }
 
 static int timed_group_sum(void *context, float *buffer, long count, DdError *err) {
-    return timed_reduction(context, comm_group_sum_hook, buffer, count, err);
+    StudentRank *rank = context;
+    const double start = dd_now_seconds();
+    return timed(rank, start, comm_group_sum_hook(rank->comm, buffer, count, err));
 }
 
 static int timed_group_max(void *context, float *buffer, long count, DdError *err) {
-    return timed_reduction(context, comm_group_max_hook, buffer, count, err);
+    StudentRank *rank = context;
+    const double start = dd_now_seconds();
+    return timed(rank, start, comm_group_max_hook(rank->comm, buffer, count, err));
 }
 
-static int timed_group_sum_start(void *context, float *buffer, long count, DdError *err) {
-    return timed_reduction(context, comm_group_sum_start_hook, buffer, count, err);
+static int timed_group_sum_start(void *context, float *buffer, long count, int owner, DdError *err) {
+    StudentRank *rank = context;
+    const double start = dd_now_seconds();
+    return timed(rank, start, comm_group_sum_start_hook(rank->comm, buffer, count, owner, err));
 }
 
 static int timed_group_sum_finish(void *context, DdError *err) {
     StudentRank *rank = context;
     const double start = dd_now_seconds();
-    int status = comm_group_sum_finish_hook(rank->comm, err);
-    rank->collective_seconds += dd_now_seconds() - start;
-    return status;
+    return timed(rank, start, comm_group_sum_finish_hook(rank->comm, err));
+}
+
+static int timed_group_sum_doubles(void *context, double *values, int count, DdError *err) {
+    StudentRank *rank = context;
+    const double start = dd_now_seconds();
+    return timed(rank, start, comm_group_sum_doubles_hook(rank->comm, values, count, err));
+}
+
+static int timed_group_gather(void *context, float *buffer, const size_t *bounds, DdError *err) {
+    StudentRank *rank = context;
+    const double start = dd_now_seconds();
+    return timed(rank, start, comm_group_gather_hook(rank->comm, buffer, bounds, err));
 }
 
 /* Everything sized by the slice: the workspace (its activations by the
@@ -107,11 +120,15 @@ int student_rank_open(StudentRank *rank, const StudentRankOptions *o, Comm *comm
     const int side = o->crops->global_size / o->model->patch_size;
     rank->masks = (IbotMaskHookContext){o->objective->ibot_mask, side, side, o->crops->global_count};
     rank->group = (StudentGroup){.sum = timed_group_sum, .max = timed_group_max, .context = rank,
-                                 .size = comm->group_size, .slice_weight = 1.0};
-    if (o->overlap_gradient_sums)
-        rank->group.sum_start = timed_group_sum_start, rank->group.sum_finish = timed_group_sum_finish;
+                                 .size = comm->group_size, .slice_weight = 1.0,
+                                 .sum_start = timed_group_sum_start, .sum_finish = timed_group_sum_finish,
+                                 .overlap_sums = o->overlap_gradient_sums, .sum_doubles = timed_group_sum_doubles,
+                                 .gather = timed_group_gather};
     if (student_create(&rank->student, o->model, be, o->seed, (uint64_t)o->model_index, err) != 0 ||
         teacher_prototypes_load(&rank->prototypes, o->teacher, o->teacher_weights, o->seed, be, err) != 0)
+        return -1;
+    if (o->shard_optimizer_state && comm->group_size > 1 &&
+        student_shard(&rank->student, be, comm->group_rank, comm->group_size, err) != 0)
         return -1;
     rank->offsets = calloc((size_t)o->global_batch + 1, sizeof *rank->offsets);
     if (!rank->offsets) return dd_fail(err, "student '%s': out of memory for the batch offsets", o->model->name);
@@ -236,41 +253,52 @@ void student_rank_close(StudentRank *rank, const NnBackend *be) {
 
 /* ---- checkpoint state ---------------------------------------------------- */
 
-typedef struct StateBuffer {
-    const char *prefix;
-    ModelParams *params;
-} StateBuffer;
+/* The prefixes of the state's buffers in a checkpoint file. */
+enum { STATE_BUFFERS = 4 };
+static const char *const state_prefixes[STATE_BUFFERS] = {"params.", "ema.", "adam_m.", "adam_v."};
 
-static void state_buffers(Student *s, StateBuffer buffers[4]) {
-    buffers[0] = (StateBuffer){"params.", &s->params};
-    buffers[1] = (StateBuffer){"ema.", &s->ema};
-    buffers[2] = (StateBuffer){"adam_m.", &s->adam_m};
-    buffers[3] = (StateBuffer){"adam_v.", &s->adam_v};
+/* Buffer i of s's state in full, in backend memory: the parameters, or a
+ * shard buffer (one shard of everything), or, sharded, the shards gathered
+ * over the group into the gradient buffer (a collective). */
+static const float *full_state_buffer(Student *s, const NnBackend *be, const StudentGroup *group, int i,
+                                      DdError *err) {
+    if (i == 0) return s->params.memory;
+    const StudentShard *shard = &s->shard;
+    const float *mine = i == 1 ? shard->ema : i == 2 ? shard->adam_m : shard->adam_v;
+    if (shard->size == 1) return mine;
+    be->copy(s->grads.memory + shard->begin, mine, shard->count * sizeof(float));
+    if (group->gather(group->context, s->grads.memory, shard->bounds, err) != 0) return NULL;
+    return s->grads.memory;
 }
 
-int student_state_save(const Student *s, const NnBackend *be, const char *path, DdError *err) {
-    StateBuffer buffers[4];
-    state_buffers((Student *)s, buffers);
-    float *host = malloc(s->layout.count * sizeof(float));
-    if (!host) return dd_fail(err, "%s: out of host memory for the student state", path);
+int student_state_save(Student *s, const NnBackend *be, const StudentGroup *group, const char *path,
+                       DdError *err) {
+    float *host = path ? malloc(s->layout.count * sizeof(float)) : NULL;
     TensorFileWriter writer;
-    int status = tensor_writer_open(&writer, path, err);
-    for (int i = 0; status == 0 && i < 4; i++) {
-        be->copy_to_host(host, buffers[i].params->memory, s->layout.count * sizeof(float));
-        status = model_params_write(&writer, buffers[i].prefix, &s->layout, host, err);
+    int status = 0, writing = path != NULL;
+    if (writing && !host) status = dd_fail(err, "%s: out of host memory for the student state", path);
+    if (status == 0 && writing) status = tensor_writer_open(&writer, path, err);
+    writing = writing && status == 0;
+    DdError ignored;   /* a failure after the first */
+    for (int i = 0; i < STATE_BUFFERS; i++) {   /* every rank takes part in the gathers, whatever failed */
+        const float *full = full_state_buffer(s, be, group, i, status == 0 ? err : &ignored);
+        if (!full && status == 0) status = -1;
+        if (!full || status != 0 || !writing) continue;
+        be->copy_to_host(host, full, s->layout.count * sizeof(float));
+        status = model_params_write(&writer, state_prefixes[i], &s->layout, host, err);
     }
-    float steps = (float)s->steps;
-    TensorShape scalar = {1, {1}};
-    if (status == 0) status = tensor_writer_add(&writer, "state.steps", &scalar, &steps, err);
-    if (status == 0) status = tensor_writer_commit(&writer, err);
-    else tensor_writer_abort(&writer);
+    if (writing) {
+        float steps = (float)s->steps;
+        TensorShape scalar = {1, {1}};
+        if (status == 0) status = tensor_writer_add(&writer, "state.steps", &scalar, &steps, err);
+        if (status == 0) status = tensor_writer_commit(&writer, err);
+        else tensor_writer_abort(&writer);
+    }
     free(host);
     return status;
 }
 
 int student_state_load(Student *s, const NnBackend *be, const char *path, DdError *err) {
-    StateBuffer buffers[4];
-    state_buffers(s, buffers);
     float *host = malloc(s->layout.count * sizeof(float));
     if (!host) return dd_fail(err, "%s: out of host memory for the student state", path);
     TensorFile file;
@@ -279,9 +307,13 @@ int student_state_load(Student *s, const NnBackend *be, const char *path, DdErro
         free(host);
         return -1;
     }
-    for (int i = 0; status == 0 && i < 4; i++) {
-        status = model_params_read(&file, buffers[i].prefix, &s->layout, host, err);
-        if (status == 0) be->copy_to_device(buffers[i].params->memory, host, s->layout.count * sizeof(float));
+    const StudentShard *shard = &s->shard;
+    float *const shard_buffers[STATE_BUFFERS] = {NULL, shard->ema, shard->adam_m, shard->adam_v};
+    for (int i = 0; status == 0 && i < STATE_BUFFERS; i++) {
+        status = model_params_read(&file, state_prefixes[i], &s->layout, host, err);
+        if (status != 0) break;
+        if (i == 0) be->copy_to_device(s->params.memory, host, s->layout.count * sizeof(float));
+        else be->copy_to_device(shard_buffers[i], host + shard->begin, shard->count * sizeof(float));
     }
     float steps = 0;
     TensorShape scalar = {1, {1}};

@@ -38,6 +38,7 @@ typedef struct StudentRankOptions {
     int micro_batch;                   /* images per forward and backward (0: the whole slice at once) */
     long first_iteration;
     int overlap_gradient_sums;         /* start each layer's gradient sum as the backward finishes it */
+    int shard_optimizer_state;         /* keep this rank's shard of the AdamW moments and EMA (StudentShard) */
 } StudentRankOptions;
 
 /* What one iteration of a student rank measured. */
@@ -94,8 +95,15 @@ int student_rank_step(StudentRank *rank, long iteration, Comm *comm, const RankL
 void student_rank_close(StudentRank *rank, const NnBackend *be);
 
 /* The student's state in a checkpoint file: parameters, EMA, AdamW moments
- * and step count under "params.", "ema.", "adam_m.", "adam_v.", "state.". */
-int student_state_save(const Student *s, const NnBackend *be, const char *path, DdError *err);
+ * and step count under "params.", "ema.", "adam_m.", "adam_v.", "state.",
+ * each in full whatever the sharding, so a run may resume on another number
+ * of ranks. Saving a sharded state is a collective over the group (every
+ * rank calls it; the shards are gathered through the gradient buffer,
+ * which it overwrites): path names the file on the rank that writes it,
+ * NULL on the others. Loading reads the file on every rank, which keeps
+ * its own shard. */
+int student_state_save(Student *s, const NnBackend *be, const StudentGroup *group, const char *path,
+                       DdError *err);
 int student_state_load(Student *s, const NnBackend *be, const char *path, DdError *err);
 
 #endif

@@ -332,7 +332,7 @@ int student_forward_backward(const NnBackend *be, Student *s, StudentWorkspace *
     /* the gradients' group sums overlap the last micro-batch's backward */
     LayerSums sums = {s, be, group, 0, err};
     const ViTLayerHook start_sums = {start_layer_sums, &sums};
-    const int overlap = backward && group->size > 1 && group->sum_start && group->sum_finish;
+    const int overlap = backward && group->size > 1 && group->overlap_sums && group->sum_start && group->sum_finish;
     if (gradient_sums_finish(s, group, err) < 0)   /* left in flight by a failed step: discarded */
         return -1;
     *losses = (LossTerms){.masked = M};

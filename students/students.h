@@ -20,9 +20,11 @@
  *                    per module, one AdamW step, the EMA.
  *
  * Memory: a backbone and its two heads share one buffer (ModelLayout); a
- * Student holds five such buffers (parameters, gradients, two AdamW moments,
- * EMA), each with named views. Per-iteration buffers are allocated once in a
- * StudentWorkspace; nothing is allocated in the iteration loop.
+ * Student holds two such buffers (parameters, gradients), each with named
+ * views, and two AdamW moments and the EMA of all of them, or, sharded over
+ * a group of n ranks, of 1/n of them (StudentShard). Per-iteration buffers
+ * are allocated once in a StudentWorkspace; nothing is allocated in the
+ * iteration loop.
  *
  * Crops and rows: an iteration of B images on this rank has G global crops
  * and L local crops per image; global crop g of image b is row g*B + b of
@@ -102,12 +104,19 @@ typedef int (*GroupSum)(void *context, float *buffer, long count, DdError *err);
 typedef int (*GroupMax)(void *context, float *buffer, long count, DdError *err);
 
 /* Starts buffer[count] <- its sum over the group and returns at once: the
- * buffer is not to be read or written until GroupSumFinish returns.
- * comm_group_sum_start_hook is one. Every rank starts the same sums in the
- * same order. */
-typedef int (*GroupSumStart)(void *context, float *buffer, long count, DdError *err);
+ * buffer is not to be read or written until GroupSumFinish returns. owner
+ * < 0: every rank gets the sum; else only group rank owner does (the
+ * others' buffers are then unspecified). comm_group_sum_start_hook is one.
+ * Every rank starts the same sums in the same order. */
+typedef int (*GroupSumStart)(void *context, float *buffer, long count, int owner, DdError *err);
 /* Completes every sum started since the last finish. */
 typedef int (*GroupSumFinish)(void *context, DdError *err);
+/* values[count] (host memory) <- their sum over the group. */
+typedef int (*GroupSumDoubles)(void *context, double *values, int count, DdError *err);
+/* The all-gather of shards in place (backend memory): bounds[size + 1] cut
+ * buffer into the ranks' shards, and every rank gets rank r's shard
+ * [bounds[r], bounds[r + 1]). comm_group_gather_hook is one. */
+typedef int (*GroupGather)(void *context, float *buffer, const size_t *bounds, DdError *err);
 
 typedef struct StudentGroup {
     GroupSum sum;
@@ -115,11 +124,19 @@ typedef struct StudentGroup {
     void *context;     /* given to every hook */
     int size;          /* ranks in the group */
     double slice_weight;   /* this rank's images * size / the global batch: 1 (or 0) for equal slices */
-    /* With both set (and size > 1), the gradients' sum overlaps the backward:
-     * each layer's is started as the last micro-batch's backward finishes
-     * it, and student_update completes them. NULL: one sum after the backward. */
+    /* The asynchronous sums: needed by a sharded state (StudentShard),
+     * which sums each shard's gradients to its owner. */
     GroupSumStart sum_start;
     GroupSumFinish sum_finish;
+    /* Set (size > 1, with the two above): the gradients' sums overlap the
+     * backward, each layer's started as the last micro-batch's backward
+     * finishes it, and student_update completes them. 0: the sums start
+     * after the backward. */
+    int overlap_sums;
+    /* A sharded state's: the squared norms summed over the group, the
+     * updated parameters gathered. */
+    GroupSumDoubles sum_doubles;
+    GroupGather gather;
 } StudentGroup;
 
 /* A group of one rank: the local sums and maxima are the group's. */
@@ -167,8 +184,6 @@ int teacher_targets(const NnBackend *be, const HeadConfig *head, const float *pr
 
 /* ==== the student and one iteration ========================================== */
 
-/* The student's state: five buffers of one layout. The EMA is the model a
- * run delivers. */
 /* The gradient buffer cut into runs of one layer each (ModelTensor.layer),
  * the pieces whose group sums start as the backward finishes them
  * (students/gradient_sums.c). */
@@ -187,23 +202,55 @@ typedef struct GradientSums {
 int gradient_sums_init(GradientSums *sums, const ModelLayout *layout, DdError *err);
 void gradient_sums_free(GradientSums *sums);
 
+/* The part of the optimizer state a rank keeps and updates. The layout's
+ * floats are cut into `size` contiguous shards, one per rank of the group
+ * (ZeRO stage 1): rank r keeps the AdamW moments and the EMA of shard r
+ * only, its gradients are summed to it alone, it takes the AdamW step and
+ * the EMA of those floats, and the group then gathers the parameters. A
+ * shard holds SHARD_ALIGN-float multiples (the last ones shorter, or
+ * empty). Unsharded, one shard of everything (rank 0 of 1). */
+enum { SHARD_ALIGN = 64 };
+
+typedef struct StudentShard {
+    int rank, size;            /* this rank's shard of `size` */
+    size_t *bounds;            /* [size + 1] floats of the layout: shard r is [bounds[r], bounds[r + 1]) */
+    size_t begin, count;       /* this rank's: bounds[rank], bounds[rank + 1] - bounds[rank] */
+    float *adam_m, *adam_v;    /* [count] backend: the AdamW moments of those floats */
+    float *ema;                /* [count] backend: their EMA */
+} StudentShard;
+
+/* The student's state: parameters and gradients (two buffers of the
+ * layout, with views), and its shard of the optimizer state. The EMA is
+ * the model a run delivers. */
 typedef struct Student {
     ViTConfig cfg;
     ModelLayout layout;
-    ModelParams params, grads, adam_m, adam_v, ema;
+    ModelParams params, grads;
+    StudentShard shard;
     long steps;                /* AdamW steps taken; the next one's bias correction uses steps + 1 */
     GradientSums sums;
 } Student;
 
-/* Initialises the parameters (model_params_init), the EMA to them, zero moments. */
+/* Initialises the parameters (model_params_init), the EMA to them, zero
+ * moments; unsharded. */
 int student_create(Student *s, const ViTConfig *cfg, const NnBackend *be, uint64_t seed,
                    uint64_t model_index, DdError *err);
 void student_free(Student *s, const NnBackend *be);
+/* From now on s keeps shard `rank` of `size` (size >= 1) of its optimizer
+ * state, copied from what it keeps now, which must hold it (a fresh
+ * student holds everything). */
+int student_shard(Student *s, const NnBackend *be, int rank, int size, DdError *err);
+/* bounds[size + 1] of count floats cut into size shards (StudentShard). */
+void student_shard_bounds(size_t count, int size, size_t *bounds);
 
 /* Scales layer's runs of s's gradients by the group's slice weight and
- * starts their group sums (group->sum_start). */
+ * starts their group sums (group->sum_start): to every rank, or, with a
+ * sharded state, each shard's part to its owner. */
 int gradient_sums_start_layer(Student *s, const NnBackend *be, const StudentGroup *group, int layer,
                               DdError *err);
+/* The same for floats [offset, offset + count) of the gradients. */
+int gradient_sums_start_range(Student *s, const NnBackend *be, const StudentGroup *group, size_t offset,
+                              size_t count, DdError *err);
 /* Completes the sums in flight, if any (group->sum_finish): 1 when there
  * were some, 0 when none, -1 on failure. */
 int gradient_sums_finish(Student *s, const StudentGroup *group, DdError *err);
@@ -347,6 +394,9 @@ double student_lr_multiplier(const OptimizerConfig *config, const ViTConfig *cfg
  * however the batch is sliced), clips each
  * module to clip_grad_norm, takes one AdamW step (lr * multiplier per
  * tensor, weight decay where the tensor decays), then updates the EMA.
+ * With a sharded state each rank does so on its shard (the gradients summed
+ * to it, the module norms summed over the group), then the group gathers
+ * the parameters; the other gradients are left unspecified.
  * Fails, leaving the parameters alone, on a gradient that is not finite. */
 int student_update(const NnBackend *be, Student *s, const OptimizerConfig *config, double lr,
                    double weight_decay, double ema_momentum, const StudentGroup *group,

@@ -56,8 +56,10 @@ static const char usage[] =
     "  --backend NAME       the device --calibrate times: cpu (default), cuda (bf16\n"
     "                       tensor-core matmuls) or cuda-fp32 (exact fp32 matmuls)\n"
     "\n"
-    "Memory per rank is `distill info`'s model; all-reduce of bf16 gradients over\n"
-    "the links (devices: link_gb_per_s, 47 GB/s by default), not overlapped. See\n"
+    "Memory per rank is `distill info`'s model, except that a student rank keeps\n"
+    "1/n of its group's AdamW moments and EMA (n ranks) unless the config says\n"
+    "shard_optimizer_state: false; all-reduce of bf16 gradients over the links\n"
+    "(devices: link_gb_per_s, 47 GB/s by default), not overlapped. See\n"
     "docs/planning.md.\n";
 
 static CropShape run_crop_shape(const RunConfig *c) {
@@ -76,22 +78,26 @@ static double student_sustained_flops(const RunConfig *c, const char *name) {
 void run_plan_inputs(const RunConfig *c, PlanGroupInput *groups) {
     const CropShape crops = run_crop_shape(c);
     const ViTConfig *t = &c->teacher.model;
+    const RankState teacher_state = rank_state(t, NULL, &crops, 1);   /* nothing shardable */
     groups[0] = (PlanGroupInput){
         .name = t->name,
         .is_teacher = 1,
         .flops_per_image = teacher_flops_per_image(t, &crops),
         .sustained_flops = c->devices.teacher.sustained_tflops * 1e12,
-        .state_bytes = rank_state_bytes(t, NULL, &crops, 1),
+        .state_bytes = teacher_state.replicated_bytes,
         .activation_bytes_per_image = rank_activation_bytes(t, &crops, 1, 1),
         .fixed_ranks = c->teacher.ranks,
     };
     for (int s = 0; s < c->student_count; s++) {
         const ViTConfig *m = &c->students[s].model;
+        const RankState state = rank_state(m, t, &crops, 0);
+        const int sharded = c->shard_optimizer_state;   /* each rank keeps 1/n of the AdamW moments and EMA */
         groups[1 + s] = (PlanGroupInput){
             .name = c->students[s].name,
             .flops_per_image = student_flops_per_image(m, t, &crops),
             .sustained_flops = student_sustained_flops(c, c->students[s].name),
-            .state_bytes = rank_state_bytes(m, t, &crops, 0),
+            .state_bytes = state.replicated_bytes + (sharded ? 0 : state.shardable_bytes),
+            .sharded_state_bytes = sharded ? state.shardable_bytes : 0,
             .activation_bytes_per_image = rank_activation_bytes(m, &crops, 1, 0),
             .slice_bytes_per_image = rank_slice_bytes_per_image(m, t, &crops),
             .gradient_bytes = PLAN_GRADIENT_BYTES_PER_PARAM * (double)trained_param_count(m),

@@ -96,6 +96,8 @@ typedef struct RunConfig {
     int ranks;                /* MPI ranks of the job: teacher and students (0: one per group) */
     int prefetch;             /* iterations the teacher may run ahead of the students */
     int overlap_gradient_sums;   /* students' gradient sums start during the backward, layer by layer */
+    int shard_optimizer_state;   /* each rank of a student group keeps 1/n of the AdamW moments and the
+                                  * EMA: gradients reduce-scattered, parameters all-gathered */
     CheckpointConfig checkpoint;
     MonitorConfig monitor;
     NanPolicy on_nan;

@@ -286,11 +286,15 @@ static int checkpoint_all(Job *job, long done, DdError *err) {
     MPI_Bcast(&writer, sizeof writer, MPI_BYTE, 0, MPI_COMM_WORLD);
     int mine = 1;
     DdError local;
-    if (job->comm.group_index != LAYOUT_TEACHER_GROUP && job->comm.group_rank == 0) {
+    if (job->comm.group_index != LAYOUT_TEACHER_GROUP) {   /* the group's rank 0 writes, every rank gathers */
         char name[128], path[CHECKPOINT_PATH_MAX];
         snprintf(name, sizeof name, "student_%s.h5", job->config.students[job->comm.group_index - 1].name);
-        mine = checkpoint_file_path(&writer, name, path, sizeof path, &local) == 0 &&
-               student_state_save(&job->student.student, job->be, path, &local) == 0;
+        const int writes = job->comm.group_rank == 0;
+        DdError ignored;   /* a failure after the first */
+        mine = !writes || checkpoint_file_path(&writer, name, path, sizeof path, &local) == 0;
+        if (student_state_save(&job->student.student, job->be, &job->student.group, writes && mine ? path : NULL,
+                               mine ? &local : &ignored) != 0)
+            mine = 0;
     }
     if (is_rank0(job))
         mine = write_text_file(writer.partial_dir, "config.yaml", job, 0, &local) == 0 &&
@@ -577,6 +581,7 @@ static int open_role(Job *job, DdError *err) {
         .data = &c->data, .crops = &c->crops, .objective = &c->objective, .optimizer = &c->optimizer,
         .schedules = &job->schedules, .global_batch = c->global_batch, .first_iteration = job->first,
         .micro_batch = micro_batch_of(job, s), .overlap_gradient_sums = c->overlap_gradient_sums,
+        .shard_optimizer_state = c->shard_optimizer_state,
     };
     if (student_rank_open(&job->student, &o, &job->comm, &job->layout, job->be, err) != 0) return -1;
     if (job->resume_folder[0]) {

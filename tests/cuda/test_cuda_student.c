@@ -192,7 +192,7 @@ static int side_open(Side *s, const NnBackend *be, const HostBatch *h) {
     CHECK(ok, "%s: %s", be->name, err.message);
     if (!ok) return -1;
     /* the EMA starts at the informative draw, as the parameters do */
-    be->copy(s->student.ema.memory, s->student.params.memory, s->student.layout.count * sizeof(float));
+    be->copy(s->student.shard.ema, s->student.params.memory, s->student.layout.count * sizeof(float));
     teacher_prototypes_set(&s->prototypes, be, s->teacher.params.dino_head.prototypes,
                            s->teacher.params.ibot_head.prototypes);
     be->copy_to_device(s->global, h->global, G * global_floats * sizeof(float));
@@ -328,7 +328,7 @@ static int open_both(Side *gpu_side, Side *cpu_side, HostBatch *h, const NnBacke
     if (test_state.failed_checks) return -1;
     float *a = to_host(gpu, gpu_side->student.params.memory, count);
     float *b = to_host(&nn_cpu_backend, cpu_side->student.params.memory, count);
-    float *c = to_host(gpu, gpu_side->student.ema.memory, count);
+    float *c = to_host(gpu, gpu_side->student.shard.ema, count);
     float *d = to_host(gpu, gpu_side->teacher.params.memory, teacher_count);
     float *e = to_host(&nn_cpu_backend, cpu_side->teacher.params.memory, teacher_count);
     const int same = a && b && c && d && e && memcmp(a, b, count * sizeof(float)) == 0 &&
@@ -417,7 +417,7 @@ static void compare_update(const Side *g, const Side *c, const UpdateReport *rg,
     const ModelLayout *layout = &c->student.layout;
     const size_t count = layout->count;
     float *pg = to_host(g->be, g->student.params.memory, count), *pc = to_host(c->be, c->student.params.memory, count);
-    float *eg = to_host(g->be, g->student.ema.memory, count), *ec = to_host(c->be, c->student.ema.memory, count);
+    float *eg = to_host(g->be, g->student.shard.ema, count), *ec = to_host(c->be, c->student.shard.ema, count);
     CHECK(pg && pc && eg && ec, "out of host memory");
     if (pg && pc && eg && ec) {
         CHECK(all_finite(pg, count) && all_finite(pc, count) && all_finite(eg, count) && all_finite(ec, count),

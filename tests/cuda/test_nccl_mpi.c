@@ -2,7 +2,8 @@
  * test_nccl_mpi.c - comm/'s NCCL path under mpirun (CUDA builds only;
  * registered in tests/mpi/meson.build with 1 and with 2 ranks): the in-group
  * all-reduce of device buffers (sum and max, and the started sum that the
- * compute stream waits for), and the teacher -> student delivery of device
+ * compute stream waits for, also to one owner), the all-gather of shards,
+ * and the teacher -> student delivery of device
  * rows with grouped ncclSend / ncclRecv, also from a student rank that
  * computes teacher images and so sends rows to itself.
  *
@@ -166,7 +167,9 @@ static void group_sum_and_max_on_device(void) {
 
 /* Two sums started around an unrelated kernel, finished, then kernels that
  * scale the sums: the compute stream must have waited for them (and the
- * first sum for the kernel that made its input). */
+ * first sum for the kernel that made its input). The first goes to every
+ * rank (ncclAllReduce), the second to the group's last rank only
+ * (ncclReduce, as for a shard's owner). */
 static void group_sum_started_then_finished_on_device(void) {
     REQUIRE_NCCL(layout, comm, gpu, 0);
     float values[COUNT], expected_sum[COUNT], expected_max[COUNT];
@@ -177,20 +180,51 @@ static void group_sum_started_then_finished_on_device(void) {
     gpu->copy_to_device(a, values, sizeof values);
     gpu->copy_to_device(b, values, sizeof values);
     gpu->scale(a, 4.0f, COUNT);   /* the input of the first sum, made by a kernel */
-    CHECK(comm_group_sum_device_start(&comm, a, COUNT, &err) == 0, "%s", err.message);
+    CHECK(comm_group_sum_device_start(&comm, a, COUNT, -1, &err) == 0, "%s", err.message);
     gpu->copy_to_device(other, values, sizeof values);
     gpu->scale(other, 3.0f, COUNT);   /* overlaps the first sum */
-    CHECK(comm_group_sum_device_start(&comm, b, COUNT, &err) == 0, "%s", err.message);
-    CHECK(comm_group_sum_device_start(&comm, b, 0, &err) == 0, "an empty sum: %s", err.message);
+    const int owner = comm.group_size - 1;
+    CHECK(comm_group_sum_device_start(&comm, b, COUNT, owner, &err) == 0, "%s", err.message);
+    CHECK(comm_group_sum_device_start(&comm, b, 0, -1, &err) == 0, "an empty sum: %s", err.message);
     CHECK(comm_group_sum_device_finish(&comm, &err) == 0, "%s", err.message);
     gpu->scale(a, 0.5f, COUNT);   /* reads the sums: queued behind them */
     gpu->scale(b, 2.0f, COUNT);
     CHECK(device_equals(gpu, a, expected_sum, 2.0f), "the first started sum differs from 4 x the group sum / 2");
-    CHECK(device_equals(gpu, b, expected_sum, 2.0f), "the second started sum differs from the group sum x 2");
+    if (comm.group_rank == owner)
+        CHECK(device_equals(gpu, b, expected_sum, 2.0f), "the sum to its owner differs from the group sum x 2");
     CHECK(device_equals(gpu, other, values, 3.0f), "the kernel between the sums went wrong");
     gpu->free(a);
     gpu->free(b);
     gpu->free(other);
+    comm_free(&comm);
+    rank_layout_free(&layout);
+}
+
+/* The all-gather of uneven shards (one empty): each rank fills its own,
+ * poisons the rest, gathers, and a kernel then doubles the buffer: it must
+ * have waited for the broadcasts. */
+static void shards_gathered_on_device(void) {
+    REQUIRE_NCCL(layout, comm, gpu, 0);
+    size_t *bounds = calloc((size_t)comm.group_size + 1, sizeof *bounds);
+    for (int r = 1; r < comm.group_size; r++)   /* rank 0's shard empty, then 300 floats each, the rest last */
+        bounds[r] = (size_t)(r - 1) * 300 < COUNT ? (size_t)(r - 1) * 300 : COUNT;
+    bounds[comm.group_size] = COUNT;
+    float values[COUNT], expected[COUNT];
+    for (int i = 0; i < COUNT; i++) {
+        int owner = 0;
+        while (owner + 1 < comm.group_size && (size_t)i >= bounds[owner + 1]) owner++;
+        expected[i] = (float)(owner * 10000 + i);
+        values[i] = owner == comm.group_rank ? expected[i] : NAN;
+    }
+    float *device = gpu->alloc(sizeof values);
+    gpu->copy_to_device(device, values, sizeof values);
+    DdError err;
+    CHECK(comm_group_gather_device(&comm, device, bounds, &err) == 0, "%s", err.message);
+    gpu->scale(device, 2.0f, COUNT);
+    CHECK(device_equals(gpu, device, expected, 2.0f), "rank %d: the gathered shards differ from their owners'",
+          comm.world_rank);
+    gpu->free(device);
+    free(bounds);
     comm_free(&comm);
     rank_layout_free(&layout);
 }
@@ -314,7 +348,9 @@ static void calls_without_comm_init_nccl_fail_clearly(void) {
     CHECK(comm_group_sum_device(&comm, &dummy, 1, &err) != 0, "an all-reduce without NCCL succeeded");
     CHECK(strstr(err.message, "comm_init_nccl") != NULL || strstr(err.message, "no NCCL") != NULL,
           "message: %s", err.message);
-    CHECK(comm_group_sum_device_start(&comm, &dummy, 1, &err) != 0, "a started sum without NCCL succeeded");
+    CHECK(comm_group_sum_device_start(&comm, &dummy, 1, -1, &err) != 0, "a started sum without NCCL succeeded");
+    const size_t bounds[2] = {0, 1};
+    CHECK(comm_group_gather_device(&comm, &dummy, bounds, &err) != 0, "a gather without NCCL succeeded");
     CHECK(comm_group_sum_device_finish(&comm, &err) != 0, "finishing sums without NCCL succeeded");
     CHECK(delivery_device_wait_slot(&comm, 0, &err) != 0, "waiting for a slot without NCCL succeeded");
     comm_set_hook_memory(&comm, &nn_cpu_backend);
@@ -324,5 +360,6 @@ static void calls_without_comm_init_nccl_fail_clearly(void) {
 }
 
 MPI_TEST_MAIN(TEST(group_sum_and_max_on_device), TEST(group_sum_started_then_finished_on_device),
+              TEST(shards_gathered_on_device),
               TEST(students_receive_their_rows_on_device), TEST(helper_sends_rows_to_itself_on_device),
               TEST(calls_without_comm_init_nccl_fail_clearly))

@@ -124,7 +124,9 @@ static void hooks_stage_backend_buffers_through_host_memory(void) {
  * twice: on host memory, and staged from "device" memory (the CPU backend as
  * above), where the buffers must stay as they were until the finish and the
  * second round must reuse the first round's host memory. One buffer is
- * larger than a staging chunk. */
+ * larger than a staging chunk. The first goes to every rank, the second to
+ * group rank 0 only, the third to the group's last rank only (the sums of
+ * a sharded state): their owners must hold the sums. */
 static void started_sums_complete_at_finish(int staged) {
     RankLayout layout;
     CHECK(make_layout(&layout) == 0, "layout");
@@ -137,26 +139,30 @@ static void started_sums_complete_at_finish(int staged) {
     for (int b = 0; b < 3; b++) CHECK((buffers[b] = nn_cpu_backend.alloc(counts[b] * sizeof(float))), "memory");
     const int first = comm.group_index == 0 ? 0 : comm.group_index == 1 ? 2 : 3;
     const int last = comm.group_index == 0 ? 1 : comm.group_index == 1 ? 2 : 4;
+    const int owners[3] = {-1, 0, comm.group_size - 1};
     size_t staging_after_first_round = 0;
     for (int round = 0; round < 2; round++) {
         for (int b = 0; b < 3; b++)
             for (long i = 0; i < counts[b]; i++)
                 buffers[b][i] = (float)((comm.world_rank + 1) * (i % 97 + b + round + 1));
         for (int b = 0; b < 3; b++)
-            CHECK(comm_group_sum_start_hook(&comm, buffers[b], counts[b], &err) == 0, "%s", err.message);
+            CHECK(comm_group_sum_start_hook(&comm, buffers[b], counts[b], owners[b], &err) == 0, "%s",
+                  err.message);
         if (staged)
             CHECK(buffers[1][5] == (float)((comm.world_rank + 1) * (5 + 1 + round + 1)),
                   "a staged buffer changed before the finish");
         CHECK(comm_group_sum_finish_hook(&comm, &err) == 0, "%s", err.message);
-        long mismatches = 0;
+        long mismatches = 0, checked = 0;
         for (int b = 0; b < 3; b++)
-            for (long i = 0; i < counts[b]; i++) {
+            for (long i = 0; i < counts[b] && (owners[b] < 0 || owners[b] == comm.group_rank); i++, checked++) {
                 float expected = 0;
                 for (int r = first; r <= last; r++) expected += (float)((r + 1) * (i % 97 + b + round + 1));
                 mismatches += buffers[b][i] != expected;
             }
-        CHECK(mismatches == 0, "rank %d, round %d: %ld sums differ from the group's", comm.world_rank, round,
-              mismatches);
+        const long wanted = counts[0] + (comm.group_rank == 0) * counts[1] +
+                            (comm.group_rank == comm.group_size - 1) * counts[2];
+        CHECK(mismatches == 0 && checked == wanted, "rank %d, round %d: %ld of %ld sums differ from the group's",
+              comm.world_rank, round, mismatches, checked);
         if (round == 0) staging_after_first_round = comm_staging_bytes(&comm);
     }
     const size_t staged_bytes = (size_t)(counts[0] + counts[1] + counts[2]) * sizeof(float);
@@ -174,6 +180,49 @@ static void started_sums_complete_at_finish(int staged) {
 
 static void started_sums_on_host_memory(void) { started_sums_complete_at_finish(0); }
 static void started_sums_staged_through_host_memory(void) { started_sums_complete_at_finish(1); }
+
+/* The all-gather of uneven shards (comm_group_gather_hook), on host memory
+ * and staged: each rank fills only its own shard (the rest is poisoned),
+ * and every rank ends with every shard; the last shard is empty in groups
+ * of two. Then the sum of doubles over the group. */
+static void shards_gathered_and_doubles_summed(int staged) {
+    RankLayout layout;
+    CHECK(make_layout(&layout) == 0, "layout");
+    Comm comm;
+    DdError err;
+    CHECK(comm_init(&comm, &layout, &err) == 0, "%s", err.message);
+    if (staged) comm_set_hook_memory(&comm, &nn_cpu_backend);
+    enum { TOTAL = 1000 };
+    size_t bounds[3] = {0, 700, TOTAL};
+    if (comm.group_size == 2) bounds[1] = TOTAL;   /* rank 1's shard empty */
+    float *buffer = nn_cpu_backend.alloc(TOTAL * sizeof(float));
+    CHECK(buffer != NULL, "memory");
+    const size_t mine = bounds[comm.group_rank], mine_end = bounds[comm.group_rank + 1];
+    for (size_t i = 0; i < TOTAL; i++)
+        buffer[i] = i >= mine && i < mine_end ? (float)(comm.group_rank * 10000 + (long)i) : NAN;
+    CHECK(comm_group_gather_hook(&comm, buffer, bounds, &err) == 0, "%s", err.message);
+    long mismatches = 0;
+    for (int owner = 0; owner < comm.group_size; owner++)
+        for (size_t i = bounds[owner]; i < bounds[owner + 1]; i++)
+            mismatches += buffer[i] != (float)(owner * 10000 + (long)i);
+    CHECK(mismatches == 0, "rank %d: %ld of %d gathered values differ from their owner's", comm.world_rank,
+          mismatches, TOTAL);
+
+    double values[2] = {comm.world_rank + 0.25, 1e-17};
+    CHECK(comm_group_sum_doubles_hook(&comm, values, 2, &err) == 0, "%s", err.message);
+    const int first = comm.group_index == 0 ? 0 : comm.group_index == 1 ? 2 : 3;
+    double expected = 0;
+    for (int r = first; r < first + comm.group_size; r++) expected += r + 0.25;
+    CHECK(values[0] == expected && values[1] == comm.group_size * 1e-17,
+          "rank %d: doubles summed to %.17g and %.17g, expected %.17g and %.17g", comm.world_rank, values[0],
+          values[1], expected, comm.group_size * 1e-17);
+    nn_cpu_backend.free(buffer);
+    comm_free(&comm);
+    rank_layout_free(&layout);
+}
+
+static void shards_gathered_on_host_memory(void) { shards_gathered_and_doubles_summed(0); }
+static void shards_gathered_through_host_memory(void) { shards_gathered_and_doubles_summed(1); }
 
 static void students_receive_exactly_their_rows(void) {
     RankLayout layout;
@@ -246,4 +295,5 @@ static void students_receive_exactly_their_rows(void) {
 MPI_TEST_MAIN(TEST(groups_follow_the_layout), TEST(a_world_of_the_wrong_size_is_refused),
               TEST(group_sum_adds_within_the_group_only),
               TEST(hooks_stage_backend_buffers_through_host_memory), TEST(started_sums_on_host_memory),
-              TEST(started_sums_staged_through_host_memory), TEST(students_receive_exactly_their_rows))
+              TEST(started_sums_staged_through_host_memory), TEST(shards_gathered_on_host_memory),
+              TEST(shards_gathered_through_host_memory), TEST(students_receive_exactly_their_rows))

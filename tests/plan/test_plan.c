@@ -1,11 +1,13 @@
 /*
  * test_plan.c - the group planner (schedule/planner.h): small cases against
  * a brute force over every split, uneven slices against even ones, the exact
- * message of a model that does not fit, the dinov3-family run, and `distill
- * plan` on the run files.
+ * message of a model that does not fit, the optimizer state sharded among a
+ * student group's ranks (memory per rank, plans it changes, the off switch),
+ * the dinov3-family run, and `distill plan` on the run files.
  */
 #include <math.h>
 
+#include "schedule/cost_model.h"
 #include "schedule/planner.h"
 #include "test.h"
 #include "tools/commands.h"
@@ -105,6 +107,175 @@ static void model_too_big_is_named(void) {
           "message: %s", err.message);
 }
 
+#define GIB 1073741824.0
+
+/* A teacher of 1 GiB state and 1 GiB per image, and a student keeping
+ * `state` GiB in full on every rank, `sharded` GiB divided among its ranks,
+ * 1 GiB per image of its slice and 1 GiB per image of a micro-batch. */
+static void teacher_and_student(PlanGroupInput *groups, double state, double sharded) {
+    groups[0] = (PlanGroupInput){.name = "t", .is_teacher = 1, .flops_per_image = 1, .state_bytes = GIB,
+                                 .activation_bytes_per_image = GIB};
+    groups[1] = (PlanGroupInput){.name = "s", .flops_per_image = 1, .state_bytes = state * GIB,
+                                 .sharded_state_bytes = sharded * GIB, .slice_bytes_per_image = GIB,
+                                 .activation_bytes_per_image = GIB};
+}
+
+static void sharded_state_is_divided_by_the_ranks(void) {
+    /* 40 GiB in full + 60 GiB sharded vs the same 100 GiB unsharded, 12
+     * images, ample memory: a rank of n keeps 40 + 60 / n + 2 x its images */
+    PlanGroupInput sharded[2], unsharded[2];
+    teacher_and_student(sharded, 40, 60);
+    teacher_and_student(unsharded, 100, 0);
+    for (int n = 1; n <= 4; n++) {
+        PlanDevices d = unit_devices(1 + n);
+        d.memory_bytes = 1e6 * GIB;
+        static Plan with, without;
+        DdError err = {{0}};
+        CHECK(plan_predict(&with, sharded, 2, 12, &d, (const int[]){1, n}, &err) == 0, "%s", err.message);
+        CHECK(plan_predict(&without, unsharded, 2, 12, &d, (const int[]){1, n}, &err) == 0, "%s", err.message);
+        const int images = (12 + n - 1) / n;
+        const double expected = (40 + 60.0 / n + 2.0 * images) * GIB;
+        CHECK(plan_rank_state_bytes(&sharded[1], n) == (40 + 60.0 / n) * GIB, "%d ranks: state %g GiB", n,
+              plan_rank_state_bytes(&sharded[1], n) / GIB);
+        CHECK(with.groups[1].micro_batch == images && with.groups[1].memory_bytes == expected,
+              "%d ranks: micro-batch %d, %g GiB per rank, expected %g", n, with.groups[1].micro_batch,
+              with.groups[1].memory_bytes / GIB, expected / GIB);
+        CHECK(without.groups[1].memory_bytes == (100 + 2.0 * images) * GIB, "%d ranks unsharded: %g GiB", n,
+              without.groups[1].memory_bytes / GIB);
+        CHECK(n == 1 ? with.groups[1].memory_bytes == without.groups[1].memory_bytes
+                     : with.groups[1].memory_bytes < without.groups[1].memory_bytes,
+              "%d ranks: %g GiB sharded, %g unsharded", n, with.groups[1].memory_bytes / GIB,
+              without.groups[1].memory_bytes / GIB);
+        CHECK(with.groups[0].memory_bytes == without.groups[0].memory_bytes, "the teacher's memory changed");
+    }
+}
+
+static void sharding_fits_a_student_on_two_ranks(void) {
+    /* 80 GiB devices, batch 4 on 3 devices: 100 GiB of state does not fit
+     * one rank in full nor sharded (40 + 60); on 2 ranks sharded a rank
+     * keeps 40 + 30 + 2 images of slice + a micro-batch of 2 = 74 GiB */
+    PlanGroupInput sharded[2], unsharded[2];
+    teacher_and_student(sharded, 40, 60);
+    teacher_and_student(unsharded, 100, 0);
+    PlanDevices d = unit_devices(3);
+    d.memory_bytes = 80 * GIB;
+    static Plan p;
+    DdError err = {{0}};
+    CHECK(plan_groups(&p, unsharded, 2, 4, &d, NULL, &err) != 0, "planned 100 GiB of unsharded state in 80");
+    CHECK(strcmp(err.message, "s needs 102.0 GiB per rank with 1 image per rank, a device has 80.0 GiB") == 0,
+          "message: %s", err.message);
+    CHECK(plan_groups(&p, sharded, 2, 4, &d, NULL, &err) == 0, "%s", err.message);
+    CHECK(p.groups[0].ranks == 1 && p.groups[1].ranks == 2 && p.groups[1].micro_batch == 2 &&
+              p.groups[1].memory_bytes == 74 * GIB,
+          "ranks %d + %d, micro-batch %d, %g GiB per student rank", p.groups[0].ranks, p.groups[1].ranks,
+          p.groups[1].micro_batch, p.groups[1].memory_bytes / GIB);
+    CHECK(plan_predict(&p, sharded, 2, 4, &d, (const int[]){2, 1}, &err) != 0, "the student fits on 1 rank");
+    /* 50 GiB: not even on every device (40 + 60 / 3 + 1 + 1) */
+    d.memory_bytes = 50 * GIB;
+    CHECK(plan_groups(&p, sharded, 2, 4, &d, NULL, &err) != 0, "planned 62 GiB in 50");
+    CHECK(strcmp(err.message, "s needs 62.0 GiB per rank with 1 image per rank on 3 ranks (its optimizer state "
+                              "sharded), a device has 50.0 GiB") == 0,
+          "message: %s", err.message);
+}
+
+static void search_is_exact_when_memory_depends_on_ranks(void) {
+    /* 40 GiB devices, batch 17: student a needs 2 ranks at least (10 GiB in
+     * full + 30 / n sharded + 1 per image of its slice + a micro-batch of 1:
+     * 58 GiB on 1 rank, 35 on 2), student b too (5 GiB unsharded + 3 per
+     * image + 1: 57 on 1 rank, 33 on 2): the brute force over every split
+     * agrees with the search */
+    static const double costs[][3] = {{3, 1, 2}, {1, 5, 1}, {1, 1, 5}, {10, 1, 1}};
+    for (int k = 0; k < 4; k++)
+        for (int devices = 6; devices <= 12; devices++) {
+            PlanGroupInput groups[3] = {
+                {.name = "t", .is_teacher = 1, .flops_per_image = costs[k][0]},
+                {.name = "a", .flops_per_image = costs[k][1], .state_bytes = 10 * GIB, .sharded_state_bytes = 30 * GIB,
+                 .slice_bytes_per_image = GIB, .activation_bytes_per_image = GIB},
+                {.name = "b", .flops_per_image = costs[k][2], .state_bytes = 5 * GIB, .slice_bytes_per_image = 3 * GIB,
+                 .activation_bytes_per_image = GIB},
+            };
+            PlanDevices d = unit_devices(devices);
+            d.memory_bytes = 40 * GIB;
+            static Plan p;
+            DdError err = {{0}};
+            CHECK(plan_groups(&p, groups, 3, 17, &d, NULL, &err) == 0, "%s", err.message);
+            double best = brute_force_seconds(groups, 3, 17, &d);
+            CHECK(fabs(p.seconds_per_iteration - best) <= 1e-12 * best, "case %d, %d devices: planned %g, best %g", k,
+                  devices, p.seconds_per_iteration, best);
+            CHECK(p.groups[1].ranks >= 2 && p.groups[1].memory_bytes <= d.memory_bytes, "a on %d ranks, %g GiB",
+                  p.groups[1].ranks, p.groups[1].memory_bytes / GIB);
+        }
+}
+
+/* Plans equal in every figure the planner fills. */
+static int same_plan(const Plan *a, const Plan *b) {
+    if (a->group_count != b->group_count || a->rank_count != b->rank_count ||
+        a->seconds_per_iteration != b->seconds_per_iteration || a->worst_idle_fraction != b->worst_idle_fraction ||
+        a->spread_teacher != b->spread_teacher)
+        return 0;
+    for (int g = 0; g < a->group_count; g++) {
+        const GroupPlan *x = &a->groups[g], *y = &b->groups[g];
+        if (x->ranks != y->ranks || x->most_images != y->most_images || x->ranks_with_most != y->ranks_with_most ||
+            x->seconds != y->seconds || x->idle_fraction != y->idle_fraction || x->memory_bytes != y->memory_bytes ||
+            x->micro_batch != y->micro_batch || x->teacher_images != y->teacher_images)
+            return 0;
+    }
+    return memcmp(a->teacher_images, b->teacher_images, sizeof(int) * (size_t)a->rank_count) == 0;
+}
+
+static void family_with_and_without_sharding(void) {
+    RunConfig c;
+    DdError err = {{0}};
+    CHECK(run_config_load(&c, "configs/runs/dinov3-family.yaml", &err) == 0, "%s", err.message);
+    CHECK(c.shard_optimizer_state == 1, "shard_optimizer_state is %d by default", c.shard_optimizer_state);
+    PlanGroupInput sharded[PLAN_MAX_GROUPS], unsharded[PLAN_MAX_GROUPS], before[PLAN_MAX_GROUPS];
+    run_plan_inputs(&c, sharded);
+    c.shard_optimizer_state = 0;
+    run_plan_inputs(&c, unsharded);
+    /* the inputs before sharding existed: every rank keeps all 5 copies of
+     * what it trains and the teacher prototype layers it applies */
+    const ViTConfig *t = &c.teacher.model;
+    const double teacher_prototypes = COST_BYTES_PER_FLOAT * (double)(head_prototype_param_count(&t->dino_head) +
+                                                                       head_prototype_param_count(&t->ibot_head));
+    for (int g = 0; g < 5; g++) {
+        before[g] = unsharded[g];
+        before[g].sharded_state_bytes = 0;
+        const double params = g == 0 ? 0 : (double)trained_param_count(&c.students[g - 1].model);
+        if (g > 0) before[g].state_bytes = COST_BYTES_PER_FLOAT * COST_TRAINED_COPIES * params + teacher_prototypes;
+        CHECK(unsharded[g].sharded_state_bytes == 0 && unsharded[g].state_bytes == before[g].state_bytes,
+              "%s unsharded: %g + %g GiB, expected %g in full", unsharded[g].name, unsharded[g].state_bytes / GIB,
+              unsharded[g].sharded_state_bytes / GIB, before[g].state_bytes / GIB);
+        CHECK(sharded[g].sharded_state_bytes == COST_BYTES_PER_FLOAT * COST_SHARDABLE_COPIES * params &&
+                  sharded[g].state_bytes + sharded[g].sharded_state_bytes == unsharded[g].state_bytes,
+              "%s sharded: %g + %g GiB", sharded[g].name, sharded[g].state_bytes / GIB,
+              sharded[g].sharded_state_bytes / GIB);
+    }
+    PlanDevices d = plan_h100_devices(256);
+    const PlanOptions spread = {.spread_teacher = 1};
+    static Plan off, old, on, same_ranks;
+    /* the off switch: the plan of the inputs before sharding, figure for figure */
+    CHECK(plan_groups(&off, unsharded, 5, c.global_batch, &d, &spread, &err) == 0, "%s", err.message);
+    CHECK(plan_groups(&old, before, 5, c.global_batch, &d, &spread, &err) == 0, "%s", err.message);
+    CHECK(same_plan(&off, &old), "unsharded: %g s, the plan before sharding %g s", off.seconds_per_iteration,
+          old.seconds_per_iteration);
+    /* sharded, on the same ranks: every student rank has room for more
+     * images per micro-batch (it keeps 2 of its 5 copies in full) */
+    CHECK(plan_groups(&off, unsharded, 5, c.global_batch, &d, NULL, &err) == 0, "%s", err.message);
+    int ranks[5];
+    for (int g = 0; g < 5; g++) ranks[g] = off.groups[g].ranks;
+    CHECK(plan_predict(&same_ranks, sharded, 5, c.global_batch, &d, ranks, &err) == 0, "%s", err.message);
+    for (int g = 1; g < 5; g++)
+        CHECK(same_ranks.groups[g].micro_batch > off.groups[g].micro_batch,
+              "%s on %d ranks: micro-batch %d sharded, %d unsharded", sharded[g].name, ranks[g],
+              same_ranks.groups[g].micro_batch, off.groups[g].micro_batch);
+    /* on 64 devices the memory it frees buys a faster plan */
+    d.count = 64;
+    CHECK(plan_groups(&off, unsharded, 5, c.global_batch, &d, &spread, &err) == 0, "%s", err.message);
+    CHECK(plan_groups(&on, sharded, 5, c.global_batch, &d, &spread, &err) == 0, "%s", err.message);
+    CHECK(on.seconds_per_iteration < off.seconds_per_iteration, "64 devices: %.3f s sharded, %.3f s unsharded",
+          on.seconds_per_iteration, off.seconds_per_iteration);
+}
+
 static void family_on_256_devices(void) {
     RunConfig c;
     DdError err = {{0}};
@@ -142,8 +313,11 @@ static void distill_plan_runs_on_the_run_files(void) {
     char *too_small[] = {"plan", "configs/runs/dinov3-family.yaml", "--devices", "256", "--device-memory", "20"};
     CHECK(cmd_plan(8, family) == 0, "family");
     CHECK(cmd_plan(6, demo) == 0, "demo");
-    CHECK(cmd_plan(6, too_small) == 1, "family in 20 GiB (ViT-H+'s state alone is 21.9 GiB)");
+    CHECK(cmd_plan(6, too_small) == 1, "family in 20 GiB (the teacher needs 26.7 GiB with 1 image)");
 }
 
 TEST_MAIN(TEST(known_optimum_by_brute_force), TEST(uneven_slices_beat_even_ones), TEST(fixed_ranks_are_kept),
-          TEST(model_too_big_is_named), TEST(family_on_256_devices), TEST(distill_plan_runs_on_the_run_files))
+          TEST(model_too_big_is_named), TEST(sharded_state_is_divided_by_the_ranks),
+          TEST(sharding_fits_a_student_on_two_ranks), TEST(search_is_exact_when_memory_depends_on_ranks),
+          TEST(family_with_and_without_sharding), TEST(family_on_256_devices),
+          TEST(distill_plan_runs_on_the_run_files))

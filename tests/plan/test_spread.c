@@ -3,7 +3,8 @@
  * (schedule/planner.h, schedule/teacher_spread.c): a case worked by hand,
  * small cases against a brute force over every split and every way of
  * dealing the teacher's images, memory that forbids hosting the teacher,
- * and the dinov3-family run on 256 devices of 80 GiB.
+ * a sharded optimizer state that makes room for it, and the dinov3-family
+ * run on 256 devices of 80 GiB.
  */
 #include <math.h>
 #include <stdio.h>
@@ -140,6 +141,38 @@ static void memory_keeps_the_teacher_off_full_ranks(void) {
           p.groups[1].micro_batch, p.groups[1].memory_bytes);
 }
 
+static void sharded_state_makes_room_for_the_teacher(void) {
+    /* teacher 2 s/image (50 B of state, 1 B per image), student 0.5 s/image
+     * (1 B per image of a micro-batch), batch 10, 3 devices of 100 B. With
+     * its 60 B of state in full a student rank cannot hold the teacher's
+     * beside it (60 + 1 + 50 + 1 > 100): the best is 2 teacher ranks, 1
+     * student rank, 10 s. With 40 B of it sharded, a rank of 2 keeps
+     * 20 + 20 + 1 and hosts: teacher 1 rank x 4 images (8 s), each student
+     * rank 5 images of its own (2.5 s) + 3 teacher images (6 s) = 8.5 s */
+    PlanGroupInput groups[2] = {group("t", 1, 2.0), group("s", 0, 0.5)};
+    groups[0].state_bytes = 50;
+    groups[0].activation_bytes_per_image = 1;
+    groups[1].state_bytes = 60;
+    groups[1].activation_bytes_per_image = 1;
+    PlanDevices d = unit_devices(3);
+    d.memory_bytes = 100;
+    static Plan p;
+    DdError err = {{0}};
+    CHECK(plan_groups(&p, groups, 2, 10, &d, &spread, &err) == 0, "%s", err.message);
+    CHECK(!p.spread_teacher && fabs(p.seconds_per_iteration - 10) < 1e-9 && p.groups[0].ranks == 2,
+          "unsharded: %g s, teacher on %d ranks", p.seconds_per_iteration, p.groups[0].ranks);
+    groups[1].state_bytes = 20;
+    groups[1].sharded_state_bytes = 40;
+    CHECK(plan_groups(&p, groups, 2, 10, &d, &spread, &err) == 0, "%s", err.message);
+    CHECK(p.spread_teacher && fabs(p.seconds_per_iteration - 8.5) < 1e-9 && p.groups[1].ranks == 2,
+          "sharded: %g s, student on %d ranks", p.seconds_per_iteration, p.groups[1].ranks);
+    CHECK(p.teacher_images[0] == 4 && p.teacher_images[1] == 3 && p.teacher_images[2] == 3,
+          "teacher images %d + %d + %d", p.teacher_images[0], p.teacher_images[1], p.teacher_images[2]);
+    /* 20 + 40 / 2 + 5 images of activations + the teacher's 50 + 3 */
+    CHECK(p.groups[1].micro_batch == 5 && p.groups[1].memory_bytes == 98, "micro-batch %d, %g bytes",
+          p.groups[1].micro_batch, p.groups[1].memory_bytes);
+}
+
 static void family_fits_256_devices_under_5_percent_idle(void) {
     RunConfig c;
     DdError err = {{0}};
@@ -164,4 +197,5 @@ static void family_fits_256_devices_under_5_percent_idle(void) {
 }
 
 TEST_MAIN(TEST(one_teacher_and_one_student_share_the_teacher), TEST(small_cases_match_a_brute_force),
-          TEST(memory_keeps_the_teacher_off_full_ranks), TEST(family_fits_256_devices_under_5_percent_idle))
+          TEST(memory_keeps_the_teacher_off_full_ranks), TEST(sharded_state_makes_room_for_the_teacher),
+          TEST(family_fits_256_devices_under_5_percent_idle))

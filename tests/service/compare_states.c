@@ -1,7 +1,8 @@
 /*
  * compare_states.c - `compare_states A.h5 B.h5 TOLERANCE`: compares the
- * parameters and EMA of two student checkpoint files tensor by tensor and
- * prints the largest relative difference (max|a-b| / max|b| per tensor).
+ * parameters, EMA and AdamW moments of two student checkpoint files tensor
+ * by tensor and prints the largest relative difference (max|a-b| / max|b|
+ * per tensor).
  * Exits 0 when it is at most TOLERANCE (0: bit for bit), 1 otherwise.
  */
 #include <math.h>
@@ -33,7 +34,11 @@ int main(int argc, char **argv) {
     int compared = 0, identical = 1;
     const char *worst_name = "";
     for (int i = 0; i < count; i++) {
-        if (strncmp(entries[i].name, "params.", 7) != 0 && strncmp(entries[i].name, "ema.", 4) != 0) continue;
+        static const char *const compared_prefixes[] = {"params.", "ema.", "adam_m.", "adam_v."};
+        int wanted = 0;
+        for (size_t p = 0; p < sizeof compared_prefixes / sizeof *compared_prefixes; p++)
+            wanted |= strncmp(entries[i].name, compared_prefixes[p], strlen(compared_prefixes[p])) == 0;
+        if (!wanted) continue;
         long n = (long)tensor_shape_count(&entries[i].shape);
         float *x = malloc((size_t)(n + 1) * sizeof(float)), *y = malloc((size_t)(n + 1) * sizeof(float));
         if (!x || !y || tensor_file_read(&a, entries[i].name, &entries[i].shape, x, &err) != 0 ||

@@ -2,7 +2,8 @@
 # test_service.sh DISTILL COMPARE_STATES - the service end to end under
 # mpirun (issue 5, tests a, c, e and the failure paths): data-parallel
 # equivalence (and the gradient sums overlapping the backward equal to one
-# sum after it), resume after kill -9 bit for bit, a corrupt checkpoint
+# sum after it, the sharded optimizer state equal to the replicated one, on
+# 2 and 3 ranks and across a resume), resume after kill -9 bit for bit, a corrupt checkpoint
 # skipped, resuming on another rank count, a NaN loss stopping the run or
 # rolled back. Prints "ok/FAIL name" per case and "N passed, N failed".
 set -u
@@ -74,6 +75,35 @@ if grep -q "skipping checkpoint of iteration 40" "$log" && grep -q "iteration 30
     pass "a_corrupt_checkpoint_falls_back ($out)"
 else
     fail "a_corrupt_checkpoint_falls_back" "${out:-no comparison}" "$log"
+fi
+
+# 2c. each of the 2 ranks keeping its shard of the AdamW moments and the EMA
+# (the default) gives the weights, moments and EMA of every rank keeping all
+# of them, bit for bit (the checkpoint gathers the shards)
+log=$work/sharded.log
+timeout 300 "$distill" run $configs/two_ranks_replicated.yaml --run-dir "$work/eq2r" --stop-after 10 > "$log" 2>&1
+if out=$("$compare" "$(state eq2 10)" "$(state eq2r 10)" 0 2>&1); then
+    pass "sharded_optimizer_state_equals_replicated ($out)"
+else
+    fail "sharded_optimizer_state_equals_replicated" "$out" "$log"
+fi
+
+# 2d. 3 ranks (uneven slices and shards) equal 1 rank; and the state of 2
+# shards, resumed on 3, goes on as the 1-rank run does
+log=$work/three.log
+cp -r "$work/eq2" "$work/eq3r"
+timeout 300 "$distill" run $configs/three_ranks.yaml --run-dir "$work/eq3" --stop-after 10 > "$log" 2>&1
+if out=$("$compare" "$(state eq1 10)" "$(state eq3 10)" 1e-5 2>&1); then
+    pass "three_ranks_equal_one_rank ($out)"
+else
+    fail "three_ranks_equal_one_rank" "$out" "$log"
+fi
+if timeout 300 "$distill" run $configs/three_ranks.yaml --run-dir "$work/eq3r" --stop-after 20 >> "$log" 2>&1 &&
+   grep -q "resuming from .*iteration 10" "$log" &&
+   out=$("$compare" "$(state eq3r 20)" "$(state a 20)" 1e-5 2>&1); then
+    pass "two_shards_resume_on_three_ranks ($out)"
+else
+    fail "two_shards_resume_on_three_ranks" "${out:-no resume from 10 on 3 ranks}" "$log"
 fi
 
 # 5. resuming on another number of ranks: the plan is recomputed

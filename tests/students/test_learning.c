@@ -235,7 +235,7 @@ static void a_tiny_student_learns_from_a_tiny_teacher(void) {
     const double elapsed = dd_now_seconds() - started, last = last_sum / 10.0;
 
     /* the delivered model: the EMA in place of the parameters, forward only */
-    be->copy(student.params.memory, student.ema.memory, student.layout.count * sizeof(float));
+    be->copy(student.params.memory, student.shard.ema, student.layout.count * sizeof(float));
     LossTerms ema = {0};
     CHECK(student_forward_backward(be, &student, &work, &prototypes, &batch, 0.07f, &group, 0, &ema, &err) == 0,
           "%s", err.message);

@@ -219,7 +219,7 @@ static void load_reference(Reference *r) {
         be->copy_to_device(r->teacher.params.memory, r->host, teacher_layout.count * sizeof(float));
         CHECK(model_params_read(&r->objective, "student.", &s->layout, r->host, &err) == 0, "%.900s", err.message);
         be->copy_to_device(s->params.memory, r->host, s->layout.count * sizeof(float));
-        be->copy_to_device(s->ema.memory, r->host, s->layout.count * sizeof(float));
+        be->copy_to_device(s->shard.ema, r->host, s->layout.count * sizeof(float));
         teacher_prototypes_set(&r->prototypes, be, r->teacher.params.dino_head.prototypes,
                                r->teacher.params.ibot_head.prototypes);
     }
@@ -361,7 +361,7 @@ static void objective_and_three_adamw_steps_match_pytorch(void) {
     free(loss_per_step);
     free(norm_per_step);
     worst_after = compare_model(&r, &r.adamw, "after.", r.student.params.memory, gradient_tolerance);
-    worst_ema = compare_model(&r, &r.adamw, "ema.", r.student.ema.memory, gradient_tolerance);
+    worst_ema = compare_model(&r, &r.adamw, "ema.", r.student.shard.ema, gradient_tolerance);
     printf("  worst relative errors: targets and losses %.2e, gradients %.2e, parameters after 3 steps %.2e, "
            "EMA %.2e\n", worst_value, worst_gradient, worst_after, worst_ema);
     reference_free(&r);
