@@ -49,8 +49,8 @@ static int shard_create(StudentShard *shard, size_t count, int rank, int size, c
     return shard_alloc(shard, name, be, err);
 }
 
-int student_create(Student *s, const ViTConfig *cfg, const NnBackend *be, uint64_t seed,
-                   uint64_t model_index, DdError *err) {
+int student_create_sharded(Student *s, const ViTConfig *cfg, const NnBackend *be, uint64_t seed,
+                           uint64_t model_index, int rank, int size, DdError *err) {
     memset(s, 0, sizeof *s);
     s->cfg = *cfg;
     ModelParams *buffers[] = {&s->params, &s->grads};
@@ -60,36 +60,19 @@ int student_create(Student *s, const ViTConfig *cfg, const NnBackend *be, uint64
     for (size_t i = 0; status == 0 && i < sizeof buffers / sizeof buffers[0]; i++)
         if ((status = model_params_alloc(buffers[i], cfg, be, err)) != 0)
             dd_fail_context(err, "student '%s', %s", cfg->name, what[i]);
-    if (status == 0) status = shard_create(&s->shard, s->layout.count, 0, 1, cfg->name, be, err);
+    if (status == 0) status = shard_create(&s->shard, s->layout.count, rank, size, cfg->name, be, err);
     if (status == 0) status = model_params_init(&s->params, cfg, be, seed, model_index, err);
     if (status != 0) {
         student_free(s, be);
         return -1;
     }
-    be->copy(s->shard.ema, s->params.memory, s->layout.count * sizeof(float));
+    be->copy(s->shard.ema, s->params.memory + s->shard.begin, s->shard.count * sizeof(float));
     return 0;
 }
 
-int student_shard(Student *s, const NnBackend *be, int rank, int size, DdError *err) {
-    StudentShard next;
-    if (shard_create(&next, s->layout.count, rank, size, s->cfg.name, be, err) != 0) {
-        shard_free(&next, be);
-        return -1;
-    }
-    const StudentShard *now = &s->shard;
-    if (next.begin < now->begin || next.begin + next.count > now->begin + now->count) {
-        shard_free(&next, be);
-        return dd_fail(err, "student '%s': shard %d of %d ([%zu, %zu)) is not within the state it keeps ([%zu, %zu))",
-                       s->cfg.name, rank, size, next.begin, next.begin + next.count, now->begin,
-                       now->begin + now->count);
-    }
-    const size_t from = next.begin - now->begin, bytes = next.count * sizeof(float);
-    be->copy(next.adam_m, now->adam_m + from, bytes);
-    be->copy(next.adam_v, now->adam_v + from, bytes);
-    be->copy(next.ema, now->ema + from, bytes);
-    shard_free(&s->shard, be);
-    s->shard = next;
-    return 0;
+int student_create(Student *s, const ViTConfig *cfg, const NnBackend *be, uint64_t seed,
+                   uint64_t model_index, DdError *err) {
+    return student_create_sharded(s, cfg, be, seed, model_index, 0, 1, err);
 }
 
 void student_free(Student *s, const NnBackend *be) {

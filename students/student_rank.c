@@ -124,11 +124,10 @@ int student_rank_open(StudentRank *rank, const StudentRankOptions *o, Comm *comm
                                  .sum_start = timed_group_sum_start, .sum_finish = timed_group_sum_finish,
                                  .overlap_sums = o->overlap_gradient_sums, .sum_doubles = timed_group_sum_doubles,
                                  .gather = timed_group_gather};
-    if (student_create(&rank->student, o->model, be, o->seed, (uint64_t)o->model_index, err) != 0 ||
+    const int sharded = o->shard_optimizer_state && comm->group_size > 1;
+    if (student_create_sharded(&rank->student, o->model, be, o->seed, (uint64_t)o->model_index,
+                               sharded ? comm->group_rank : 0, sharded ? comm->group_size : 1, err) != 0 ||
         teacher_prototypes_load(&rank->prototypes, o->teacher, o->teacher_weights, o->seed, be, err) != 0)
-        return -1;
-    if (o->shard_optimizer_state && comm->group_size > 1 &&
-        student_shard(&rank->student, be, comm->group_rank, comm->group_size, err) != 0)
         return -1;
     rank->offsets = calloc((size_t)o->global_batch + 1, sizeof *rank->offsets);
     if (!rank->offsets) return dd_fail(err, "student '%s': out of memory for the batch offsets", o->model->name);

@@ -232,14 +232,14 @@ typedef struct Student {
 } Student;
 
 /* Initialises the parameters (model_params_init), the EMA to them, zero
- * moments; unsharded. */
+ * moments, keeping shard `rank` of `size` of the optimizer state (0 of 1:
+ * all of it; only that shard is ever allocated). */
+int student_create_sharded(Student *s, const ViTConfig *cfg, const NnBackend *be, uint64_t seed,
+                           uint64_t model_index, int rank, int size, DdError *err);
+/* The same, unsharded. */
 int student_create(Student *s, const ViTConfig *cfg, const NnBackend *be, uint64_t seed,
                    uint64_t model_index, DdError *err);
 void student_free(Student *s, const NnBackend *be);
-/* From now on s keeps shard `rank` of `size` (size >= 1) of its optimizer
- * state, copied from what it keeps now, which must hold it (a fresh
- * student holds everything). */
-int student_shard(Student *s, const NnBackend *be, int rank, int size, DdError *err);
 /* bounds[size + 1] of count floats cut into size shards (StudentShard). */
 void student_shard_bounds(size_t count, int size, size_t *bounds);
 

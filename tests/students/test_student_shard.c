@@ -8,10 +8,9 @@
  *     at 0, end at the count, follow one another, start on SHARD_ALIGN
  *     floats, and none is longer than an even share rounded up to
  *     SHARD_ALIGN. Prints what a rank keeps of ViT-L/16 and ViT-H+/16;
- *   - keep: a tiny_s student with a distinct value in every float of its
- *     moments and EMA keeps exactly its range's values after
- *     student_shard; a second shard outside the range it now keeps is
- *     refused, naming the ranges, and leaves the state as it was.
+ *   - keep: a tiny_s student created as shard 1 of 3 has the parameters of
+ *     the unsharded one in full, the EMA of its range and zero moments, and
+ *     only its range's floats; shard 3 of 3 is refused.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -61,55 +60,54 @@ static void shards_cut_the_layout_evenly(void) {
     }
 }
 
-/* The shard's buffer `which` (0: first moments, 1: second, 2: EMA) on the host. */
-static float *shard_values(const Student *s, int which) {
-    const float *buffers[3] = {s->shard.adam_m, s->shard.adam_v, s->shard.ema};
-    float *host = malloc((s->shard.count + 1) * sizeof(float));
-    if (host) nn_cpu_backend.copy_to_host(host, buffers[which], s->shard.count * sizeof(float));
+/* n floats of backend memory on the host. */
+static float *on_host(const float *memory, size_t n) {
+    float *host = malloc((n + 1) * sizeof(float));
+    if (host) nn_cpu_backend.copy_to_host(host, memory, n * sizeof(float));
     return host;
 }
 
-static void a_rank_keeps_its_range_only(void) {
+static void a_rank_keeps_its_shard_only(void) {
     const NnBackend *be = &nn_cpu_backend;
     DdError err = {{0}};
     ViTConfig cfg;
-    Student s;
-    CHECK(vit_config_load(&cfg, "configs/models/tiny_s.yaml", &err) == 0 && student_create(&s, &cfg, be, 1, 1, &err) == 0,
+    Student whole, part;
+    CHECK(vit_config_load(&cfg, "configs/models/tiny_s.yaml", &err) == 0 &&
+              student_create(&whole, &cfg, be, 5, 1, &err) == 0 &&
+              student_create_sharded(&part, &cfg, be, 5, 1, 1, 3, &err) == 0,
           "%s", err.message);
     if (test_state.failed_checks) return;
-    const size_t count = s.layout.count;
-    CHECK(s.shard.size == 1 && s.shard.begin == 0 && s.shard.count == count, "a new student keeps [%zu, +%zu) of 1",
-          s.shard.begin, s.shard.count);
-    /* a value in every float that names the buffer and the float */
-    float *host = malloc(count * sizeof(float));
-    float *buffers[3] = {s.shard.adam_m, s.shard.adam_v, s.shard.ema};
-    for (int b = 0; b < 3; b++) {
-        for (size_t i = 0; i < count; i++) host[i] = (float)(b * 1000000 + (long)i);
-        be->copy_to_device(buffers[b], host, count * sizeof(float));
-    }
-    CHECK(student_shard(&s, be, 1, 3, &err) == 0, "%s", err.message);
+    const size_t count = whole.layout.count;
+    CHECK(whole.shard.size == 1 && whole.shard.begin == 0 && whole.shard.count == count,
+          "an unsharded student keeps [%zu, +%zu) of %d", whole.shard.begin, whole.shard.count, whole.shard.size);
     size_t bounds[4];
     student_shard_bounds(count, 3, bounds);
-    CHECK(s.shard.rank == 1 && s.shard.size == 3 && s.shard.begin == bounds[1] && s.shard.count == bounds[2] - bounds[1] &&
-              s.shard.count > 0,
-          "shard 1 of 3 keeps [%zu, +%zu), expected [%zu, %zu)", s.shard.begin, s.shard.count, bounds[1], bounds[2]);
-    long wrong = 0;
-    for (int b = 0; b < 3; b++) {
-        float *kept = shard_values(&s, b);
-        for (size_t i = 0; kept && i < s.shard.count; i++) wrong += kept[i] != (float)(b * 1000000 + (long)(bounds[1] + i));
-        free(kept);
+    CHECK(part.shard.rank == 1 && part.shard.size == 3 && part.shard.begin == bounds[1] &&
+              part.shard.count == bounds[2] - bounds[1] && part.shard.count > 0,
+          "shard 1 of 3 keeps [%zu, +%zu), expected [%zu, %zu)", part.shard.begin, part.shard.count, bounds[1],
+          bounds[2]);
+    /* the same parameters in full, the EMA of its range, zero moments */
+    float *params_whole = on_host(whole.params.memory, count), *params_part = on_host(part.params.memory, count);
+    float *ema = on_host(part.shard.ema, part.shard.count), *m = on_host(part.shard.adam_m, part.shard.count);
+    float *v = on_host(part.shard.adam_v, part.shard.count);
+    CHECK(params_whole && params_part && ema && m && v, "memory");
+    if (!test_state.failed_checks) {
+        CHECK(memcmp(params_whole, params_part, count * sizeof(float)) == 0,
+              "a sharded student's parameters differ from the unsharded one's");
+        long wrong = 0;
+        for (size_t i = 0; i < part.shard.count; i++)
+            wrong += ema[i] != params_whole[part.shard.begin + i] || m[i] != 0.0f || v[i] != 0.0f;
+        CHECK(wrong == 0, "%ld of %zu kept floats are not the EMA of their range with zero moments", wrong,
+              part.shard.count);
     }
-    CHECK(wrong == 0, "%ld kept values are not their range's", wrong);
+    free(params_whole), free(params_part), free(ema), free(m), free(v);
+    student_free(&whole, be);
+    student_free(&part, be);
 
-    /* shard 0 of 3 lies outside what shard 1 keeps */
-    CHECK(student_shard(&s, be, 0, 3, &err) != 0, "a shard outside the kept range was taken");
-    CHECK(strstr(err.message, "shard 0 of 3") && strstr(err.message, "is not within the state it keeps"),
-          "message: %s", err.message);
-    CHECK(s.shard.rank == 1 && s.shard.begin == bounds[1], "the refused shard changed the state");
-    CHECK(student_shard(&s, be, 3, 3, &err) != 0 && strstr(err.message, "expected shard 0 to 2, found 3"),
+    Student bad;
+    CHECK(student_create_sharded(&bad, &cfg, be, 5, 1, 3, 3, &err) != 0 &&
+              strstr(err.message, "expected shard 0 to 2, found 3"),
           "shard 3 of 3: %s", err.message);
-    free(host);
-    student_free(&s, be);
 }
 
-TEST_MAIN(TEST(shards_cut_the_layout_evenly), TEST(a_rank_keeps_its_range_only))
+TEST_MAIN(TEST(shards_cut_the_layout_evenly), TEST(a_rank_keeps_its_shard_only))
