@@ -26,8 +26,19 @@ double plan_seconds_per_image(const PlanGroupInput *g, const PlanDevices *device
     return g->flops_per_image / plan_group_flops(g, devices);
 }
 
-double plan_allreduce_seconds(const PlanGroupInput *g, const PlanDevices *devices, int ranks) {
-    return ranks > 1 ? 2.0 * g->gradient_bytes / devices->link_bytes_per_second : 0.0;
+double plan_gradient_seconds(const PlanGroupInput *g, const PlanDevices *devices, int ranks, int images) {
+    if (ranks <= 1 || g->is_teacher) return 0.0;
+    /* ring collectives: the sums (the reduce-scatter half) and the gather
+     * each move about the gradients' bytes per rank */
+    const double half = g->gradient_bytes / devices->link_bytes_per_second;
+    if (!g->overlap_sums) return 2.0 * half;
+    /* what may run during the backward: the whole all-reduce, or with a
+     * sharded state the sums only (the gather follows the update); the
+     * backward of the last micro-batch is 2/3 of its compute */
+    const double overlappable = g->sharded_state_bytes > 0 ? half : 2.0 * half;
+    const int micro = plan_micro_batch(g, devices, 0, ranks, images);
+    const double window = (2.0 / 3.0) * (micro > 0 ? micro : 1) * plan_seconds_per_image(g, devices);
+    return 2.0 * half - fmin(overlappable, window);
 }
 
 double plan_rank_state_bytes(const PlanGroupInput *group, int ranks) {
@@ -63,7 +74,7 @@ double plan_group_seconds(const PlanGroupInput *g, const PlanDevices *devices, i
     if (n < 1 || n > global_batch || (even_slices_only && global_batch % n != 0)) return INFINITY;
     int images = plan_most_images(global_batch, n);
     if (!rank_fits(g, devices, n, images)) return INFINITY;
-    return images * plan_seconds_per_image(g, devices) + (g->is_teacher ? 0 : plan_allreduce_seconds(g, devices, n));
+    return images * plan_seconds_per_image(g, devices) + plan_gradient_seconds(g, devices, n, images);
 }
 
 /* Busy seconds and memory of rank r of group g holding `images` student
@@ -80,8 +91,8 @@ static void rank_cost(const PlanGroupInput *groups, int g, const PlanDevices *de
     }
     const double extra = hosted > 0 ? plan_teacher_memory(teacher, hosted) : 0;
     *micro_batch = plan_micro_batch(&groups[g], devices, extra, ranks, images);
-    *busy = images * plan_seconds_per_image(&groups[g], devices) + plan_allreduce_seconds(&groups[g], devices, ranks) +
-            teacher_busy;
+    *busy = images * plan_seconds_per_image(&groups[g], devices) +
+            plan_gradient_seconds(&groups[g], devices, ranks, images) + teacher_busy;
     *memory = plan_student_memory(&groups[g], ranks, images, *micro_batch) + extra;
 }
 
@@ -336,7 +347,7 @@ int plan_predict_shared_teacher(Plan *plan, const PlanGroupInput *groups, int gr
         double idle = 0;
         for (int r = 0; r < student_ranks[g - 1]; r++)
             idle += 1.0 - (share + slices[r] * plan_seconds_per_image(&groups[g], devices) +
-                           plan_allreduce_seconds(&groups[g], devices, student_ranks[g - 1])) / slowest;
+                           plan_gradient_seconds(&groups[g], devices, student_ranks[g - 1], slices[r])) / slowest;
         plan->groups[g].idle_fraction = idle / student_ranks[g - 1];
         plan->worst_idle_fraction = fmax(plan->worst_idle_fraction, plan->groups[g].idle_fraction);
     }

@@ -15,8 +15,14 @@
  *       accumulation; sharded_state_bytes: its optimizer state divided
  *       among the group's ranks, ZeRO-1); a teacher rank runs its images at
  *       once: state + b * activations;
- *   a student group of n > 1 ranks adds an all-reduce of its gradients, not
- *       overlapped: 2 * gradient_bytes / link bytes per second (ring);
+ *   a student group of n > 1 ranks adds its gradient collectives, fp32 on
+ *       rings: the sums (all-reduce, or reduce-scatter to the shards'
+ *       owners) and the gather (the all-reduce's second half, or the
+ *       parameters' all-gather), gradient_bytes / link bytes per second
+ *       each; with overlap_sums what may run during the backward of the
+ *       last micro-batch (the whole all-reduce; with a sharded state the
+ *       sums only, the gather follows the update) hides behind it, up to
+ *       2/3 of that micro-batch's compute;
  *   a rank's busy time is the sum of what it runs; the iteration time T is
  *       the largest; the idle fraction of a group is the mean over its
  *       ranks of 1 - busy / T (the share of its device time spent waiting).
@@ -55,7 +61,7 @@ enum { PLAN_MAX_GROUPS = 17, PLAN_MAX_DEVICES = 4096,
 #define PLAN_STUDENT_EFFICIENCY 0.45      /* training: llm.c reaches 46-56% MFU */
 #define PLAN_H100_MEMORY_BYTES (80.0 * 1073741824.0)
 #define PLAN_LINK_BYTES_PER_SECOND 47e9   /* InfiniBand NDR, one NIC per device */
-#define PLAN_GRADIENT_BYTES_PER_PARAM 2.0 /* bf16 gradients on the wire */
+#define PLAN_GRADIENT_BYTES_PER_PARAM 4.0 /* fp32 gradients and parameters on the wire */
 #define PLAN_SPREAD_MIN_GAIN 0.01         /* spread the teacher for 1% less time or idle, not less */
 
 typedef struct PlanDevices {
@@ -77,7 +83,8 @@ typedef struct PlanGroupInput {
                                       * teacher and when the optimizer state is not sharded */
     double activation_bytes_per_image;   /* per image of a micro-batch */
     double slice_bytes_per_image;        /* a student's, per image of its slice (targets, crops) */
-    double gradient_bytes;           /* all-reduced per iteration; 0 for the teacher */
+    double gradient_bytes;           /* a student's gradients (and parameters), per iteration; 0 for the teacher */
+    int overlap_sums;                /* the gradients' sums start during the backward (overlap_gradient_sums) */
     int fixed_ranks;                 /* > 0: kept as given */
 } PlanGroupInput;
 

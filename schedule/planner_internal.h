@@ -12,8 +12,10 @@
 int plan_most_images(int global_batch, int ranks);
 
 double plan_seconds_per_image(const PlanGroupInput *g, const PlanDevices *devices);
-/* The in-group all-reduce of a student group of `ranks` ranks. */
-double plan_allreduce_seconds(const PlanGroupInput *g, const PlanDevices *devices, int ranks);
+/* What a rank of a student group of `ranks` ranks with `images` images
+ * waits for its group's gradient collectives (the model of planner.h):
+ * 0 for one rank and for the teacher. */
+double plan_gradient_seconds(const PlanGroupInput *g, const PlanDevices *devices, int ranks, int images);
 
 /* The most images a student rank of a group of `ranks` ranks with `images`
  * images runs per forward/backward pass, its state (plan_rank_state_bytes)

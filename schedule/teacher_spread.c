@@ -31,7 +31,7 @@ static long rank_capacity(const Spread *sp, int g, int ranks, int images, double
     if (g > 0) {
         const PlanGroupInput *student = &sp->groups[g];
         if (plan_micro_batch(student, d, 0, ranks, images) < 1) return -1;   /* its own slice does not fit */
-        busy = images * plan_seconds_per_image(student, d) + plan_allreduce_seconds(student, d, ranks);
+        busy = images * plan_seconds_per_image(student, d) + plan_gradient_seconds(student, d, ranks, images);
         room -= plan_student_memory(student, ranks, images, 1);   /* a micro-batch of one */
     }
     if (busy > limit) return -1;
@@ -113,7 +113,7 @@ static void deal_teacher_images(const Spread *sp, const int *ranks, double limit
             const int images = g == 0 ? 0 : r < with_most ? most : most - 1;
             busy[count] = g == 0 ? 0
                                  : images * plan_seconds_per_image(&sp->groups[g], d) +
-                                       plan_allreduce_seconds(&sp->groups[g], d, ranks[g]);
+                                       plan_gradient_seconds(&sp->groups[g], d, ranks[g], images);
             room[count] = rank_capacity(sp, g, ranks[g], images, limit);
             teacher_images[count] = 0;
         }

@@ -58,9 +58,10 @@ static const char usage[] =
     "\n"
     "Memory per rank is `distill info`'s model, except that a student rank keeps\n"
     "1/n of its group's AdamW moments and EMA (n ranks) unless the config says\n"
-    "shard_optimizer_state: false; all-reduce of bf16 gradients over the links\n"
-    "(devices: link_gb_per_s, 47 GB/s by default), not overlapped. See\n"
-    "docs/planning.md.\n";
+    "shard_optimizer_state: false. Gradient collectives in fp32 over the links\n"
+    "(devices: link_gb_per_s, 47 GB/s by default): the sums and the gather, the\n"
+    "part that overlap_gradient_sums runs during the backward hidden behind it.\n"
+    "See docs/planning.md.\n";
 
 static CropShape run_crop_shape(const RunConfig *c) {
     const IbotMaskConfig *m = &c->objective.ibot_mask;
@@ -101,6 +102,7 @@ void run_plan_inputs(const RunConfig *c, PlanGroupInput *groups) {
             .activation_bytes_per_image = rank_activation_bytes(m, &crops, 1, 0),
             .slice_bytes_per_image = rank_slice_bytes_per_image(m, t, &crops),
             .gradient_bytes = PLAN_GRADIENT_BYTES_PER_PARAM * (double)trained_param_count(m),
+            .overlap_sums = c->overlap_gradient_sums,
             .fixed_ranks = c->students[s].ranks,
         };
     }
@@ -319,7 +321,8 @@ int cmd_plan(int argc, char **argv) {
     }
     printf("\nmodel: ");
     print_speeds(groups, group_count);
-    printf("; student all-reduce of bf16 gradients over %.0f GB/s links; rows: %.1f KB per image per student "
-           "group\n", d.link_bytes_per_second / 1e9, row_bytes / 1e3);
+    printf("; student gradient sums and gather in fp32 over %.0f GB/s links%s; rows: %.1f KB per image per "
+           "student group\n", d.link_bytes_per_second / 1e9,
+           c.overlap_gradient_sums ? " (the sums during the backward)" : "", row_bytes / 1e3);
     return 0;
 }

@@ -9,6 +9,7 @@
 
 #include "schedule/cost_model.h"
 #include "schedule/planner.h"
+#include "schedule/planner_internal.h"
 #include "test.h"
 #include "tools/commands.h"
 #include "tools/run_config.h"
@@ -306,6 +307,36 @@ static void family_on_256_devices(void) {
           p.seconds_per_iteration, reference.seconds_per_iteration);
 }
 
+/* The gradient collectives of a student group (plan_gradient_seconds):
+ * 1 s each way (10^9 bytes over 10^9 B/s), and 3 s of compute per image
+ * (a 2 s backward): none on one rank or for the teacher; 2 s not
+ * overlapped; with the overlap the whole all-reduce hides behind a long
+ * enough backward, a sharded group's sums only (its gather follows the
+ * update); a short backward hides what it lasts. */
+static void gradient_time_follows_overlap_and_sharding(void) {
+    PlanDevices d = {.count = 8, .memory_bytes = 1e18, .peak_flops = 1.0, .link_bytes_per_second = 1e9};
+    PlanGroupInput g = {.name = "s", .flops_per_image = 3.0, .sustained_flops = 1.0, .state_bytes = 1,
+                        .gradient_bytes = 1e9};
+    const struct {
+        int overlap, sharded, images;
+        double flops_per_image, expected;
+    } cases[] = {
+        {0, 0, 4, 3.0, 2.0}, {0, 1, 4, 3.0, 2.0},    /* not overlapped */
+        {1, 0, 4, 3.0, 0.0}, {1, 1, 4, 3.0, 1.0},    /* a backward of 8 s hides 2 s, or the sums' 1 s */
+        {1, 0, 1, 0.75, 1.5}, {1, 1, 1, 0.75, 1.5},  /* a backward of 0.5 s hides 0.5 s */
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        g.overlap_sums = cases[i].overlap;
+        g.sharded_state_bytes = cases[i].sharded ? 1e9 : 0;
+        g.flops_per_image = cases[i].flops_per_image;
+        const double seconds = plan_gradient_seconds(&g, &d, 4, cases[i].images);
+        CHECK(fabs(seconds - cases[i].expected) < 1e-12, "case %zu: %g s, expected %g", i, seconds, cases[i].expected);
+        CHECK(plan_gradient_seconds(&g, &d, 1, cases[i].images) == 0, "case %zu on one rank", i);
+    }
+    g.is_teacher = 1;
+    CHECK(plan_gradient_seconds(&g, &d, 4, 4) == 0, "the teacher has no gradients");
+}
+
 static void distill_plan_runs_on_the_run_files(void) {
     char *family[] = {"plan", "configs/runs/dinov3-family.yaml", "--devices", "256", "--device-memory", "1000",
                       "--reference", "48,48,80,120"};
@@ -320,4 +351,4 @@ TEST_MAIN(TEST(known_optimum_by_brute_force), TEST(uneven_slices_beat_even_ones)
           TEST(model_too_big_is_named), TEST(sharded_state_is_divided_by_the_ranks),
           TEST(sharding_fits_a_student_on_two_ranks), TEST(search_is_exact_when_memory_depends_on_ranks),
           TEST(family_with_and_without_sharding), TEST(family_on_256_devices),
-          TEST(distill_plan_runs_on_the_run_files))
+          TEST(gradient_time_follows_overlap_and_sharding), TEST(distill_plan_runs_on_the_run_files))
