@@ -2,11 +2,13 @@
  * cuda_attention.cu - multi-head softmax attention with 2-D RoPE for the
  * CUDA backend, memory-efficient ("flash") style, fp32 throughout on the
  * SIMT cores: no [T, T] matrix is ever stored, in global or in shared
- * memory, and no rotated copy of q or k in global memory. The forward of
- * table "cuda-fp32"; table "cuda" runs cuda_attention_tc.cu's bf16
- * tensor-core forward (and this one for the head sizes it does not cover).
- * The backward serves both tables. Shared helpers (RoPE, staging):
- * cuda_attention_common.cuh.
+ * memory, and no rotated copy of q or k in global memory. The forward and
+ * backward of table "cuda-fp32"; table "cuda" runs the bf16 tensor-core
+ * forward of cuda_attention_tc.cu and backward of
+ * cuda_attention_tc_backward.cu (and these ones for the head sizes they do
+ * not cover; both backwards start with this file's D = rowsum(dout * out),
+ * cuda_attention_rowsums). Shared helpers (RoPE, staging, the transposed
+ * rotation of gradient rows): cuda_attention_common.cuh.
  *
  * Layout: qkv[B, T, 3, H, Dh]; for image b, head h and token t
  *   q_t = qkv + ((b*T + t)*3 + 0)*H*Dh + h*Dh,  k_t: part 1,  v_t: part 2,
@@ -87,26 +89,6 @@ __device__ __forceinline__ static void stage_warp_rows(float *rows, const float 
             if (d < Dh) rows[r * Dh + d] = scale * acc[r][c];
         }
     __syncwarp();   /* and every lane sees the others' elements */
-}
-
-/* dst[d] += the transposed rotation of g[Dh] (staged by stage_warp_rows)
- * for token t, or g[d] where t is not rotated, for the lane's elements
- * d = lane + 32c. */
-template <int NCH>
-__device__ __forceinline__ static void add_unrotated_row(float *dst, const float *g, int t, int Dh,
-                                                         const AttentionRope &rope, int lane) {
-    const bool rotated = rope_rotates(rope, t);
-    const long at = (long)(t - rope.prefix) * Dh;
-    for (int c = 0; c < NCH; c++) {
-        int d = lane + CUDA_WARP * c;
-        if (d < Dh) dst[d] += rotated ? unrotated_element(g, d, Dh, rope.sin + at, rope.cos + at) : g[d];
-    }
-}
-
-/* dst[r] = src[t0 + r] for r < ATT_TILE (one tile of a per-token vector of
- * length T; zero past T). */
-__device__ static void load_tile_vector(float *dst, const float *src, int t0, int T) {
-    for (int r = threadIdx.x; r < ATT_TILE; r += blockDim.x) dst[r] = (t0 + r < T) ? src[t0 + r] : 0.0f;
 }
 
 /* ---- forward --------------------------------------------------------------- */
@@ -259,8 +241,8 @@ attention_backward_kv_kernel(float *dqkv, const float *dout, const float *qkv, c
         __syncthreads();   /* every warp is done with the previous tile */
         load_tile(qs, ldq, q, L, i0, T, Dh, rope);
         load_tile(gs, ldq, g, HD, i0, T, Dh);
-        load_tile_vector(lse_s, lse_bh, i0, T);
-        load_tile_vector(drow_s, drow_bh, i0, T);
+        stage_tile_vector(lse_s, ATT_TILE, lse_bh, i0, T);
+        stage_tile_vector(drow_s, ATT_TILE, drow_bh, i0, T);
         __syncthreads();
 
         /* for key r of the warp and query i0 + lane: q . k and dout . v */
@@ -416,13 +398,6 @@ static void check_attention_shape(int B, int H, int Dh, const AttentionRope &rop
     }
 }
 
-/* Dynamic shared memory above the default 48 KiB needs a per-kernel opt-in. */
-template <typename Kernel>
-static void allow_shared_memory(Kernel kernel, size_t bytes) {
-    if (bytes > 48 * 1024)
-        CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)bytes));
-}
-
 static dim3 attention_grid(int B, int T, int H) {
     return dim3((unsigned)((T + ATT_TILE - 1) / ATT_TILE), (unsigned)H, (unsigned)B);
 }
@@ -456,6 +431,16 @@ static void attention_backward_launch(float *dqkv, const float *dout, const floa
     CUDA_CHECK_LAUNCH();
 }
 
+/* D[B, H, T] = rowsum(dout * out) per (b, t, h), in cuda_scratch
+ * (cuda_attention_common.cuh); one warp per row. */
+float *cuda_attention_rowsums(const float *dout, const float *out, int B, int T, int H, int Dh) {
+    const long rows = (long)B * T * H;
+    float *drow = (float *)cuda_scratch((size_t)rows * sizeof(float));
+    attention_drow_kernel<<<cuda_grid_for_rows(rows), CUDA_BLOCK>>>(drow, dout, out, B, T, H, Dh);
+    CUDA_CHECK_LAUNCH();
+    return drow;
+}
+
 /* out[B, T, H, Dh] = softmax(q' k'^T / sqrt(Dh)) v per (b, h); lse[B, H, T];
  * q', k' rotated from qkv[B, T, 3, H, Dh] by sin, cos [T - prefix, Dh]
  * (NULL: not rotated). */
@@ -481,10 +466,7 @@ void cuda_attention_backward(float *dqkv, const float *dout, const float *qkv, c
     if (B <= 0 || T <= 0 || H <= 0 || Dh <= 0 || dqkv == NULL) return;
     const AttentionRope rope = {sin, cos, prefix};
     check_attention_shape(B, H, Dh, rope, "cuda_attention_backward");
-    const long rows = (long)B * T * H;
-    float *drow = (float *)cuda_scratch((size_t)rows * sizeof(float));
-    attention_drow_kernel<<<cuda_grid_for_rows(rows), CUDA_BLOCK>>>(drow, dout, out, B, T, H, Dh);
-    CUDA_CHECK_LAUNCH();
+    const float *drow = cuda_attention_rowsums(dout, out, B, T, H, Dh);
     switch ((Dh + CUDA_WARP - 1) / CUDA_WARP) {
     case 1: attention_backward_launch<1>(dqkv, dout, qkv, lse, drow, rope, B, T, H, Dh); break;
     case 2: attention_backward_launch<2>(dqkv, dout, qkv, lse, drow, rope, B, T, H, Dh); break;

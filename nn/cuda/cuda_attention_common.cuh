@@ -1,14 +1,20 @@
 /*
  * cuda_attention_common.cuh - what the attention kernels of the CUDA
- * backend share: the RoPE of one call and the rotation of one element of a
- * q or k row as it is staged into shared memory (cuda_attention.cu, the
- * fp32 kernels; cuda_attention_tc.cu, the bf16 tensor-core forward).
+ * backend share: the RoPE of one call, the rotation of one element of a q
+ * or k row as it is staged into shared memory and the transposed rotation
+ * of a gradient row as it is added to dqkv, the shared-memory opt-in, and
+ * the rows D = rowsum(dout * out) of the backward (cuda_attention.cu, the
+ * fp32 kernels; cuda_attention_tc.cu and cuda_attention_tc_backward.cu, the
+ * bf16 tensor-core forward and backward).
  *
- * The helpers are __host__ __device__ so that a host-side model of a kernel
- * can stage its tiles with exactly the same index arithmetic.
+ * The element helpers are __host__ __device__ so that a host-side model of
+ * a kernel can stage its tiles and write its gradients with exactly the
+ * same index arithmetic.
  */
 #ifndef DD_NN_CUDA_ATTENTION_COMMON_CUH
 #define DD_NN_CUDA_ATTENTION_COMMON_CUH
+
+#include "nn/cuda/cuda_common.cuh"
 
 /* The rotation of one call: tables sin, cos [T - prefix, Dh] for the
  * tokens t >= prefix; sin == nullptr (the default): no rotation. */
@@ -50,5 +56,37 @@ __host__ __device__ __forceinline__ float staged_element(const float *src, long 
     const long at = (long)(t - rope.prefix) * Dh;
     return rotated_element(row, d, Dh, rope.sin + at, rope.cos + at);
 }
+
+/* dst[d] += the transposed rotation of g[Dh] (a gradient row of the
+ * rotated space, in memory the lane's warp may read) for token t, or g[d]
+ * where t is not rotated, for the lane's elements d = lane + 32c, c < NCH. */
+template <int NCH>
+__host__ __device__ __forceinline__ void add_unrotated_row(float *dst, const float *g, int t, int Dh,
+                                                           const AttentionRope &rope, int lane) {
+    const bool rotated = rope_rotates(rope, t);
+    const long at = (long)(t - rope.prefix) * Dh;
+    for (int c = 0; c < NCH; c++) {
+        int d = lane + CUDA_WARP * c;
+        if (d < Dh) dst[d] += rotated ? unrotated_element(g, d, Dh, rope.sin + at, rope.cos + at) : g[d];
+    }
+}
+
+/* dst[r] = src[t0 + r] for r < rows: one tile of a per-token vector of
+ * length T (lse, D), zero past T. The whole block stages. */
+__device__ __forceinline__ void stage_tile_vector(float *dst, int rows, const float *src, int t0, int T) {
+    for (int r = threadIdx.x; r < rows; r += blockDim.x) dst[r] = (t0 + r < T) ? src[t0 + r] : 0.0f;
+}
+
+/* Dynamic shared memory above the default 48 KiB needs a per-kernel opt-in. */
+template <typename Kernel>
+static inline void allow_shared_memory(Kernel kernel, size_t bytes) {
+    if (bytes > 48 * 1024)
+        CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)bytes));
+}
+
+/* cuda_attention.cu: D[B, H, T] (the layout of lse), D = dout_t . out_t per
+ * (b, t, h), from dout, out [B, T, H, Dh], into cuda_scratch: valid until
+ * the next op that asks for scratch. Both backwards start with it. */
+float *cuda_attention_rowsums(const float *dout, const float *out, int B, int T, int H, int Dh);
 
 #endif /* DD_NN_CUDA_ATTENTION_COMMON_CUH */

@@ -2,9 +2,10 @@
  * cuda_attention_tc.cu - the attention forward of the "cuda" table on bf16
  * tensor cores (WMMA 16x16x16, fp32 accumulation), flash style: no [T, T]
  * matrix in global memory. Same contract as cuda_attention_forward
- * (backend.h, cuda_attention.cu), to bf16 accuracy; the backward stays the
- * fp32 SIMT one, fed with this forward's out and lse. Head sizes other than
- * 64 and 128 go to the fp32 forward.
+ * (backend.h, cuda_attention.cu), to bf16 accuracy; its out and lse feed
+ * the tensor-core backward (cuda_attention_tc_backward.cu). Head sizes
+ * other than 64 and 128 go to the fp32 forward. Tile sizes, fragment
+ * types and the bf16 staging: cuda_attention_tc.cuh.
  *
  * One block per tile of TC_QUERIES = 64 queries of one (b, h); 4 warps, warp
  * w owning the 16 query rows 16w..16w+15 of the tile in every step below, so
@@ -31,26 +32,7 @@
  * loads' 16-byte row pieces in different banks and every fragment pointer
  * 32-byte aligned.
  */
-#include <cuda_bf16.h>
-#include <math.h>
-#include <mma.h>
-
-#include "nn/cuda/cuda_attention_common.cuh"
-#include "nn/cuda/cuda_common.cuh"
-
-namespace wmma = nvcuda::wmma;
-typedef __nv_bfloat16 bf16;
-
-enum {
-    TC_QUERIES = 64,                        /* queries per block */
-    TC_KEYS = 64,                           /* keys per tile */
-    TC_WARPS = 4,
-    TC_THREADS = TC_WARPS * CUDA_WARP,
-    TC_WARP_ROWS = TC_QUERIES / TC_WARPS,   /* 16: one row of fragments per warp */
-    TC_FRAG = 16,                           /* WMMA m = n = k */
-    TC_KEYS_PER_LANE = TC_KEYS / CUDA_WARP,
-};
-static_assert(TC_WARP_ROWS == TC_FRAG, "each warp owns exactly one row of 16 x 16 fragments");
+#include "nn/cuda/cuda_attention_tc.cuh"
 
 /* Row strides (elements) and byte offsets of the shared-memory arrays for
  * head size DH. Every array starts at a multiple of 128 bytes (the sizes
@@ -73,18 +55,6 @@ struct TcLayout {
                       o_at % 128 == 0,
                   "arrays 128-byte aligned");
 };
-
-/* dst[r * ld + d] = bf16(element d of token t0 + r) for r < rows, d < DH:
- * one tile of a T x DH view with row stride stride, rotated where rope says,
- * zero past T. The whole block stages; coalesced along d. */
-template <int DH>
-__device__ static void stage_tile_bf16(bf16 *dst, int ld, int rows, const float *src, long stride,
-                                       int t0, int T, const AttentionRope &rope) {
-    for (int idx = threadIdx.x; idx < rows * DH; idx += blockDim.x) {
-        int r = idx / DH, d = idx - r * DH;
-        dst[r * ld + d] = __float2bfloat16(staged_element(src, stride, t0 + r, d, T, DH, rope));
-    }
-}
 
 /* out[B, T, H, DH], lse[B, H, T] from qkv[B, T, 3, H, DH] (unrotated).
  * Grid (ceil(T / TC_QUERIES), H, B), TC_THREADS threads, TcLayout<DH>::bytes
@@ -116,7 +86,7 @@ attention_forward_tc_kernel(float *out, float *lse, const float *qkv, AttentionR
         os[(r0 + r) * ld_o + d] = 0.0f;
     }
     __syncthreads();   /* q' staged */
-    wmma::fragment<wmma::matrix_a, TC_FRAG, TC_FRAG, TC_FRAG, bf16, wmma::row_major> qa[DH_FRAGS];
+    TcMatrixA<wmma::row_major> qa[DH_FRAGS];
 #pragma unroll
     for (int c = 0; c < DH_FRAGS; c++) wmma::load_matrix_sync(qa[c], qs + r0 * ld + c * TC_FRAG, ld);
 
@@ -137,11 +107,11 @@ attention_forward_tc_kernel(float *out, float *lse, const float *qkv, AttentionR
          * column-major [d, key]. */
 #pragma unroll
         for (int n = 0; n < KEY_FRAGS; n++) {
-            wmma::fragment<wmma::accumulator, TC_FRAG, TC_FRAG, TC_FRAG, float> acc;
+            TcAccumulator acc;
             wmma::fill_fragment(acc, 0.0f);
 #pragma unroll
             for (int c = 0; c < DH_FRAGS; c++) {
-                wmma::fragment<wmma::matrix_b, TC_FRAG, TC_FRAG, TC_FRAG, bf16, wmma::col_major> kb;
+                TcMatrixB<wmma::col_major> kb;
                 wmma::load_matrix_sync(kb, ks + n * TC_FRAG * ld + c * TC_FRAG, ld);
                 wmma::mma_sync(acc, qa[c], kb, acc);
             }
@@ -178,17 +148,17 @@ attention_forward_tc_kernel(float *out, float *lse, const float *qkv, AttentionR
         __syncwarp();
 
         /* O[r0 .. r0 + 15, :] += P v */
-        wmma::fragment<wmma::matrix_a, TC_FRAG, TC_FRAG, TC_FRAG, bf16, wmma::row_major> pa[KEY_FRAGS];
+        TcMatrixA<wmma::row_major> pa[KEY_FRAGS];
 #pragma unroll
         for (int c = 0; c < KEY_FRAGS; c++) wmma::load_matrix_sync(pa[c], ps + r0 * ld_p + c * TC_FRAG, ld_p);
 #pragma unroll
         for (int n = 0; n < DH_FRAGS; n++) {
-            wmma::fragment<wmma::accumulator, TC_FRAG, TC_FRAG, TC_FRAG, float> acc;
+            TcAccumulator acc;
             float *o_frag = os + r0 * ld_o + n * TC_FRAG;
             wmma::load_matrix_sync(acc, o_frag, ld_o, wmma::mem_row_major);
 #pragma unroll
             for (int c = 0; c < KEY_FRAGS; c++) {
-                wmma::fragment<wmma::matrix_b, TC_FRAG, TC_FRAG, TC_FRAG, bf16, wmma::row_major> vb;
+                TcMatrixB<wmma::row_major> vb;
                 wmma::load_matrix_sync(vb, vs + c * TC_FRAG * ld + n * TC_FRAG, ld);
                 wmma::mma_sync(acc, pa[c], vb, acc);
             }
@@ -213,9 +183,7 @@ template <int DH>
 static void attention_forward_tc_launch(float *out, float *lse, const float *qkv,
                                         const AttentionRope &rope, int B, int T, int H) {
     const size_t smem = TcLayout<DH>::bytes;
-    if (smem > 48 * 1024)   /* above the default needs a per-kernel opt-in */
-        CUDA_CHECK(cudaFuncSetAttribute(attention_forward_tc_kernel<DH>,
-                                        cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
+    allow_shared_memory(attention_forward_tc_kernel<DH>, smem);
     const dim3 grid((unsigned)((T + TC_QUERIES - 1) / TC_QUERIES), (unsigned)H, (unsigned)B);
     attention_forward_tc_kernel<DH><<<grid, TC_THREADS, smem>>>(out, lse, qkv, rope, T, H,
                                                                 1.0f / sqrtf((float)DH));

@@ -3,10 +3,11 @@
  * the one cuBLAS handle, the one cuBLASLt handle and its workspace, and
  * hands out the two NnBackend tables whose entries live in the other
  * cuda_*.cu files (one file per op family):
- *   "cuda"       linear layers and the attention forward in bf16 on tensor
- *                cores (fp32 accumulation), the fast default for runs;
- *   "cuda-fp32"  the same ops but exact fp32 linear layers and attention
- *                forward, for comparing with the CPU oracle.
+ *   "cuda"       linear layers and the attention forward and backward in
+ *                bf16 on tensor cores (fp32 accumulation), the fast default
+ *                for runs;
+ *   "cuda-fp32"  the same ops but exact fp32 linear layers and attention,
+ *                for comparing with the CPU oracle.
  * Every other entry is the same function in both.
  *
  * The initialisation runs once per process (a thread-safe function static)
@@ -32,7 +33,7 @@ static NnBackend the_table;        /* "cuda" */
 static NnBackend the_fp32_table;   /* "cuda-fp32" */
 
 /* Every entry but the name and the matmuls, which fill_tables sets (and,
- * for "cuda", replaces the attention forward). */
+ * for "cuda", replaces the attention forward and backward). */
 static void fill_shared_entries(NnBackend *t) {
     memset(t, 0, sizeof *t);
     t->alloc = cuda_alloc;
@@ -82,6 +83,7 @@ static void fill_tables(void) {
     the_table.matmul_forward = cuda_matmul_forward_bf16;
     the_table.matmul_backward = cuda_matmul_backward_bf16;
     the_table.attention_forward = cuda_attention_forward_bf16;
+    the_table.attention_backward = cuda_attention_backward_bf16;
     fill_shared_entries(&the_fp32_table);
     the_fp32_table.name = "cuda-fp32";
     the_fp32_table.matmul_forward = cuda_matmul_forward_fp32;

@@ -232,6 +232,10 @@ void cuda_attention_backward(float *dqkv, const float *dout, const float *qkv, c
  * with fp32 accumulation (Dh = 64, 128; other head sizes: the fp32 one). */
 void cuda_attention_forward_bf16(float *out, float *lse, const float *qkv, const float *sin,
                                  const float *cos, int B, int T, int prefix, int H, int Dh);
+/* cuda_attention_tc_backward.cu: the backward of table "cuda", likewise. */
+void cuda_attention_backward_bf16(float *dqkv, const float *dout, const float *qkv, const float *out,
+                                  const float *lse, const float *sin, const float *cos, int B, int T,
+                                  int prefix, int H, int Dh);
 
 /* cuda_optim.cu */
 void cuda_adamw_update(float *params, const float *grads, float *m, float *v, long n, float lr,

@@ -4,10 +4,10 @@
  * (the oracle); the objective's ops are in test_cuda_objective_ops.c: fresh random inputs, the same op on both, compare.
  *
  * The CUDA backend has two tables that differ only in the linear layers and
- * the attention forward:
+ * the attention:
  * "cuda-fp32" (exact fp32 GEMMs), which every fp32 case below runs on, and
- * "cuda" (bf16 tensor-core GEMMs and attention forward), which the *_bf16
- * cases run on.
+ * "cuda" (bf16 tensor-core GEMMs, attention forward and backward), which
+ * the *_bf16 cases run on.
  *
  * Gradients are pre-filled with random values on both sides, so each
  * backward is also checked to accumulate (+=) rather than overwrite; the
@@ -47,16 +47,19 @@ static void backend_table(void) {
     CHECK(nn_backend_by_name("cuda-fp32", why, sizeof why) == fp32, "by name: %s", why);
     /* Every entry after the name is a function pointer; none may be NULL,
      * and the two tables share all but the matmuls and the attention
-     * forward (bf16 tensor cores in "cuda"). */
+     * forward and backward (bf16 tensor cores in "cuda"). */
     size_t entries = (sizeof(NnBackend) - offsetof(NnBackend, alloc)) / sizeof(void (*)(void));
     size_t matmul_first = (offsetof(NnBackend, matmul_forward) - offsetof(NnBackend, alloc)) /
                           sizeof(void (*)(void));
     size_t attention_forward = (offsetof(NnBackend, attention_forward) - offsetof(NnBackend, alloc)) /
                                sizeof(void (*)(void));
+    size_t attention_backward = (offsetof(NnBackend, attention_backward) - offsetof(NnBackend, alloc)) /
+                                sizeof(void (*)(void));
     for (size_t i = 0; i < entries; i++) {
         CHECK(table_entry(bf16, i) != NULL, "cuda: entry %zu after 'name' is NULL", i);
         CHECK(table_entry(fp32, i) != NULL, "cuda-fp32: entry %zu after 'name' is NULL", i);
-        int is_bf16 = i == matmul_first || i == matmul_first + 1 || i == attention_forward;
+        int is_bf16 = i == matmul_first || i == matmul_first + 1 || i == attention_forward ||
+                      i == attention_backward;
         CHECK(is_bf16 != (table_entry(bf16, i) == table_entry(fp32, i)),
               "entry %zu after 'name': %s", i,
               is_bf16 ? "the bf16 op is the same in both tables" : "the tables differ");
@@ -432,12 +435,12 @@ static void attention_forward_bf16_fallback(void) {
     check_attention_forward_on(BF16_TABLE, ATTENTION_ODD_HEADS, TOL);
 }
 
-/* The fp32 backward of the "cuda" table fed with the tensor-core forward's
- * out and lse (as a training step on that table does) against the CPU
- * backward fed with the CPU forward's: 5e-2, the forward's bf16 error
- * carried through p = exp(s - lse) and D = dout . out. dqkv starts at zero
- * on both sides, so the tolerance is relative to the gradient itself
- * (accumulation is checked by the fp32 cases). */
+/* The "cuda" table's forward and backward together (as a training step on
+ * that table runs them) against the CPU forward and backward: 5e-2, the
+ * forward's bf16 error carried through p = exp(s - lse) and D = dout . out
+ * on top of the backward's own. dqkv starts at zero on both sides, so the
+ * tolerance is relative to the gradient itself (accumulation is checked by
+ * the other backward cases). */
 static void check_attention_backward_after_bf16_forward(AttentionCase c) {
     REQUIRE_CUDA_TABLE(gpu, BF16_TABLE);
     long n_qkv = (long)c.B * c.T * 3 * c.H * c.Dh, n_out = (long)c.B * c.T * c.H * c.Dh;
@@ -465,6 +468,152 @@ static void attention_backward_after_bf16_forward(void) {
 }
 static void attention_backward_after_bf16_forward_teacher_heads(void) {
     check_attention_backward_after_bf16_forward(ATTENTION_TEACHER_HEADS);
+}
+
+/* The "cuda" table's backward (cuda_attention_tc_backward.cu: q', k', v,
+ * dout, and the probabilities and ds rounded to bf16 before the tensor-core
+ * products, fp32 accumulation) fed with the CPU forward's out and lse, as
+ * check_attention_backward does. Its tolerance, per part of dqkv (dq, dk,
+ * dv each relative to its own largest value): a host model of the two
+ * kernels (same tiling and rounding points, against float64) stays within
+ * 4.6e-3 for T = 37 to 1029 with qkv in [-1, 1], so 2e-2 leaves a margin of
+ * 4 and still fails the bugs planted in that model (a dropped - D term:
+ * 6e-2 to 0.2; lse of the wrong rows: 4.9e-2 to 7.8e-2; the others 8e-2
+ * and far above; docs/cuda.md). */
+#define TOL_BF16_ATTENTION_BACKWARD 2e-2
+
+/* Part (0: q, 1: k, 2: v) of dqkv[B, T, 3, H, Dh] as [B*T, H*Dh], minus
+ * the same part of base (the values dqkv started from), on the host. */
+static float *dqkv_part_increment(const float *dqkv, const float *base, const AttentionCase *c, int part) {
+    const long HD = (long)c->H * c->Dh, rows = (long)c->B * c->T;
+    float *inc = host_alloc((size_t)(rows * HD) * sizeof(float));
+    for (long r = 0; r < rows; r++)
+        for (long e = 0; e < HD; e++) {
+            long at = (r * 3 + part) * HD + e;
+            inc[r * HD + e] = dqkv[at] - base[at];
+        }
+    return inc;
+}
+
+/* dqkv pre-filled with random values on both sides; the increments (what
+ * the backward added) compared part by part, so a backward that overwrites
+ * fails too. */
+static void check_attention_backward_bf16(AttentionCase c) {
+    REQUIRE_CUDA_TABLE(gpu, BF16_TABLE);
+    long n_qkv = (long)c.B * c.T * 3 * c.H * c.Dh, n_out = (long)c.B * c.T * c.H * c.Dh;
+    long n_lse = (long)c.B * c.H * c.T;
+    const AttentionTables rope = attention_tables(gpu, &c);
+    float *qkv = random_host(n_qkv, -c.qkv_range, c.qkv_range);
+    float *out = host_alloc((size_t)n_out * sizeof(float));
+    float *lse = host_alloc((size_t)n_lse * sizeof(float));
+    cpu->attention_forward(out, lse, qkv, rope.sin, rope.cos, c.B, c.T, c.prefix, c.H,
+                           c.Dh); /* saved out and lse, for both */
+    float *dout = random_host(n_out, -1, 1);
+    float *base = random_host(n_qkv, -1, 1);
+    float *dqkv = host_alloc((size_t)n_qkv * sizeof(float));
+    memcpy(dqkv, base, (size_t)n_qkv * sizeof(float));
+    float *d_dqkv = to_device_f(gpu, base, n_qkv);
+    cpu->attention_backward(dqkv, dout, qkv, out, lse, rope.sin, rope.cos, c.B, c.T, c.prefix, c.H,
+                            c.Dh);
+    gpu->attention_backward(d_dqkv, to_device_f(gpu, dout, n_out), to_device_f(gpu, qkv, n_qkv),
+                            to_device_f(gpu, out, n_out), to_device_f(gpu, lse, n_lse), rope.d_sin,
+                            rope.d_cos, c.B, c.T, c.prefix, c.H, c.Dh);
+    float *back = host_alloc((size_t)n_qkv * sizeof(float));
+    gpu->copy_to_host(back, d_dqkv, (size_t)n_qkv * sizeof(float));
+    static const char *const names[3] = {"dq", "dk", "dv"};
+    for (int part = 0; part < 3; part++) {
+        float *got = dqkv_part_increment(back, base, &c, part);
+        float *want = dqkv_part_increment(dqkv, base, &c, part);
+        double err = test_relative_error_ff(got, want, n_out);
+        CHECK(err <= TOL_BF16_ATTENTION_BACKWARD, "%s: relative error %.3g > %.0e", names[part], err,
+              (double)TOL_BF16_ATTENTION_BACKWARD);
+    }
+    release_all(gpu);
+}
+/* Both tensor-core head sizes at the token count of a 256 px crop with 4
+ * registers (T = 261: four full tiles and 5 tokens), RoPE and a prefix. */
+static void attention_backward_bf16(void) { check_attention_backward_bf16(ATTENTION_MANY_KEYS); }
+static void attention_backward_bf16_teacher_heads(void) {
+    check_attention_backward_bf16(ATTENTION_TEACHER_HEADS);
+}
+/* One token past a tile (the second tile of queries and keys has one row),
+ * and fewer tokens than one tile. */
+static void attention_backward_bf16_one_past_a_tile(void) {
+    const AttentionCase c = {2, 65, 5, 3, 128, 1, 1};
+    check_attention_backward_bf16(c);
+}
+static void attention_backward_bf16_short(void) {
+    const AttentionCase c = {2, 37, 5, 3, 64, 1, 1};
+    check_attention_backward_bf16(c);
+}
+static void attention_backward_bf16_no_rope(void) {
+    AttentionCase c = ATTENTION_MANY_KEYS;
+    c.tables = 0;
+    check_attention_backward_bf16(c);
+}
+
+/* A head size the tensor-core backward does not cover (Dh = 32) goes to the
+ * fp32 backward: the "cuda" table's result is the "cuda-fp32" table's, bit
+ * for bit (both run the same deterministic kernels on the same inputs). */
+static void attention_backward_bf16_fallback(void) {
+    REQUIRE_CUDA_TABLE(bf16, BF16_TABLE);
+    const NnBackend *fp32 = nn_cuda_fp32_backend(NULL, 0);
+    const AttentionCase c = {2, 45, 5, 2, 32, 1, 1};
+    long n_qkv = (long)c.B * c.T * 3 * c.H * c.Dh, n_out = (long)c.B * c.T * c.H * c.Dh;
+    long n_lse = (long)c.B * c.H * c.T;
+    const AttentionTables rope = attention_tables(bf16, &c);
+    float *qkv = random_host(n_qkv, -c.qkv_range, c.qkv_range);
+    float *out = host_alloc((size_t)n_out * sizeof(float));
+    float *lse = host_alloc((size_t)n_lse * sizeof(float));
+    cpu->attention_forward(out, lse, qkv, rope.sin, rope.cos, c.B, c.T, c.prefix, c.H, c.Dh);
+    float *base = random_host(n_qkv, -1, 1);
+    float *d_qkv = to_device_f(bf16, qkv, n_qkv);
+    float *d_dout = to_device_f(bf16, random_host(n_out, -1, 1), n_out);
+    float *d_out = to_device_f(bf16, out, n_out), *d_lse = to_device_f(bf16, lse, n_lse);
+    float *d_dqkv_bf16 = to_device_f(bf16, base, n_qkv), *d_dqkv_fp32 = to_device_f(bf16, base, n_qkv);
+    bf16->attention_backward(d_dqkv_bf16, d_dout, d_qkv, d_out, d_lse, rope.d_sin, rope.d_cos, c.B, c.T,
+                             c.prefix, c.H, c.Dh);
+    fp32->attention_backward(d_dqkv_fp32, d_dout, d_qkv, d_out, d_lse, rope.d_sin, rope.d_cos, c.B, c.T,
+                             c.prefix, c.H, c.Dh);
+    float *fp32_result = host_alloc((size_t)n_qkv * sizeof(float));
+    fp32->copy_to_host(fp32_result, d_dqkv_fp32, (size_t)n_qkv * sizeof(float));
+    CHECK_CLOSE(bf16, d_dqkv_bf16, fp32_result, n_qkv, 0.0);
+    release_all(bf16);
+}
+
+/* As attention_bf16_differs_from_fp32 below, for the backward at Dh = 128:
+ * otherwise the tensor-core backward was not taken. */
+static void attention_backward_bf16_differs_from_fp32(void) {
+    REQUIRE_CUDA_TABLE(bf16, BF16_TABLE);
+    const NnBackend *fp32 = nn_cuda_fp32_backend(NULL, 0);
+    const AttentionCase c = ATTENTION_TEACHER_HEADS;
+    long n_qkv = (long)c.B * c.T * 3 * c.H * c.Dh, n_out = (long)c.B * c.T * c.H * c.Dh;
+    long n_lse = (long)c.B * c.H * c.T;
+    const AttentionTables rope = attention_tables(bf16, &c);
+    float *qkv = random_host(n_qkv, -c.qkv_range, c.qkv_range);
+    float *out = host_alloc((size_t)n_out * sizeof(float));
+    float *lse = host_alloc((size_t)n_lse * sizeof(float));
+    cpu->attention_forward(out, lse, qkv, rope.sin, rope.cos, c.B, c.T, c.prefix, c.H, c.Dh);
+    float *zero = host_alloc((size_t)n_qkv * sizeof(float));
+    float *d_qkv = to_device_f(bf16, qkv, n_qkv);
+    float *d_dout = to_device_f(bf16, random_host(n_out, -1, 1), n_out);
+    float *d_out = to_device_f(bf16, out, n_out), *d_lse = to_device_f(bf16, lse, n_lse);
+    float *d_dqkv_bf16 = to_device_f(bf16, zero, n_qkv), *d_dqkv_fp32 = to_device_f(bf16, zero, n_qkv);
+    bf16->attention_backward(d_dqkv_bf16, d_dout, d_qkv, d_out, d_lse, rope.d_sin, rope.d_cos, c.B, c.T,
+                             c.prefix, c.H, c.Dh);
+    fp32->attention_backward(d_dqkv_fp32, d_dout, d_qkv, d_out, d_lse, rope.d_sin, rope.d_cos, c.B, c.T,
+                             c.prefix, c.H, c.Dh);
+    float *fp32_result = host_alloc((size_t)n_qkv * sizeof(float));
+    fp32->copy_to_host(fp32_result, d_dqkv_fp32, (size_t)n_qkv * sizeof(float));
+    double difference = device_error(bf16, d_dqkv_bf16, fp32_result, n_qkv);
+    CHECK(difference > TOL,
+          "cuda and cuda-fp32 attention backward differ by %.3g <= %.0e: the tensor-core backward was "
+          "not taken",
+          difference, (double)TOL);
+    CHECK(difference < TOL_BF16_ATTENTION_BACKWARD,
+          "cuda and cuda-fp32 attention backward differ by %.3g >= %.0e", difference,
+          (double)TOL_BF16_ATTENTION_BACKWARD);
+    release_all(bf16);
 }
 
 /* The same attention on "cuda" and "cuda-fp32" must differ by more than
@@ -644,7 +793,11 @@ TEST_MAIN(TEST(backend_table), TEST(memory), TEST(matmul_forward), TEST(matmul_f
           TEST(attention_forward_bf16_teacher_heads), TEST(attention_forward_bf16_no_rope),
           TEST(attention_forward_bf16_fallback), TEST(attention_backward_after_bf16_forward),
           TEST(attention_backward_after_bf16_forward_teacher_heads),
-          TEST(attention_bf16_differs_from_fp32), TEST(gelu_forward),
+          TEST(attention_bf16_differs_from_fp32), TEST(attention_backward_bf16),
+          TEST(attention_backward_bf16_teacher_heads), TEST(attention_backward_bf16_one_past_a_tile),
+          TEST(attention_backward_bf16_short), TEST(attention_backward_bf16_no_rope),
+          TEST(attention_backward_bf16_fallback), TEST(attention_backward_bf16_differs_from_fp32),
+          TEST(gelu_forward),
           TEST(gelu_backward), TEST(swiglu_forward), TEST(swiglu_backward),
           TEST(layerscale_residual_forward), TEST(layerscale_residual_backward),
           TEST(layerscale_residual_backward_many_rows), TEST(adamw_update), TEST(sum_squares),
