@@ -198,6 +198,9 @@ static void activation_walk(const ViTConfig *cfg, ViTActivations *a, ActivationW
     a->patches = take(w, B * Np * patch_in);
     a->patch_emb = take(w, B * Np * D);
     a->tokens = take(w, BT * D);
+    /* the LayerNorm outputs and the activation function's: one buffer each
+     * for every block, also in training (vit_backward recomputes them) */
+    float *ln = take(w, BT * D), *act = take(w, BT * F);
     int distinct_blocks = a->training ? cfg->depth : 1;
     for (int i = 0; i < cfg->depth; i++) {
         ViTBlockActivations *b = &a->blocks[i];
@@ -205,7 +208,8 @@ static void activation_walk(const ViTConfig *cfg, ViTActivations *a, ActivationW
             *b = a->blocks[0];
             continue;
         }
-        b->ln1 = take(w, BT * D);
+        b->ln1 = b->ln2 = ln;
+        b->act = act;
         b->ln1_mean = take(w, BT);
         b->ln1_rstd = take(w, BT);
         b->qkv = take(w, BT * 3 * D);
@@ -213,11 +217,9 @@ static void activation_walk(const ViTConfig *cfg, ViTActivations *a, ActivationW
         b->attn = take(w, BT * D);
         b->proj = take(w, BT * D);
         b->resid_mid = take(w, BT * D);
-        b->ln2 = take(w, BT * D);
         b->ln2_mean = take(w, BT);
         b->ln2_rstd = take(w, BT);
         b->fc1 = take(w, BT * F1);
-        b->act = take(w, BT * F);
         b->fc2 = take(w, BT * D);
         b->resid_out = take(w, BT * D);
     }
@@ -312,6 +314,28 @@ void vit_set_rope(ViTActivations *a, const ViTConfig *cfg, const NnBackend *be, 
 
 /* ---- forward ------------------------------------------------------------- */
 
+/* The three block steps whose outputs the backward recomputes rather than
+ * keeps (one buffer serves every block): the same calls on the same
+ * inputs, so the same values, bit for bit, on every backend. */
+static void norm1_forward(const NnBackend *be, const ViTConfig *cfg, const ViTBlockParams *w,
+                          ViTBlockActivations *s, const float *x, int BT) {
+    be->layernorm_forward(s->ln1, s->ln1_mean, s->ln1_rstd, x, w->norm1_w, w->norm1_b, BT, cfg->dim,
+                          cfg->norm_eps);
+}
+
+static void norm2_forward(const NnBackend *be, const ViTConfig *cfg, const ViTBlockParams *w,
+                          ViTBlockActivations *s, int BT) {
+    be->layernorm_forward(s->ln2, s->ln2_mean, s->ln2_rstd, s->resid_mid, w->norm2_w, w->norm2_b, BT,
+                          cfg->dim, cfg->norm_eps);
+}
+
+static void ffn_activation_forward(const NnBackend *be, const ViTConfig *cfg, ViTBlockActivations *s, int BT) {
+    if (cfg->ffn == FFN_SWIGLU)
+        be->swiglu_forward(s->act, s->fc1, BT, cfg->ffn_hidden);
+    else
+        be->gelu_forward(s->act, s->fc1, (long)BT * cfg->ffn_hidden);
+}
+
 void vit_forward(const NnBackend *be, const ViTConfig *cfg, const ViTParams *p,
                  ViTActivations *a, const float *images, const uint8_t *mask) {
     const int B = a->B, T = a->T, Np = a->Np, D = cfg->dim, R = cfg->registers;
@@ -328,19 +352,15 @@ void vit_forward(const NnBackend *be, const ViTConfig *cfg, const ViTParams *p,
     for (int l = 0; l < cfg->depth; l++) {
         const ViTBlockParams *w = &p->blocks[l];
         ViTBlockActivations *s = &a->blocks[l];
-        be->layernorm_forward(s->ln1, s->ln1_mean, s->ln1_rstd, x, w->norm1_w, w->norm1_b, BT, D, eps);
+        norm1_forward(be, cfg, w, s, x, BT);
         be->matmul_forward(s->qkv, s->ln1, w->qkv_w, w->qkv_b, BT, D, 3 * D);
         be->attention_forward(s->attn, s->lse, s->qkv, a->rope_sin, a->rope_cos, B, T, 1 + R, H, Dh);
         be->matmul_forward(s->proj, s->attn, w->proj_w, w->proj_b, BT, D, D);
         be->layerscale_residual_forward(s->resid_mid, x, s->proj, w->ls1, BT, D);
 
-        be->layernorm_forward(s->ln2, s->ln2_mean, s->ln2_rstd, s->resid_mid, w->norm2_w, w->norm2_b,
-                              BT, D, eps);
+        norm2_forward(be, cfg, w, s, BT);
         be->matmul_forward(s->fc1, s->ln2, w->fc1_w, w->fc1_b, BT, D, F1);
-        if (cfg->ffn == FFN_SWIGLU)
-            be->swiglu_forward(s->act, s->fc1, BT, F);
-        else
-            be->gelu_forward(s->act, s->fc1, (long)BT * F);
+        ffn_activation_forward(be, cfg, s, BT);
         be->matmul_forward(s->fc2, s->act, w->fc2_w, w->fc2_b, BT, F, D);
         be->layerscale_residual_forward(s->resid_out, s->resid_mid, s->fc2, w->ls2, BT, D);
         x = s->resid_out;
@@ -372,12 +392,13 @@ void vit_backward(const NnBackend *be, const ViTConfig *cfg, const ViTParams *p,
     for (int l = cfg->depth - 1; l >= 0; l--) {
         const ViTBlockParams *w = &p->blocks[l];
         ViTBlockParams *gw = &g->blocks[l];
-        const ViTBlockActivations *s = &a->blocks[l];
+        ViTBlockActivations *s = &a->blocks[l];
         const float *x_in = l > 0 ? a->blocks[l - 1].resid_out : a->tokens;
 
         /* resid_out = resid_mid + ls2 * fc2(act(fc1(norm2(resid_mid)))) */
         be->zero(a->d_branch, row_bytes);
         be->layerscale_residual_backward(NULL, a->d_branch, gw->ls2, a->d_resid, s->fc2, w->ls2, BT, D);
+        ffn_activation_forward(be, cfg, s, BT);   /* act, recomputed from fc1 */
         be->zero(a->d_act, (size_t)BT * F * sizeof(float));
         be->matmul_backward(a->d_act, gw->fc2_w, gw->fc2_b, a->d_branch, s->act, w->fc2_w, BT, F, D);
         be->zero(a->d_fc1, (size_t)BT * F1 * sizeof(float));
@@ -385,6 +406,7 @@ void vit_backward(const NnBackend *be, const ViTConfig *cfg, const ViTParams *p,
             be->swiglu_backward(a->d_fc1, a->d_act, s->fc1, BT, F);
         else
             be->gelu_backward(a->d_fc1, a->d_act, s->fc1, (long)BT * F);
+        norm2_forward(be, cfg, w, s, BT);   /* ln2, recomputed from resid_mid */
         be->zero(a->d_ln, row_bytes);
         be->matmul_backward(a->d_ln, gw->fc1_w, gw->fc1_b, a->d_fc1, s->ln2, w->fc1_w, BT, D, F1);
         be->layernorm_backward(a->d_resid, gw->norm2_w, gw->norm2_b, a->d_ln, s->resid_mid,
@@ -398,6 +420,7 @@ void vit_backward(const NnBackend *be, const ViTConfig *cfg, const ViTParams *p,
         be->zero(a->d_qkv, 3 * row_bytes);
         be->attention_backward(a->d_qkv, a->d_attn, s->qkv, s->attn, s->lse, a->rope_sin,
                                a->rope_cos, B, T, 1 + R, H, Dh);
+        norm1_forward(be, cfg, w, s, x_in, BT);   /* ln1, recomputed from x_in */
         be->zero(a->d_ln, row_bytes);
         be->matmul_backward(a->d_ln, gw->qkv_w, gw->qkv_b, a->d_qkv, s->ln1, w->qkv_w, BT, D, 3 * D);
         if (gw->qkv_b) be->zero(gw->qkv_b + D, (size_t)D * sizeof(float));   /* the key bias is masked */

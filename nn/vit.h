@@ -11,7 +11,12 @@
  * a gradient buffer has the same layout. Activations for one crop size and
  * batch live in one allocation (ViTActivations); a training step with
  * multi-crop holds one ViTActivations per crop size and accumulates the
- * gradients of both into the same ViTParams gradient.
+ * gradients of both into the same ViTParams gradient. Training keeps, per
+ * block, what the backward cannot cheaply redo (12 D floats per token with
+ * the GELU MLP's F = 4D); the two LayerNorm outputs and the activation
+ * function's output (6 D per token) share one buffer each over all blocks
+ * and the backward recomputes them from what is kept (three memory-bound
+ * kernels per block, the same values bit for bit).
  */
 #ifndef DD_NN_VIT_H
 #define DD_NN_VIT_H
@@ -82,6 +87,9 @@ int vit_params_init(ViTParams *p, const ViTConfig *cfg, const NnBackend *be, uin
 
 /* ---- activations ------------------------------------------------------ */
 
+/* One block's; ln1, ln2 and act point into buffers that every block
+ * shares (recomputed by the backward), the others are the block's own in
+ * training. */
 typedef struct ViTBlockActivations {
     float *ln1, *ln1_mean, *ln1_rstd;   /* [B,T,D], [B,T], [B,T] */
     float *qkv;                         /* [B,T,3D], unrotated (attention applies RoPE) */
@@ -147,7 +155,9 @@ typedef struct ViTLayerHook {
 
 /* dout[B, T, D] is the gradient of the loss with respect to a->out; the
  * parameter gradients accumulate into grads (same layout as p). The mask
- * must be the one given to the forward. hook may be NULL. */
+ * must be the one given to the forward, and p unchanged since (the
+ * backward recomputes the LayerNorm and activation outputs). hook may be
+ * NULL. */
 void vit_backward(const NnBackend *be, const ViTConfig *cfg, const ViTParams *p, ViTParams *grads,
                   ViTActivations *a, const float *dout, const uint8_t *mask, const ViTLayerHook *hook);
 

@@ -1,10 +1,12 @@
 /*
  * test_param_counts.c - the backbone of every published model file has the
  * parameter count DINOv3 publishes, within 0.5% (vit_param_count over the
- * shapes the file describes), and the teacher's forward FLOPs per 256 px
- * crop are the 3.55 TFLOPs the design plans with.
+ * shapes the file describes), the teacher's forward FLOPs per 256 px
+ * crop are the 3.55 TFLOPs the design plans with, and a training block
+ * keeps what nn/vit.h says it keeps per token.
  */
 #include <math.h>
+#include <stdio.h>
 
 #include "nn/vit.h"
 #include "tests/test.h"
@@ -37,5 +39,37 @@ static void the_teacher_costs_about_3_55_tflops_per_global_crop(void) {
     CHECK(fabs(tflops / 3.55 - 1) < 0.02, "%.3f TFLOPs", tflops);
 }
 
+/* Each block added to a training model adds what the backward keeps of it:
+ * per token 3D (qkv) + D (attention out) + D (proj) + D (mid residual) +
+ * F1 (fc1) + D (fc2) + D (block out), two means and two rstds, and H
+ * log-sum-exps; its LayerNorm and activation outputs are recomputed, not
+ * kept. B T = 2 x 64 tokens keeps every buffer a multiple of 16 floats
+ * (the allocation's alignment), so the difference is exact. Also printed:
+ * the training activations of ViT-L/16 per image at 256 px. */
+static void a_training_block_keeps_twelve_rows_of_d(void) {
+    const char *models[] = {"configs/models/vitb16.yaml", "configs/models/vith16plus.yaml"};
+    for (size_t m = 0; m < sizeof models / sizeof *models; m++) {
+        ViTConfig cfg;
+        DdError err = {{0}};
+        CHECK(vit_config_load(&cfg, models[m], &err) == 0, "%s", err.message);
+        ViTConfig shallower = cfg;
+        shallower.depth = cfg.depth - 1;
+        const int B = 2, side = 7 * cfg.patch_size;   /* 49 patches + 1 + R tokens */
+        shallower.registers = cfg.registers = 64 - 1 - 49;
+        const size_t BT = 2 * 64, D = (size_t)cfg.dim, H = (size_t)cfg.num_heads;
+        const size_t F1 = (size_t)(cfg.ffn == FFN_SWIGLU ? 2 : 1) * (size_t)cfg.ffn_hidden;
+        const size_t expected = BT * (8 * D + F1) + 4 * BT + B * H * 64;
+        const size_t added = vit_activation_count(&cfg, B, side, side, 1) -
+                             vit_activation_count(&shallower, B, side, side, 1);
+        CHECK(added == expected, "%s: a training block adds %zu floats, expected %zu", models[m], added, expected);
+    }
+    ViTConfig large;
+    DdError err = {{0}};
+    CHECK(vit_config_load(&large, "configs/models/vitl16.yaml", &err) == 0, "%s", err.message);
+    printf("  vitl16: training activations %.1f MiB per image at 256 px, %.1f MiB at 112 px\n",
+           vit_activation_count(&large, 1, 256, 256, 1) * 4.0 / (1 << 20),
+           vit_activation_count(&large, 1, 112, 112, 1) * 4.0 / (1 << 20));
+}
+
 TEST_MAIN(TEST(backbones_have_the_published_parameter_counts),
-          TEST(the_teacher_costs_about_3_55_tflops_per_global_crop))
+          TEST(the_teacher_costs_about_3_55_tflops_per_global_crop), TEST(a_training_block_keeps_twelve_rows_of_d))
