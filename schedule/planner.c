@@ -69,31 +69,49 @@ static int rank_fits(const PlanGroupInput *g, const PlanDevices *devices, int ra
     return plan_micro_batch(g, devices, 0, ranks, images) >= 1;
 }
 
-double plan_group_seconds(const PlanGroupInput *g, const PlanDevices *devices, int global_batch, int n,
-                          int even_slices_only) {
-    if (n < 1 || n > global_batch || (even_slices_only && global_batch % n != 0)) return INFINITY;
-    int images = plan_most_images(global_batch, n);
+/* The busiest rank's seconds of g on n ranks holding `images` images at most, as given (no choice). */
+static double group_seconds_as_given(const PlanGroupInput *g, const PlanDevices *devices, int n, int images) {
     if (!rank_fits(g, devices, n, images)) return INFINITY;
     return images * plan_seconds_per_image(g, devices) + plan_gradient_seconds(g, devices, n, images);
 }
 
-/* Busy seconds and memory of rank r of group g holding `images` student
- * images (none for the teacher) and `hosted` teacher images. */
-static void rank_cost(const PlanGroupInput *groups, int g, const PlanDevices *devices, int ranks, int images,
-                      int hosted, double *busy, double *memory, int *micro_batch) {
-    const PlanGroupInput *teacher = &groups[0];
+PlanGroupInput plan_group_on(const PlanGroupInput *g, const PlanDevices *devices, int global_batch, int n) {
+    PlanGroupInput sharded = *g;
+    sharded.shard_auto = 0;
+    if (!g->shard_auto || g->is_teacher || n < 1) return sharded;
+    PlanGroupInput full = sharded;
+    full.state_bytes += full.sharded_state_bytes;
+    full.sharded_state_bytes = 0;
+    const int images = plan_most_images(global_batch, n);
+    return group_seconds_as_given(&full, devices, n, images) < group_seconds_as_given(&sharded, devices, n, images)
+               ? full
+               : sharded;
+}
+
+double plan_group_seconds(const PlanGroupInput *g, const PlanDevices *devices, int global_batch, int n,
+                          int even_slices_only) {
+    if (n < 1 || n > global_batch || (even_slices_only && global_batch % n != 0)) return INFINITY;
+    const PlanGroupInput on = plan_group_on(g, devices, global_batch, n);
+    return group_seconds_as_given(&on, devices, n, plan_most_images(global_batch, n));
+}
+
+/* Busy seconds and memory of a rank holding `images` images of student
+ * (as it runs on `ranks` ranks: plan_group_on; NULL on a teacher rank)
+ * and `hosted` teacher images. */
+static void rank_cost(const PlanGroupInput *teacher, const PlanGroupInput *student, const PlanDevices *devices,
+                      int ranks, int images, int hosted, double *busy, double *memory, int *micro_batch) {
     const double teacher_busy = hosted * plan_seconds_per_image(teacher, devices);
-    if (g == 0) {
+    if (!student) {
         *busy = teacher_busy;
         *memory = plan_teacher_memory(teacher, hosted);
         *micro_batch = hosted;
         return;
     }
     const double extra = hosted > 0 ? plan_teacher_memory(teacher, hosted) : 0;
-    *micro_batch = plan_micro_batch(&groups[g], devices, extra, ranks, images);
-    *busy = images * plan_seconds_per_image(&groups[g], devices) +
-            plan_gradient_seconds(&groups[g], devices, ranks, images) + teacher_busy;
-    *memory = plan_student_memory(&groups[g], ranks, images, *micro_batch) + extra;
+    *micro_batch = plan_micro_batch(student, devices, extra, ranks, images);
+    *busy = images * plan_seconds_per_image(student, devices) +
+            plan_gradient_seconds(student, devices, ranks, images) + teacher_busy;
+    *memory = plan_student_memory(student, ranks, images, *micro_batch) + extra;
 }
 
 void plan_finish(Plan *plan, const PlanGroupInput *groups, int group_count, int global_batch,
@@ -113,6 +131,8 @@ void plan_finish(Plan *plan, const PlanGroupInput *groups, int group_count, int 
         out->teacher_images = 0;
         out->teacher_images_least = INT_MAX;
         out->teacher_images_most = 0;
+        const PlanGroupInput on = plan_group_on(&groups[g], devices, global_batch, ranks[g]);
+        out->sharded_state = g > 0 && on.sharded_state_bytes > 0;
         for (int r = 0; r < ranks[g]; r++) {
             const int k = plan->rank_count++;
             const int images = r < out->ranks_with_most ? out->most_images : out->most_images - 1;
@@ -121,7 +141,8 @@ void plan_finish(Plan *plan, const PlanGroupInput *groups, int group_count, int 
             if (hosted > 0 && g > 0) plan->spread_teacher = 1;
             double memory;
             int micro;
-            rank_cost(groups, g, devices, ranks[g], g == 0 ? 0 : images, hosted, &busy[k], &memory, &micro);
+            rank_cost(&groups[0], g == 0 ? NULL : &on, devices, ranks[g], g == 0 ? 0 : images, hosted, &busy[k],
+                      &memory, &micro);
             out->seconds = fmax(out->seconds, busy[k]);
             out->memory_bytes = fmax(out->memory_bytes, memory);
             if (g > 0 && micro < out->micro_batch) out->micro_batch = micro;
@@ -236,11 +257,10 @@ static int compare_doubles(const void *a, const void *b) {
     return (x > y) - (x < y);
 }
 
-int plan_groups(Plan *plan, const PlanGroupInput *groups, int group_count, int global_batch,
-                const PlanDevices *devices, const PlanOptions *options, DdError *err) {
-    const PlanOptions defaults = {0};
-    if (!options) options = &defaults;
-    if (check_inputs(groups, group_count, global_batch, devices, err)) return -1;
+/* plan_groups with the groups as given (a group with shard_auto choosing
+ * on each rank count by itself, plan_group_on). */
+static int plan_search(Plan *plan, const PlanGroupInput *groups, int group_count, int global_batch,
+                       const PlanDevices *devices, const PlanOptions *options, DdError *err) {
     const int width = devices->count + 1;
     double *times = malloc(sizeof(double) * (size_t)group_count * width);
     double *candidates = malloc(sizeof(double) * (size_t)group_count * width);
@@ -299,6 +319,44 @@ int plan_groups(Plan *plan, const PlanGroupInput *groups, int group_count, int g
     return status;
 }
 
+int plan_groups(Plan *plan, const PlanGroupInput *groups, int group_count, int global_batch,
+                const PlanDevices *devices, const PlanOptions *options, DdError *err) {
+    const PlanOptions defaults = {0};
+    if (!options) options = &defaults;
+    if (check_inputs(groups, group_count, global_batch, devices, err)) return -1;
+    int choosing = 0;
+    for (int g = 0; g < group_count; g++) choosing |= groups[g].shard_auto;
+    if (!choosing) return plan_search(plan, groups, group_count, global_batch, devices, options, err);
+    /* A group's choice on its own ranks misses what its memory does for the
+     * others (room for teacher images): the fastest of three ways, each
+     * group choosing for itself, every choosing group sharded, none. */
+    static Plan best, candidate;   /* large */
+    PlanGroupInput forced[PLAN_MAX_GROUPS];
+    int found = 0;
+    DdError first = {{0}};
+    for (int way = 0; way < 3; way++) {
+        for (int g = 0; g < group_count; g++) {
+            forced[g] = groups[g];
+            if (way == 0 || !groups[g].shard_auto) continue;
+            forced[g].shard_auto = 0;
+            if (way == 2) forced[g].state_bytes += forced[g].sharded_state_bytes, forced[g].sharded_state_bytes = 0;
+        }
+        DdError way_err = {{0}};
+        if (plan_search(&candidate, forced, group_count, global_batch, devices, options, &way_err) != 0) {
+            if (way == 0) first = way_err;
+            continue;
+        }
+        if (!found || candidate.seconds_per_iteration < best.seconds_per_iteration) best = candidate;
+        found = 1;
+    }
+    if (!found) {
+        if (err) *err = first;
+        return -1;
+    }
+    *plan = best;
+    return 0;
+}
+
 int plan_predict(Plan *plan, const PlanGroupInput *groups, int group_count, int global_batch,
                  const PlanDevices *devices, const int *ranks, DdError *err) {
     if (check_inputs(groups, group_count, global_batch, devices, err)) return -1;
@@ -345,9 +403,10 @@ int plan_predict_shared_teacher(Plan *plan, const PlanGroupInput *groups, int gr
         int slices[PLAN_MAX_DEVICES];
         plan_slices(&plan->groups[g], slices);
         double idle = 0;
+        const PlanGroupInput on = plan_group_on(&groups[g], &unbounded, global_batch, student_ranks[g - 1]);
         for (int r = 0; r < student_ranks[g - 1]; r++)
-            idle += 1.0 - (share + slices[r] * plan_seconds_per_image(&groups[g], devices) +
-                           plan_gradient_seconds(&groups[g], devices, student_ranks[g - 1], slices[r])) / slowest;
+            idle += 1.0 - (share + slices[r] * plan_seconds_per_image(&on, &unbounded) +
+                           plan_gradient_seconds(&on, &unbounded, student_ranks[g - 1], slices[r])) / slowest;
         plan->groups[g].idle_fraction = idle / student_ranks[g - 1];
         plan->worst_idle_fraction = fmax(plan->worst_idle_fraction, plan->groups[g].idle_fraction);
     }

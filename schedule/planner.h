@@ -81,6 +81,8 @@ typedef struct PlanGroupInput {
     double sharded_state_bytes;      /* a student group's state divided among its ranks, whatever their
                                       * images: each of n ranks keeps 1/n (AdamW m and v, EMA); 0 for the
                                       * teacher and when the optimizer state is not sharded */
+    int shard_auto;                  /* sharded_state_bytes may instead be kept in full by every rank: the
+                                      * planner chooses per rank count (plan_group_on) */
     double activation_bytes_per_image;   /* per image of a micro-batch */
     double slice_bytes_per_image;        /* a student's, per image of its slice (targets, crops) */
     double gradient_bytes;           /* a student's gradients (and parameters), per iteration; 0 for the teacher */
@@ -100,6 +102,7 @@ typedef struct GroupPlan {
     int teacher_images;              /* teacher images its ranks compute per iteration (a student group's:
                                       * those it hosts when the teacher is spread) */
     int teacher_images_least, teacher_images_most;   /* per rank */
+    int sharded_state;               /* a student group's ranks each keep 1/ranks of its optimizer state */
 } GroupPlan;
 
 typedef struct PlanOptions {
@@ -128,6 +131,14 @@ double plan_group_flops(const PlanGroupInput *group, const PlanDevices *devices)
 /* State bytes of one rank of the group on `ranks` ranks: state_bytes +
  * sharded_state_bytes / ranks. */
 double plan_rank_state_bytes(const PlanGroupInput *group, int ranks);
+
+/* The group as it runs on n ranks of a global_batch-image batch: itself,
+ * or, with shard_auto, with its optimizer state sharded (as given) or kept
+ * in full by every rank (sharded_state_bytes moved into state_bytes),
+ * whichever makes the group faster on n ranks (memory buys micro-batches,
+ * fitting at all; a sharded state's gather costs link time); sharded on a
+ * tie. shard_auto is 0 in the result. */
+PlanGroupInput plan_group_on(const PlanGroupInput *group, const PlanDevices *devices, int global_batch, int n);
 
 /* The best plan under the options (NULL: uneven slices, teacher not spread).
  * Errors name the model, the memory it needs and what a device has. */

@@ -29,7 +29,7 @@ static long rank_capacity(const Spread *sp, int g, int ranks, int images, double
     const PlanDevices *d = sp->devices;
     double busy = 0, room = d->memory_bytes - teacher->state_bytes;
     if (g > 0) {
-        const PlanGroupInput *student = &sp->groups[g];
+        const PlanGroupInput on = plan_group_on(&sp->groups[g], d, sp->global_batch, ranks), *student = &on;
         if (plan_micro_batch(student, d, 0, ranks, images) < 1) return -1;   /* its own slice does not fit */
         busy = images * plan_seconds_per_image(student, d) + plan_gradient_seconds(student, d, ranks, images);
         room -= plan_student_memory(student, ranks, images, 1);   /* a micro-batch of one */
@@ -111,9 +111,10 @@ static void deal_teacher_images(const Spread *sp, const int *ranks, double limit
         const int with_most = sp->global_batch - (most - 1) * ranks[g];
         for (int r = 0; r < ranks[g]; r++, count++) {
             const int images = g == 0 ? 0 : r < with_most ? most : most - 1;
+            const PlanGroupInput on = plan_group_on(&sp->groups[g], d, sp->global_batch, ranks[g]);
             busy[count] = g == 0 ? 0
-                                 : images * plan_seconds_per_image(&sp->groups[g], d) +
-                                       plan_gradient_seconds(&sp->groups[g], d, ranks[g], images);
+                                 : images * plan_seconds_per_image(&on, d) +
+                                       plan_gradient_seconds(&on, d, ranks[g], images);
             room[count] = rank_capacity(sp, g, ranks[g], images, limit);
             teacher_images[count] = 0;
         }

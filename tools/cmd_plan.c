@@ -57,8 +57,9 @@ static const char usage[] =
     "                       tensor-core matmuls) or cuda-fp32 (exact fp32 matmuls)\n"
     "\n"
     "Memory per rank is `distill info`'s model, except that a student rank keeps\n"
-    "1/n of its group's AdamW moments and EMA (n ranks) unless the config says\n"
-    "shard_optimizer_state: false. Gradient collectives in fp32 over the links\n"
+    "1/n of its group's AdamW moments and EMA (n ranks) where the config says\n"
+    "shard_optimizer_state: true, or, with auto (the default), where that makes the\n"
+    "group faster on its ranks. Gradient collectives in fp32 over the links\n"
     "(devices: link_gb_per_s, 47 GB/s by default): the sums and the gather, the\n"
     "part that overlap_gradient_sums runs during the backward hidden behind it.\n"
     "See docs/planning.md.\n";
@@ -92,13 +93,15 @@ void run_plan_inputs(const RunConfig *c, PlanGroupInput *groups) {
     for (int s = 0; s < c->student_count; s++) {
         const ViTConfig *m = &c->students[s].model;
         const RankState state = rank_state(m, t, &crops, 0);
-        const int sharded = c->shard_optimizer_state;   /* each rank keeps 1/n of the AdamW moments and EMA */
+        const int sharded = c->shard_optimizer_state != SHARD_NEVER;   /* each rank may keep 1/n of the AdamW
+                                                                         * moments and EMA */
         groups[1 + s] = (PlanGroupInput){
             .name = c->students[s].name,
             .flops_per_image = student_flops_per_image(m, t, &crops),
             .sustained_flops = student_sustained_flops(c, c->students[s].name),
             .state_bytes = state.replicated_bytes + (sharded ? 0 : state.shardable_bytes),
             .sharded_state_bytes = sharded ? state.shardable_bytes : 0,
+            .shard_auto = c->shard_optimizer_state == SHARD_AUTO,
             .activation_bytes_per_image = rank_activation_bytes(m, &crops, 1, 0),
             .slice_bytes_per_image = rank_slice_bytes_per_image(m, t, &crops),
             .gradient_bytes = PLAN_GRADIENT_BYTES_PER_PARAM * (double)trained_param_count(m),
@@ -206,7 +209,12 @@ static void print_plan(const char *title, const Plan *plan, const RunConfig *c, 
     printf("  iteration %.3f s (worst idle %.1f%%); ETA of %d + %d iterations: ", plan->seconds_per_iteration,
            100 * plan->worst_idle_fraction, c->iterations, c->cooldown);
     print_eta(plan->seconds_per_iteration * ((double)c->iterations + c->cooldown));
-    printf("\n");
+    printf("\n  optimizer state (AdamW moments, EMA) sharded over the group's ranks:");
+    int sharded = 0;
+    for (int g = 1; g < plan->group_count; g++)
+        if (plan->groups[g].sharded_state) printf("%s %s", sharded++ ? "," : "", groups[g].name);
+    static const char *const modes[] = {[SHARD_AUTO] = "auto", [SHARD_ALWAYS] = "true", [SHARD_NEVER] = "false"};
+    printf("%s (shard_optimizer_state: %s)\n", sharded ? "" : " none", modes[c->shard_optimizer_state]);
 }
 
 /* --calibrate: times every group on the backend, prints the table, and

@@ -76,6 +76,7 @@ static const ConfigField devices_fields[] = {
 static const ConfigSchema devices_schema = CONFIG_SCHEMA("devices", DevicesConfig, devices_fields, NULL);
 
 static const char *const nan_policy_names[] = {"stop", "rollback", NULL};
+static const char *const shard_mode_names[] = {"auto", "true", "false", NULL};
 
 static const ConfigField run_fields[] = {
     {CONFIG_MEMBER(RunConfig, name), .type = CONFIG_STRING, .required = 1, .min = 1},
@@ -95,7 +96,8 @@ static const ConfigField run_fields[] = {
     {CONFIG_MEMBER(RunConfig, ranks), .type = CONFIG_INT, .min = 0, .max = 1 << 20, .fallback = 0},
     {CONFIG_MEMBER(RunConfig, prefetch), .type = CONFIG_INT, .min = 1, .max = 16, .fallback = 2},
     {CONFIG_MEMBER(RunConfig, overlap_gradient_sums), .type = CONFIG_BOOL, .fallback = 1},
-    {CONFIG_MEMBER(RunConfig, shard_optimizer_state), .type = CONFIG_BOOL, .fallback = 1},
+    {CONFIG_MEMBER(RunConfig, shard_optimizer_state), .type = CONFIG_ENUM, .names = shard_mode_names,
+     .fallback = SHARD_AUTO},
     {CONFIG_MEMBER(RunConfig, checkpoint), .type = CONFIG_STRUCT, .schema = &checkpoint_schema},
     {CONFIG_MEMBER(RunConfig, monitor), .type = CONFIG_STRUCT, .schema = &monitor_schema},
     {CONFIG_MEMBER(RunConfig, on_nan), .type = CONFIG_ENUM, .names = nan_policy_names, .fallback = 0},

@@ -46,6 +46,10 @@ typedef struct MonitorConfig {
     char bind[64];            /* the listener's address; 127.0.0.1 by default */
 } MonitorConfig;
 
+/* shard_optimizer_state: "auto" (the planner shards a group's optimizer
+ * state where that makes the plan faster or lets it fit), "true", "false". */
+typedef enum ShardMode { SHARD_AUTO, SHARD_ALWAYS, SHARD_NEVER } ShardMode;
+
 /* What a loss that is not finite does: stop the run, or roll back to the
  * last checkpoint and skip that iteration's batch. */
 typedef enum NanPolicy {
@@ -96,8 +100,9 @@ typedef struct RunConfig {
     int ranks;                /* MPI ranks of the job: teacher and students (0: one per group) */
     int prefetch;             /* iterations the teacher may run ahead of the students */
     int overlap_gradient_sums;   /* students' gradient sums start during the backward, layer by layer */
-    int shard_optimizer_state;   /* each rank of a student group keeps 1/n of the AdamW moments and the
-                                  * EMA: gradients reduce-scattered, parameters all-gathered */
+    ShardMode shard_optimizer_state;   /* whether each rank of a student group keeps 1/n of its AdamW
+                                        * moments and EMA (gradients reduce-scattered, parameters
+                                        * all-gathered): auto lets the planner choose per group */
     CheckpointConfig checkpoint;
     MonitorConfig monitor;
     NanPolicy on_nan;

@@ -72,6 +72,7 @@ typedef struct Job {
     int replan_ranks[LAYOUT_MAX_GROUPS];
     int exit_status;                 /* 0, or RUN_EXIT_REPLAN */
     int planned_micro_batch[LAYOUT_MAX_GROUPS];   /* the planner's, per student group (0: none) */
+    int sharded_state[LAYOUT_MAX_GROUPS];   /* per student group: its ranks shard its optimizer state */
 } Job;
 
 static double now_seconds(void) {
@@ -124,6 +125,21 @@ static int make_folders(const char *path, DdError *err) {
 
 /* ---- the plan -------------------------------------------------------------- */
 
+/* Whether each student group shards its optimizer state on `ranks` ranks
+ * that the planner did not choose (a re-plan, the fallback): as the config
+ * forces, else as the planner would choose for those ranks. */
+static void choose_sharded_states(Job *job, const int *ranks, int world_size) {
+    const RunConfig *c = &job->config;
+    PlanGroupInput inputs[PLAN_MAX_GROUPS];
+    run_plan_inputs(c, inputs);
+    const PlanDevices devices = run_plan_devices(c, world_size);
+    for (int g = 1; g <= c->student_count; g++) {
+        const PlanGroupInput on = plan_group_on(&inputs[g], &devices, c->global_batch, ranks[g]);
+        job->sharded_state[g] = c->shard_optimizer_state == SHARD_ALWAYS ||
+                                (c->shard_optimizer_state == SHARD_AUTO && on.sharded_state_bytes > 0);
+    }
+}
+
 /* Cost of one image for each group: the teacher's forward on the global
  * crops; a student's forward and backward (3x) on every crop. */
 static void group_costs(const RunConfig *c, double *costs) {
@@ -152,6 +168,7 @@ static int make_plan(Job *job, int world_size, DdError *err) {
         return dd_fail(err, "the config gives its groups %d ranks in all, found %d MPI ranks", fixed_ranks, world_size);
     if (c->balancer.enabled && balancer_read_override(job->options.run_dir, ranks, groups, world_size)) {
         job->plan_overridden = 1;   /* the balancer's re-plan (tools/balancer.h) */
+        choose_sharded_states(job, ranks, world_size);
         return rank_layout_init(&job->layout, groups, ranks, c->global_batch, err);
     }
     /* the planner (tools/cmd_plan.c, schedule/planner.h) on H100-class
@@ -163,6 +180,7 @@ static int make_plan(Job *job, int world_size, DdError *err) {
     if (plan_run(c, world_size, &plan, &planner_err) == 0) {
         for (int g = 0; g < groups; g++) ranks[g] = plan.groups[g].ranks;
         for (int g = 1; g < groups; g++) job->planned_micro_batch[g] = plan.groups[g].micro_batch;
+        for (int g = 1; g < groups; g++) job->sharded_state[g] = plan.groups[g].sharded_state;
         if (rank_layout_init(&job->layout, groups, ranks, c->global_batch, err) != 0) return -1;
         return plan.spread_teacher ? rank_layout_spread_teacher(&job->layout, plan.teacher_images, err) : 0;
     }
@@ -178,6 +196,7 @@ static int make_plan(Job *job, int world_size, DdError *err) {
         for (int g = 0; g < groups; g++)
             if (ranks[g] == 0) ranks[g] = free_ranks[n++];
     }
+    choose_sharded_states(job, ranks, world_size);
     return rank_layout_init(&job->layout, groups, ranks, c->global_batch, err);
 }
 
@@ -201,6 +220,12 @@ static void print_plan(const Job *job, FILE *out) {
         fprintf(out, "  teacher  also on rank %d (%s rank %d): %d images in its spare time\n", world,
                 c->students[g - 1].name, group_rank, end - begin);
     }
+    fprintf(out, "  optimizer state (AdamW moments, EMA) sharded over the group's ranks:");
+    int sharded = 0;
+    for (int g = 1; g < job->layout.group_count; g++)
+        if (job->sharded_state[g] && job->layout.ranks[g] > 1)
+            fprintf(out, "%s %s", sharded++ ? "," : "", c->students[g - 1].name);
+    fprintf(out, "%s\n", sharded ? "" : " none");
     if (job->plan_overridden) fprintf(out, "  ranks per group from the balancer's re-plan (plan_override)\n");
     const ViTConfig *t = &c->teacher.model;
     const int side = c->crops.global_size / t->patch_size;
@@ -581,7 +606,7 @@ static int open_role(Job *job, DdError *err) {
         .data = &c->data, .crops = &c->crops, .objective = &c->objective, .optimizer = &c->optimizer,
         .schedules = &job->schedules, .global_batch = c->global_batch, .first_iteration = job->first,
         .micro_batch = micro_batch_of(job, s), .overlap_gradient_sums = c->overlap_gradient_sums,
-        .shard_optimizer_state = c->shard_optimizer_state,
+        .shard_optimizer_state = job->sharded_state[1 + s],
     };
     if (student_rank_open(&job->student, &o, &job->comm, &job->layout, job->be, err) != 0) return -1;
     if (job->resume_folder[0]) {

@@ -228,10 +228,12 @@ static void family_with_and_without_sharding(void) {
     RunConfig c;
     DdError err = {{0}};
     CHECK(run_config_load(&c, "configs/runs/dinov3-family.yaml", &err) == 0, "%s", err.message);
-    CHECK(c.shard_optimizer_state == 1, "shard_optimizer_state is %d by default", c.shard_optimizer_state);
+    CHECK(c.shard_optimizer_state == SHARD_AUTO, "shard_optimizer_state is %d in the family's run file",
+          (int)c.shard_optimizer_state);
     PlanGroupInput sharded[PLAN_MAX_GROUPS], unsharded[PLAN_MAX_GROUPS], before[PLAN_MAX_GROUPS];
+    c.shard_optimizer_state = SHARD_ALWAYS;
     run_plan_inputs(&c, sharded);
-    c.shard_optimizer_state = 0;
+    c.shard_optimizer_state = SHARD_NEVER;
     run_plan_inputs(&c, unsharded);
     /* the inputs before sharding existed: every rank keeps all 5 copies of
      * what it trains and the teacher prototype layers it applies */
@@ -307,6 +309,65 @@ static void family_on_256_devices(void) {
           p.seconds_per_iteration, reference.seconds_per_iteration);
 }
 
+/* shard_optimizer_state: auto on the family: the plan is at least as fast
+ * as both forced ones, on 256 devices (where the memory is not short and
+ * a sharded group's gather costs time) faster than all sharded and with
+ * some group unsharded, on 64 (where the memory buys teacher images on
+ * student ranks) faster than none sharded. plan_group_on: a group whose
+ * state does not fit one rank unsharded is sharded there; with memory to
+ * spare and links that cost, it is not. */
+static void auto_sharding_chooses_the_faster(void) {
+    RunConfig c;
+    DdError err = {{0}};
+    CHECK(run_config_load(&c, "configs/runs/dinov3-family.yaml", &err) == 0, "%s", err.message);
+    if (test_state.failed_checks) return;
+    PlanGroupInput ways[3][PLAN_MAX_GROUPS];   /* auto, true, false */
+    const ShardMode modes[3] = {SHARD_AUTO, SHARD_ALWAYS, SHARD_NEVER};
+    for (int w = 0; w < 3; w++) {
+        c.shard_optimizer_state = modes[w];
+        run_plan_inputs(&c, ways[w]);
+    }
+    const PlanOptions spread = {.spread_teacher = 1};
+    static Plan plans[3];
+    const int device_counts[2] = {256, 64};
+    for (int k = 0; k < 2; k++) {
+        PlanDevices d = plan_h100_devices(device_counts[k]);
+        for (int w = 0; w < 3; w++)
+            CHECK(plan_groups(&plans[w], ways[w], 5, c.global_batch, &d, &spread, &err) == 0, "%s", err.message);
+        int sharded_groups = 0;
+        for (int g = 1; g < 5; g++) sharded_groups += plans[0].groups[g].sharded_state;
+        printf("  %d devices: auto %.3f s (%d of 4 groups sharded), true %.3f s, false %.3f s\n", d.count,
+               plans[0].seconds_per_iteration, sharded_groups, plans[1].seconds_per_iteration,
+               plans[2].seconds_per_iteration);
+        CHECK(plans[0].seconds_per_iteration <= plans[1].seconds_per_iteration &&
+                  plans[0].seconds_per_iteration <= plans[2].seconds_per_iteration,
+              "%d devices: auto %.4f s, true %.4f s, false %.4f s", d.count, plans[0].seconds_per_iteration,
+              plans[1].seconds_per_iteration, plans[2].seconds_per_iteration);
+        if (k == 0)
+            CHECK(plans[0].seconds_per_iteration < plans[1].seconds_per_iteration && sharded_groups < 4,
+                  "256 devices: auto %.4f s with %d groups sharded, all sharded %.4f s",
+                  plans[0].seconds_per_iteration, sharded_groups, plans[1].seconds_per_iteration);
+        else
+            CHECK(plans[0].seconds_per_iteration < plans[2].seconds_per_iteration && sharded_groups > 0,
+                  "64 devices: auto %.4f s with %d groups sharded, none sharded %.4f s",
+                  plans[0].seconds_per_iteration, sharded_groups, plans[2].seconds_per_iteration);
+    }
+    /* one group on its own: 100 GiB unsharded of which 60 shardable, in 80 GiB */
+    PlanDevices d = {.count = 8, .memory_bytes = 80 * GIB, .peak_flops = 1.0, .link_bytes_per_second = 1.0};
+    PlanGroupInput g = {.name = "s", .flops_per_image = 1.0, .sustained_flops = 1.0, .state_bytes = 40 * GIB,
+                        .sharded_state_bytes = 60 * GIB, .overlap_sums = 1,
+                        .activation_bytes_per_image = 1.0, .gradient_bytes = 1.0, .shard_auto = 1};
+    const PlanGroupInput on2 = plan_group_on(&g, &d, 8, 2);
+    CHECK(on2.sharded_state_bytes == 60 * GIB && on2.state_bytes == 40 * GIB && !on2.shard_auto,
+          "on 2 ranks the unsharded state does not fit: %g + %g GiB", on2.state_bytes / GIB,
+          on2.sharded_state_bytes / GIB);
+    g.state_bytes = 10 * GIB, g.sharded_state_bytes = 10 * GIB;   /* fits either way: the gather decides */
+    const PlanGroupInput roomy = plan_group_on(&g, &d, 8, 2);
+    CHECK(roomy.sharded_state_bytes == 0 && roomy.state_bytes == 20 * GIB,
+          "with room to spare the state stays whole: %g + %g GiB", roomy.state_bytes / GIB,
+          roomy.sharded_state_bytes / GIB);
+}
+
 /* The gradient collectives of a student group (plan_gradient_seconds):
  * 1 s each way (10^9 bytes over 10^9 B/s), and 3 s of compute per image
  * (a 2 s backward): none on one rank or for the teacher; 2 s not
@@ -351,4 +412,5 @@ TEST_MAIN(TEST(known_optimum_by_brute_force), TEST(uneven_slices_beat_even_ones)
           TEST(model_too_big_is_named), TEST(sharded_state_is_divided_by_the_ranks),
           TEST(sharding_fits_a_student_on_two_ranks), TEST(search_is_exact_when_memory_depends_on_ranks),
           TEST(family_with_and_without_sharding), TEST(family_on_256_devices),
-          TEST(gradient_time_follows_overlap_and_sharding), TEST(distill_plan_runs_on_the_run_files))
+          TEST(auto_sharding_chooses_the_faster), TEST(gradient_time_follows_overlap_and_sharding),
+          TEST(distill_plan_runs_on_the_run_files))

@@ -78,14 +78,15 @@ else
 fi
 
 # 2c. each of the 2 ranks keeping its shard of the AdamW moments and the EMA
-# (the default) gives the weights, moments and EMA of every rank keeping all
+# (two_ranks.yaml; its plan says so) gives the weights, moments and EMA of every rank keeping all
 # of them, bit for bit (the checkpoint gathers the shards)
 log=$work/sharded.log
 timeout 300 "$distill" run $configs/two_ranks_replicated.yaml --run-dir "$work/eq2r" --stop-after 10 > "$log" 2>&1
-if out=$("$compare" "$(state eq2 10)" "$(state eq2r 10)" 0 2>&1); then
+if grep -q "sharded over the group's ranks: s$" "$work/eq.log" && grep -q "sharded over the group's ranks: none" "$log" &&
+   out=$("$compare" "$(state eq2 10)" "$(state eq2r 10)" 0 2>&1); then
     pass "sharded_optimizer_state_equals_replicated ($out)"
 else
-    fail "sharded_optimizer_state_equals_replicated" "$out" "$log"
+    fail "sharded_optimizer_state_equals_replicated" "${out:-the plan lines do not say sharded, then not}" "$log"
 fi
 
 # 2d. 3 ranks (uneven slices and shards) equal 1 rank; and the state of 2
