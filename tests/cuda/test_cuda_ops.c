@@ -552,31 +552,45 @@ static void attention_backward_bf16_no_rope(void) {
     check_attention_backward_bf16(c);
 }
 
+/* The attention backward of case c on the "cuda" table (bf16) and on
+ * "cuda-fp32", from the same inputs (out and lse of the CPU forward) and
+ * the same starting dqkv (base, or zeros when NULL): the fp32 table's
+ * result on the host is returned, the bf16 table's left in device memory
+ * at *bf16_dqkv [n_qkv]. */
+static float *backward_on_both_tables(const NnBackend *bf16, const AttentionCase *c, const float *base,
+                                      float **bf16_dqkv) {
+    const NnBackend *fp32 = nn_cuda_fp32_backend(NULL, 0);
+    const long n_qkv = (long)c->B * c->T * 3 * c->H * c->Dh, n_out = (long)c->B * c->T * c->H * c->Dh;
+    const long n_lse = (long)c->B * c->H * c->T;
+    const AttentionTables rope = attention_tables(bf16, c);
+    float *qkv = random_host(n_qkv, -c->qkv_range, c->qkv_range);
+    float *out = host_alloc((size_t)n_out * sizeof(float));
+    float *lse = host_alloc((size_t)n_lse * sizeof(float));
+    cpu->attention_forward(out, lse, qkv, rope.sin, rope.cos, c->B, c->T, c->prefix, c->H, c->Dh);
+    if (!base) base = host_alloc((size_t)n_qkv * sizeof(float));
+    float *d_qkv = to_device_f(bf16, qkv, n_qkv);
+    float *d_dout = to_device_f(bf16, random_host(n_out, -1, 1), n_out);
+    float *d_out = to_device_f(bf16, out, n_out), *d_lse = to_device_f(bf16, lse, n_lse);
+    float *d_dqkv_fp32 = to_device_f(bf16, base, n_qkv);
+    *bf16_dqkv = to_device_f(bf16, base, n_qkv);
+    bf16->attention_backward(*bf16_dqkv, d_dout, d_qkv, d_out, d_lse, rope.d_sin, rope.d_cos, c->B, c->T,
+                             c->prefix, c->H, c->Dh);
+    fp32->attention_backward(d_dqkv_fp32, d_dout, d_qkv, d_out, d_lse, rope.d_sin, rope.d_cos, c->B, c->T,
+                             c->prefix, c->H, c->Dh);
+    float *fp32_result = host_alloc((size_t)n_qkv * sizeof(float));
+    fp32->copy_to_host(fp32_result, d_dqkv_fp32, (size_t)n_qkv * sizeof(float));
+    return fp32_result;
+}
+
 /* A head size the tensor-core backward does not cover (Dh = 32) goes to the
  * fp32 backward: the "cuda" table's result is the "cuda-fp32" table's, bit
  * for bit (both run the same deterministic kernels on the same inputs). */
 static void attention_backward_bf16_fallback(void) {
     REQUIRE_CUDA_TABLE(bf16, BF16_TABLE);
-    const NnBackend *fp32 = nn_cuda_fp32_backend(NULL, 0);
     const AttentionCase c = {2, 45, 5, 2, 32, 1, 1};
-    long n_qkv = (long)c.B * c.T * 3 * c.H * c.Dh, n_out = (long)c.B * c.T * c.H * c.Dh;
-    long n_lse = (long)c.B * c.H * c.T;
-    const AttentionTables rope = attention_tables(bf16, &c);
-    float *qkv = random_host(n_qkv, -c.qkv_range, c.qkv_range);
-    float *out = host_alloc((size_t)n_out * sizeof(float));
-    float *lse = host_alloc((size_t)n_lse * sizeof(float));
-    cpu->attention_forward(out, lse, qkv, rope.sin, rope.cos, c.B, c.T, c.prefix, c.H, c.Dh);
-    float *base = random_host(n_qkv, -1, 1);
-    float *d_qkv = to_device_f(bf16, qkv, n_qkv);
-    float *d_dout = to_device_f(bf16, random_host(n_out, -1, 1), n_out);
-    float *d_out = to_device_f(bf16, out, n_out), *d_lse = to_device_f(bf16, lse, n_lse);
-    float *d_dqkv_bf16 = to_device_f(bf16, base, n_qkv), *d_dqkv_fp32 = to_device_f(bf16, base, n_qkv);
-    bf16->attention_backward(d_dqkv_bf16, d_dout, d_qkv, d_out, d_lse, rope.d_sin, rope.d_cos, c.B, c.T,
-                             c.prefix, c.H, c.Dh);
-    fp32->attention_backward(d_dqkv_fp32, d_dout, d_qkv, d_out, d_lse, rope.d_sin, rope.d_cos, c.B, c.T,
-                             c.prefix, c.H, c.Dh);
-    float *fp32_result = host_alloc((size_t)n_qkv * sizeof(float));
-    fp32->copy_to_host(fp32_result, d_dqkv_fp32, (size_t)n_qkv * sizeof(float));
+    const long n_qkv = (long)c.B * c.T * 3 * c.H * c.Dh;
+    float *d_dqkv_bf16;
+    float *fp32_result = backward_on_both_tables(bf16, &c, random_host(n_qkv, -1, 1), &d_dqkv_bf16);
     CHECK_CLOSE(bf16, d_dqkv_bf16, fp32_result, n_qkv, 0.0);
     release_all(bf16);
 }
@@ -585,26 +599,10 @@ static void attention_backward_bf16_fallback(void) {
  * otherwise the tensor-core backward was not taken. */
 static void attention_backward_bf16_differs_from_fp32(void) {
     REQUIRE_CUDA_TABLE(bf16, BF16_TABLE);
-    const NnBackend *fp32 = nn_cuda_fp32_backend(NULL, 0);
     const AttentionCase c = ATTENTION_TEACHER_HEADS;
-    long n_qkv = (long)c.B * c.T * 3 * c.H * c.Dh, n_out = (long)c.B * c.T * c.H * c.Dh;
-    long n_lse = (long)c.B * c.H * c.T;
-    const AttentionTables rope = attention_tables(bf16, &c);
-    float *qkv = random_host(n_qkv, -c.qkv_range, c.qkv_range);
-    float *out = host_alloc((size_t)n_out * sizeof(float));
-    float *lse = host_alloc((size_t)n_lse * sizeof(float));
-    cpu->attention_forward(out, lse, qkv, rope.sin, rope.cos, c.B, c.T, c.prefix, c.H, c.Dh);
-    float *zero = host_alloc((size_t)n_qkv * sizeof(float));
-    float *d_qkv = to_device_f(bf16, qkv, n_qkv);
-    float *d_dout = to_device_f(bf16, random_host(n_out, -1, 1), n_out);
-    float *d_out = to_device_f(bf16, out, n_out), *d_lse = to_device_f(bf16, lse, n_lse);
-    float *d_dqkv_bf16 = to_device_f(bf16, zero, n_qkv), *d_dqkv_fp32 = to_device_f(bf16, zero, n_qkv);
-    bf16->attention_backward(d_dqkv_bf16, d_dout, d_qkv, d_out, d_lse, rope.d_sin, rope.d_cos, c.B, c.T,
-                             c.prefix, c.H, c.Dh);
-    fp32->attention_backward(d_dqkv_fp32, d_dout, d_qkv, d_out, d_lse, rope.d_sin, rope.d_cos, c.B, c.T,
-                             c.prefix, c.H, c.Dh);
-    float *fp32_result = host_alloc((size_t)n_qkv * sizeof(float));
-    fp32->copy_to_host(fp32_result, d_dqkv_fp32, (size_t)n_qkv * sizeof(float));
+    const long n_qkv = (long)c.B * c.T * 3 * c.H * c.Dh;
+    float *d_dqkv_bf16;
+    float *fp32_result = backward_on_both_tables(bf16, &c, NULL, &d_dqkv_bf16);
     double difference = device_error(bf16, d_dqkv_bf16, fp32_result, n_qkv);
     CHECK(difference > TOL,
           "cuda and cuda-fp32 attention backward differ by %.3g <= %.0e: the tensor-core backward was "
