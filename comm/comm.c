@@ -1,6 +1,6 @@
 /*
  * comm.c - MPI communicators of a rank layout and the in-group collectives
- * on host memory: sums, maxima, the all-gather of shards.
+ * on host memory: sums and maxima.
  */
 #include "comm/comm.h"
 
@@ -74,19 +74,4 @@ int comm_group_sum_doubles(Comm *comm, double *values, int count, DdError *err) 
     if (count <= 0) return 0;
     int code = MPI_Allreduce(MPI_IN_PLACE, values, count, MPI_DOUBLE, MPI_SUM, comm->group);
     return code == MPI_SUCCESS ? 0 : comm_mpi_fail(err, code, "in-group MPI_Allreduce (doubles)");
-}
-
-int comm_group_gather(Comm *comm, float *buffer, const size_t *bounds, DdError *err) {
-    /* one broadcast per owner: shards are uneven and may pass MPI's int
-     * counts, which MPI_Allgatherv's displacements could not */
-    for (int owner = 0; owner < comm->group_size; owner++) {
-        for (size_t done = bounds[owner]; done < bounds[owner + 1];) {
-            const size_t left = bounds[owner + 1] - done;
-            const int chunk = left > INT_MAX ? INT_MAX : (int)left;
-            int code = MPI_Bcast(buffer + done, chunk, MPI_FLOAT, owner, comm->group);
-            if (code != MPI_SUCCESS) return comm_mpi_fail(err, code, "in-group MPI_Bcast (gathering shards)");
-            done += (size_t)chunk;
-        }
-    }
-    return 0;
 }

@@ -68,14 +68,16 @@ int comm_group_sum_finish_hook(void *comm, DdError *err);
 /* values[count] (host memory) <- their sum over the group, in double. */
 int comm_group_sum_doubles(Comm *comm, double *values, int count, DdError *err);
 int comm_group_sum_doubles_hook(void *comm, double *values, int count, DdError *err);
-/* The all-gather of shards, in place: bounds[group_size + 1] cut
- * buffer[bounds[group_size]] into the group ranks' shards, and every rank
- * gets each rank r's shard [bounds[r], bounds[r + 1]). comm_group_gather
- * is the host memory one (a broadcast per owner); the hook takes buffers in
- * the hooks' memory: comm_group_gather_device with NCCL, else staged
- * through host memory. */
-int comm_group_gather(Comm *comm, float *buffer, const size_t *bounds, DdError *err);
-int comm_group_gather_hook(void *comm, float *buffer, const size_t *bounds, DdError *err);
+/* Starts buffer[count] (the hooks' memory) <- group rank owner's copy on
+ * every rank of the group (a broadcast) and returns at once: the buffer is
+ * not to be touched until comm_group_broadcast_wait_hook has waited for its
+ * slot (>= 0, the caller's label: the layer it holds) or for every slot
+ * (-1). Host memory: MPI_Ibcast. NCCL: comm_group_broadcast_device_start.
+ * Device memory without NCCL: the owner's copy goes to host memory at
+ * start, the others' come back at the wait. Every rank starts the same
+ * broadcasts in the same order; started sums are finished first. */
+int comm_group_broadcast_start_hook(void *comm, float *buffer, long count, int owner, int slot, DdError *err);
+int comm_group_broadcast_wait_hook(void *comm, int slot, DdError *err);
 /* Host memory the hooks hold for staging device buffers, in bytes. */
 size_t comm_staging_bytes(const Comm *comm);
 /* The hooks' buffers are in be's memory from now on (NULL: host memory).
@@ -156,10 +158,14 @@ int comm_group_sum_device_start(Comm *comm, float *device_buffer, long count, in
 /* Makes the legacy default stream wait (no host wait) for every sum started
  * since the last finish, and checks NCCL's asynchronous error state. */
 int comm_group_sum_device_finish(Comm *comm, DdError *err);
-/* The all-gather of shards (comm_group_gather) on a device buffer: one
- * ncclBroadcast per owner, in one NCCL group on the reduce stream after the
- * kernels enqueued so far; later kernels wait for it on the device. */
-int comm_group_gather_device(Comm *comm, float *device_buffer, const size_t *bounds, DdError *err);
+/* The broadcast of comm_group_broadcast_start_hook on a device buffer:
+ * ncclBroadcast on the reduce stream after the kernels enqueued so far,
+ * an event per slot recorded after it. The wait makes the legacy default
+ * stream wait (no host wait) for the slot's event, or for everything on
+ * the reduce stream (-1). */
+int comm_group_broadcast_device_start(Comm *comm, float *device_buffer, long count, int owner, int slot,
+                                      DdError *err);
+int comm_group_broadcast_device_wait(Comm *comm, int slot, DdError *err);
 
 /* 1 when this run delivers the teacher's rows over NCCL from and to be's
  * memory (delivery_device_*): comm_init_nccl succeeded (every rank on a

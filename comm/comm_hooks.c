@@ -14,8 +14,9 @@
  * whose sums overlap the backward: the same three paths, with
  * MPI_Iallreduce, or ncclAllReduce on the NCCL reduce stream; or, for a
  * sharded optimizer state, each piece summed to the rank that owns it
- * (MPI_Ireduce, ncclReduce). The all-gather of the shards takes the same
- * three paths.
+ * (MPI_Ireduce, ncclReduce). The broadcasts that gather a sharded state's
+ * parameters take the same three paths (MPI_Ibcast, ncclBroadcast), each
+ * labelled with a slot that can be waited for on its own.
  */
 #include <limits.h>
 #include <stdlib.h>
@@ -63,31 +64,18 @@ int comm_group_sum_doubles_hook(void *comm, double *values, int count, DdError *
     return comm_group_sum_doubles(comm, values, count, err);
 }
 
-int comm_group_gather_hook(void *context, float *buffer, const size_t *bounds, DdError *err) {
-    Comm *comm = context;
-    if (!comm->hook_memory) return comm_group_gather(comm, buffer, bounds, err);
-    if (comm->nccl) return comm_group_gather_device(comm, buffer, bounds, err);
-    /* staged: this rank's shard to host memory, every shard back */
-    const NnBackend *be = comm->hook_memory;
-    const size_t total = bounds[comm->group_size], mine = bounds[comm->group_rank];
-    const size_t mine_count = bounds[comm->group_rank + 1] - mine;
-    if (total > (size_t)LONG_MAX || reserve_staging(comm, (long)total, err) != 0) return -1;
-    be->copy_to_host(comm->host_staging + mine, buffer + mine, mine_count * sizeof(float));
-    if (comm_group_gather(comm, comm->host_staging, bounds, err) != 0) return -1;
-    be->copy_to_device(buffer, comm->host_staging, total * sizeof(float));
-    return 0;
-}
-
 /* ---- asynchronous sums --------------------------------------------------- */
 
-/* One sum started over MPI: its request and, when the buffer is device
- * memory, the host copy it runs on. */
+/* One sum or broadcast started over MPI: its request and, when the buffer
+ * is device memory, the host copy it runs on. */
 typedef struct PendingSum {
     MPI_Request request;
     float *buffer;        /* the caller's buffer */
     float *host;          /* == buffer in host memory, else the staged copy */
     long count;
-    int wanted;           /* this rank gets the sum: copy a staged one back */
+    int wanted;           /* this rank gets the result: copy a staged one back */
+    int slot;             /* a broadcast's slot (comm_group_broadcast_wait_hook); -1 for a sum */
+    int done;             /* waited for (a broadcast whose slot was waited for) */
 } PendingSum;
 
 /* Host copies live in chunks that are kept from step to step (after the
@@ -151,7 +139,7 @@ static int start_mpi_sums(Comm *comm, CommPendingSums *p, float *buffer, float *
     const int wanted = owner < 0 || owner == comm->group_rank;
     for (long done = 0; done < count;) {
         const int piece = count - done > INT_MAX ? INT_MAX : (int)(count - done);
-        PendingSum sum = {MPI_REQUEST_NULL, buffer + done, host + done, piece, wanted};
+        PendingSum sum = {MPI_REQUEST_NULL, buffer + done, host + done, piece, wanted, -1, 0};
         int code;
         if (owner < 0)
             code = MPI_Iallreduce(MPI_IN_PLACE, sum.host, piece, MPI_FLOAT, MPI_SUM, comm->group, &sum.request);
@@ -187,22 +175,71 @@ int comm_group_sum_start_hook(void *context, float *buffer, long count, int owne
     return start_mpi_sums(comm, p, buffer, host, count, owner, err);
 }
 
+/* Waits for the pending pieces of slot (every one with -1), copying a
+ * staged result back where this rank wants it; rewinds the list and the
+ * staging once every piece is done. */
+static int complete_pending(Comm *comm, int slot, const char *what, DdError *err) {
+    CommPendingSums *p = comm->pending;
+    if (!p) return 0;
+    int failed = 0, left = 0;
+    for (int i = 0; i < p->count; i++) {
+        PendingSum *piece = &p->sums[i];
+        if (piece->done || (slot >= 0 && piece->slot != slot)) {
+            left += !piece->done;
+            continue;
+        }
+        int code = MPI_Wait(&piece->request, MPI_STATUS_IGNORE);
+        if (code != MPI_SUCCESS && !failed) failed = comm_mpi_fail(err, code, what);
+        if (!failed && piece->wanted && piece->host != piece->buffer)
+            comm->hook_memory->copy_to_device(piece->buffer, piece->host, (size_t)piece->count * sizeof(float));
+        piece->done = 1;
+    }
+    if (left == 0) {
+        p->count = 0;
+        for (int c = 0; c < p->chunk_count; c++) p->chunks[c].used = 0;
+    }
+    return failed;
+}
+
 int comm_group_sum_finish_hook(void *context, DdError *err) {
     Comm *comm = context;
     if (comm->hook_memory && comm->nccl) return comm_group_sum_device_finish(comm, err);
-    CommPendingSums *p = comm->pending;
-    if (!p) return 0;
-    int failed = 0;
-    for (int i = 0; i < p->count; i++) {
-        PendingSum *sum = &p->sums[i];
-        int code = MPI_Wait(&sum->request, MPI_STATUS_IGNORE);
-        if (code != MPI_SUCCESS && !failed) failed = comm_mpi_fail(err, code, "in-group sum (waiting)");
-        if (!failed && sum->wanted && sum->host != sum->buffer)
-            comm->hook_memory->copy_to_device(sum->buffer, sum->host, (size_t)sum->count * sizeof(float));
+    return complete_pending(comm, -1, "in-group sum (waiting)", err);
+}
+
+/* ---- broadcasts: a sharded state's parameters to every rank --------------- */
+
+int comm_group_broadcast_start_hook(void *context, float *buffer, long count, int owner, int slot, DdError *err) {
+    Comm *comm = context;
+    if (count <= 0) return 0;
+    if (owner < 0 || owner >= comm->group_size || slot < 0)
+        return dd_fail(err, "in-group broadcast: expected an owner below the group's %d ranks and a slot >= 0, "
+                       "found owner %d, slot %d", comm->group_size, owner, slot);
+    if (comm->hook_memory && comm->nccl)
+        return comm_group_broadcast_device_start(comm, buffer, count, owner, slot, err);
+    CommPendingSums *p = pending_of(comm, err);
+    if (!p) return -1;
+    const int mine = owner == comm->group_rank;
+    float *host = buffer;
+    if (comm->hook_memory) {
+        if (!(host = take_staging(p, count, err))) return -1;
+        if (mine) comm->hook_memory->copy_to_host(host, buffer, (size_t)count * sizeof(float));
     }
-    p->count = 0;
-    for (int c = 0; c < p->chunk_count; c++) p->chunks[c].used = 0;
-    return failed;
+    for (long done = 0; done < count;) {
+        const int piece = count - done > INT_MAX ? INT_MAX : (int)(count - done);
+        PendingSum broadcast = {MPI_REQUEST_NULL, buffer + done, host + done, piece, !mine, slot, 0};
+        int code = MPI_Ibcast(broadcast.host, piece, MPI_FLOAT, owner, comm->group, &broadcast.request);
+        if (code != MPI_SUCCESS) return comm_mpi_fail(err, code, "in-group MPI_Ibcast");
+        if (push_pending(p, broadcast, err) != 0) return -1;
+        done += piece;
+    }
+    return 0;
+}
+
+int comm_group_broadcast_wait_hook(void *context, int slot, DdError *err) {
+    Comm *comm = context;
+    if (comm->hook_memory && comm->nccl) return comm_group_broadcast_device_wait(comm, slot, err);
+    return complete_pending(comm, slot, "in-group MPI_Ibcast (waiting)", err);
 }
 
 void comm_pending_sums_free(Comm *comm) {

@@ -36,8 +36,13 @@ int comm_group_sum_device_start(Comm *comm, float *device_buffer, long count, in
 
 int comm_group_sum_device_finish(Comm *comm, DdError *err) { return no_nccl(err, "comm_group_sum_device_finish"); }
 
-int comm_group_gather_device(Comm *comm, float *device_buffer, const size_t *bounds, DdError *err) {
-    return no_nccl(err, "comm_group_gather_device");
+int comm_group_broadcast_device_start(Comm *comm, float *device_buffer, long count, int owner, int slot,
+                                      DdError *err) {
+    return no_nccl(err, "comm_group_broadcast_device_start");
+}
+
+int comm_group_broadcast_device_wait(Comm *comm, int slot, DdError *err) {
+    return no_nccl(err, "comm_group_broadcast_device_wait");
 }
 
 int delivery_on_device(const Comm *comm, const struct NnBackend *be) { return 0; }

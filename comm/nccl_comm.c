@@ -56,7 +56,9 @@ typedef struct CommNccl {
     ncclComm_t world;                /* every rank: teacher -> student delivery */
     cudaStream_t reduce, delivery;   /* non-blocking; see the top */
     cudaEvent_t compute_ready;       /* recorded on compute before NCCL work */
-    cudaEvent_t sums_done;           /* recorded on reduce where compute waits for it (sums, gathers) */
+    cudaEvent_t sums_done;           /* recorded on reduce where compute waits for all of it */
+    cudaEvent_t *broadcast_done;     /* [broadcast_slot_count] recorded on reduce after a slot's broadcasts */
+    int broadcast_slot_count;
     cudaEvent_t slot_sent[DELIVERY_DEVICE_SLOTS];   /* recorded on delivery after a slot's sends */
     int sums_started;                /* since the last finish */
     const uint16_t *held_rows;       /* a helper's held sends (see the top): NULL when none */
@@ -196,6 +198,9 @@ void comm_free_nccl(Comm *comm) {
     if (nccl->delivery) cudaStreamDestroy(nccl->delivery);
     if (nccl->compute_ready) cudaEventDestroy(nccl->compute_ready);
     if (nccl->sums_done) cudaEventDestroy(nccl->sums_done);
+    for (int s = 0; s < nccl->broadcast_slot_count; s++)
+        if (nccl->broadcast_done[s]) cudaEventDestroy(nccl->broadcast_done[s]);
+    free(nccl->broadcast_done);
     for (int s = 0; s < DELIVERY_DEVICE_SLOTS; s++)
         if (nccl->slot_sent[s]) cudaEventDestroy(nccl->slot_sent[s]);
     free(nccl->held);
@@ -293,21 +298,44 @@ int comm_group_sum_device_finish(Comm *comm, DdError *err) {
     return async_error(nccl->group, what, err);
 }
 
-int comm_group_gather_device(Comm *comm, float *device_buffer, const size_t *bounds, DdError *err) {
-    const char *what = "in-group ncclBroadcast (gathering shards)";
+/* The event of broadcast slot `slot`, created on first use. */
+static cudaEvent_t *slot_event(CommNccl *nccl, int slot, DdError *err) {
+    if (slot >= nccl->broadcast_slot_count) {
+        const int count = slot + 1;
+        cudaEvent_t *grown = realloc(nccl->broadcast_done, (size_t)count * sizeof *grown);
+        if (!grown) return dd_fail(err, "in-group broadcast: out of memory for %d events", count), NULL;
+        for (int s = nccl->broadcast_slot_count; s < count; s++) grown[s] = NULL;
+        nccl->broadcast_done = grown;
+        nccl->broadcast_slot_count = count;
+    }
+    cudaEvent_t *event = &nccl->broadcast_done[slot];
+    if (!*event && create_event(event, err) != 0) return NULL;
+    return event;
+}
+
+int comm_group_broadcast_device_start(Comm *comm, float *device_buffer, long count, int owner, int slot,
+                                      DdError *err) {
+    const char *what = "in-group ncclBroadcast (started)";
+    if (require_nccl(comm, what, err) != 0) return -1;
+    if (count <= 0) return 0;
+    CommNccl *nccl = comm->nccl;
+    cudaEvent_t *event = slot_event(nccl, slot, err);
+    if (!event || after_compute(nccl, nccl->reduce, what, err) != 0) return -1;
+    ncclResult_t result = ncclBroadcast(device_buffer, device_buffer, (size_t)count, ncclFloat32, owner, nccl->group,
+                                        nccl->reduce);
+    if (result != ncclSuccess) return nccl_fail(err, result, what);
+    return cuda_check(err, cudaEventRecord(*event, nccl->reduce), what);
+}
+
+int comm_group_broadcast_device_wait(Comm *comm, int slot, DdError *err) {
+    const char *what = "in-group ncclBroadcast (waiting)";
     if (require_nccl(comm, what, err) != 0) return -1;
     CommNccl *nccl = comm->nccl;
-    if (after_compute(nccl, nccl->reduce, what, err) != 0) return -1;
-    ncclResult_t result = ncclGroupStart();
-    for (int owner = 0; result == ncclSuccess && owner < comm->group_size; owner++) {
-        float *shard = device_buffer + bounds[owner];
-        result = ncclBroadcast(shard, shard, bounds[owner + 1] - bounds[owner], ncclFloat32, owner, nccl->group,
-                               nccl->reduce);
+    if (slot < 0) {
+        if (compute_after(nccl->reduce, nccl->sums_done, what, err) != 0) return -1;
+    } else if (slot < nccl->broadcast_slot_count && nccl->broadcast_done[slot]) {
+        if (cuda_check(err, cudaStreamWaitEvent(COMPUTE_STREAM, nccl->broadcast_done[slot], 0), what) != 0) return -1;
     }
-    ncclResult_t ended = ncclGroupEnd();
-    if (result == ncclSuccess) result = ended;
-    if (result != ncclSuccess) return nccl_fail(err, result, what);
-    if (compute_after(nccl->reduce, nccl->sums_done, what, err) != 0) return -1;
     return async_error(nccl->group, what, err);
 }
 

@@ -336,13 +336,23 @@ static void ffn_activation_forward(const NnBackend *be, const ViTConfig *cfg, Vi
         be->gelu_forward(s->act, s->fc1, (long)BT * cfg->ffn_hidden);
 }
 
+static void tell_layer(const ViTLayerHook *hook, int layer) {
+    if (hook && hook->on_layer) hook->on_layer(hook->context, layer);
+}
+
 void vit_forward(const NnBackend *be, const ViTConfig *cfg, const ViTParams *p,
                  ViTActivations *a, const float *images, const uint8_t *mask) {
+    vit_forward_hooked(be, cfg, p, a, images, mask, NULL);
+}
+
+void vit_forward_hooked(const NnBackend *be, const ViTConfig *cfg, const ViTParams *p, ViTActivations *a,
+                        const float *images, const uint8_t *mask, const ViTLayerHook *before) {
     const int B = a->B, T = a->T, Np = a->Np, D = cfg->dim, R = cfg->registers;
     const int H = cfg->num_heads, Dh = D / H, F = cfg->ffn_hidden, F1 = ffn_first_width(cfg);
     const int P = cfg->patch_size, C = cfg->in_channels, BT = B * T;
     const float eps = cfg->norm_eps;
 
+    tell_layer(before, 0);
     be->patchify(a->patches, images, B, C, a->H_px, a->W_px, P);
     be->matmul_forward(a->patch_emb, a->patches, p->patch_w, p->patch_b, B * Np, C * P * P, D);
     be->tokens_forward(a->tokens, a->patch_emb, p->cls_token, p->register_tokens, p->mask_token,
@@ -352,6 +362,7 @@ void vit_forward(const NnBackend *be, const ViTConfig *cfg, const ViTParams *p,
     for (int l = 0; l < cfg->depth; l++) {
         const ViTBlockParams *w = &p->blocks[l];
         ViTBlockActivations *s = &a->blocks[l];
+        tell_layer(before, l + 1);
         norm1_forward(be, cfg, w, s, x, BT);
         be->matmul_forward(s->qkv, s->ln1, w->qkv_w, w->qkv_b, BT, D, 3 * D);
         be->attention_forward(s->attn, s->lse, s->qkv, a->rope_sin, a->rope_cos, B, T, 1 + R, H, Dh);
@@ -365,14 +376,12 @@ void vit_forward(const NnBackend *be, const ViTConfig *cfg, const ViTParams *p,
         be->layerscale_residual_forward(s->resid_out, s->resid_mid, s->fc2, w->ls2, BT, D);
         x = s->resid_out;
     }
+    tell_layer(before, cfg->depth + 1);
     be->layernorm_forward(a->out, a->out_mean, a->out_rstd, x, p->norm_w, p->norm_b, BT, D, eps);
 }
 
 /* ---- backward ------------------------------------------------------------ */
 
-static void tell_layer_done(const ViTLayerHook *hook, int layer) {
-    if (hook && hook->layer_done) hook->layer_done(hook->context, layer);
-}
 
 void vit_backward(const NnBackend *be, const ViTConfig *cfg, const ViTParams *p, ViTParams *g,
                   ViTActivations *a, const float *dout, const uint8_t *mask, const ViTLayerHook *hook) {
@@ -385,7 +394,7 @@ void vit_backward(const NnBackend *be, const ViTConfig *cfg, const ViTParams *p,
     be->zero(a->d_resid, row_bytes);
     be->layernorm_backward(a->d_resid, g->norm_w, g->norm_b, dout, x_last, p->norm_w,
                            a->out_mean, a->out_rstd, BT, D);
-    tell_layer_done(hook, cfg->depth + 1);
+    tell_layer(hook, cfg->depth + 1);
 
     /* a->d_resid carries the gradient of the residual stream down the
      * blocks: each branch adds its input gradient into it in place. */
@@ -426,7 +435,7 @@ void vit_backward(const NnBackend *be, const ViTConfig *cfg, const ViTParams *p,
         if (gw->qkv_b) be->zero(gw->qkv_b + D, (size_t)D * sizeof(float));   /* the key bias is masked */
         be->layernorm_backward(a->d_resid, gw->norm1_w, gw->norm1_b, a->d_ln, x_in, w->norm1_w,
                                s->ln1_mean, s->ln1_rstd, BT, D);
-        tell_layer_done(hook, l + 1);
+        tell_layer(hook, l + 1);
     }
 
     be->zero(a->d_patch_emb, (size_t)B * Np * D * sizeof(float));
@@ -434,7 +443,7 @@ void vit_backward(const NnBackend *be, const ViTConfig *cfg, const ViTParams *p,
                         mask, B, Np, R, D);
     be->matmul_backward(NULL, g->patch_w, g->patch_b, a->d_patch_emb, a->patches, p->patch_w,
                         B * Np, C * P * P, D);
-    tell_layer_done(hook, 0);
+    tell_layer(hook, 0);
 }
 
 /* ---- cost ---------------------------------------------------------------- */

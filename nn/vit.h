@@ -138,20 +138,26 @@ void vit_set_rope(ViTActivations *a, const ViTConfig *cfg, const NnBackend *be, 
 
 /* ---- compute ------------------------------------------------------------ */
 
+/* A layer of the model by the numbering of ModelTensor.layer (0 the
+ * embeddings and tokens, i + 1 block i, depth + 1 the final norm), told
+ * to a caller. vit_backward tells each layer when it has written its last
+ * gradient, depth + 1 first, while later layers' kernels are still to come:
+ * a caller may start reducing that layer's gradients (its work queued
+ * after the layer's on the backend). vit_forward_hooked tells each layer,
+ * 0 first, just before it reads its parameters: a caller may wait for
+ * them to arrive. */
+typedef struct ViTLayerHook {
+    void (*on_layer)(void *context, int layer);
+    void *context;
+} ViTLayerHook;
+
 /* images[B, C, H, W] -> a->out[B, T, D]; mask[B, Np] may be NULL. Call
  * vit_set_rope first (once per forward, or once for all if rescale is fixed). */
 void vit_forward(const NnBackend *be, const ViTConfig *cfg, const ViTParams *p,
                  ViTActivations *a, const float *images, const uint8_t *mask);
-
-/* Told by vit_backward when it has written the last gradient of a layer
- * (the numbering of ModelTensor.layer: depth + 1 the final norm, i + 1
- * block i, 0 the embeddings and tokens), in that order, while later layers'
- * kernels are still to come: a caller may start reducing that layer's
- * gradients (its work queued after the layer's on the backend). */
-typedef struct ViTLayerHook {
-    void (*layer_done)(void *context, int layer);
-    void *context;
-} ViTLayerHook;
+/* The same, telling `before` (may be NULL) each layer it is about to read. */
+void vit_forward_hooked(const NnBackend *be, const ViTConfig *cfg, const ViTParams *p, ViTActivations *a,
+                        const float *images, const uint8_t *mask, const ViTLayerHook *before);
 
 /* dout[B, T, D] is the gradient of the loss with respect to a->out; the
  * parameter gradients accumulate into grads (same layout as p). The mask

@@ -31,14 +31,12 @@ double plan_gradient_seconds(const PlanGroupInput *g, const PlanDevices *devices
     /* ring collectives: the sums (the reduce-scatter half) and the gather
      * each move about the gradients' bytes per rank */
     const double half = g->gradient_bytes / devices->link_bytes_per_second;
-    if (!g->overlap_sums) return 2.0 * half;
-    /* what may run during the backward: the whole all-reduce, or with a
-     * sharded state the sums only (the gather follows the update); the
-     * backward of the last micro-batch is 2/3 of its compute */
-    const double overlappable = g->sharded_state_bytes > 0 ? half : 2.0 * half;
     const int micro = plan_micro_batch(g, devices, 0, ranks, images);
-    const double window = (2.0 / 3.0) * (micro > 0 ? micro : 1) * plan_seconds_per_image(g, devices);
-    return 2.0 * half - fmin(overlappable, window);
+    const double step = (micro > 0 ? micro : 1) * plan_seconds_per_image(g, devices);   /* one micro-batch */
+    const double backward = g->overlap_sums ? (2.0 / 3.0) * step : 0.0, forward = step / 3.0;
+    if (g->sharded_state_bytes > 0)   /* the sums during the backward, the gather during the next forward */
+        return fmax(0.0, half - backward) + fmax(0.0, half - forward);
+    return fmax(0.0, 2.0 * half - backward);   /* the whole all-reduce during the backward */
 }
 
 double plan_rank_state_bytes(const PlanGroupInput *group, int ranks) {

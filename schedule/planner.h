@@ -21,8 +21,9 @@
  *       parameters' all-gather), gradient_bytes / link bytes per second
  *       each; with overlap_sums what may run during the backward of the
  *       last micro-batch (the whole all-reduce; with a sharded state the
- *       sums only, the gather follows the update) hides behind it, up to
- *       2/3 of that micro-batch's compute;
+ *       sums only) hides behind it, up to 2/3 of that micro-batch's
+ *       compute, and a sharded state's gather, layer by layer, behind the
+ *       next forward's first micro-batch, up to 1/3 of its compute;
  *   a rank's busy time is the sum of what it runs; the iteration time T is
  *       the largest; the idle fraction of a group is the mean over its
  *       ranks of 1 - busy / T (the share of its device time spent waiting).

@@ -6,7 +6,8 @@
  * parameter groups (layer-wise lr decay, the patch embedding's multiplier,
  * no weight decay on biases, norms, LayerScale and tokens), then the EMA.
  * With a sharded state (StudentShard) all of it runs on this rank's shard,
- * and the group gathers the updated parameters at the end.
+ * and the gather of the updated parameters starts at the end
+ * (students/param_gather.c).
  */
 #include <math.h>
 
@@ -97,10 +98,11 @@ int student_update(const NnBackend *be, Student *s, const OptimizerConfig *confi
                    UpdateReport *report, DdError *err) {
     const StudentShard *shard = &s->shard;
     if (shard->size > 1 && (shard->size != group->size || !group->sum_start || !group->sum_finish ||
-                            !group->sum_doubles || !group->gather))
+                            !group->sum_doubles || !group->broadcast_start || !group->broadcast_wait))
         return dd_fail(err, "student '%s': a state sharded %d ways needs a group of as many ranks with the sharded "
                        "hooks, found %d ranks", s->cfg.name, shard->size, group->size);
     float *mine = s->grads.memory + shard->begin;
+    if (student_params_wait(s, group, -1, err) != 0) return -1;   /* the last gather, if no forward waited */
     if (group->size > 1) {
         if (sum_gradients(be, s, group, err) != 0) return -1;
         be->scale(mine, 1.0f / (float)group->size, (long)shard->count);
@@ -119,7 +121,5 @@ int student_update(const NnBackend *be, Student *s, const OptimizerConfig *confi
                          config->beta2, config->eps, t->info.decays ? (float)weight_decay : 0.0f, (int)s->steps);
     }
     be->ema_update(shard->ema, s->params.memory + shard->begin, (long)shard->count, (float)ema_momentum);
-    if (shard->size > 1 && group->gather(group->context, s->params.memory, shard->bounds, err) != 0)
-        return dd_fail_context(err, "student '%s': gathering the updated parameters", s->cfg.name);
-    return 0;
+    return student_params_gather_start(s, group, err);   /* the next forward waits for each layer */
 }

@@ -51,10 +51,17 @@ static int timed_group_sum_doubles(void *context, double *values, int count, DdE
     return timed(rank, start, comm_group_sum_doubles_hook(rank->comm, values, count, err));
 }
 
-static int timed_group_gather(void *context, float *buffer, const size_t *bounds, DdError *err) {
+static int timed_group_broadcast_start(void *context, float *buffer, long count, int owner, int slot,
+                                       DdError *err) {
     StudentRank *rank = context;
     const double start = dd_now_seconds();
-    return timed(rank, start, comm_group_gather_hook(rank->comm, buffer, bounds, err));
+    return timed(rank, start, comm_group_broadcast_start_hook(rank->comm, buffer, count, owner, slot, err));
+}
+
+static int timed_group_broadcast_wait(void *context, int slot, DdError *err) {
+    StudentRank *rank = context;
+    const double start = dd_now_seconds();
+    return timed(rank, start, comm_group_broadcast_wait_hook(rank->comm, slot, err));
 }
 
 /* Everything sized by the slice: the workspace (its activations by the
@@ -123,7 +130,8 @@ int student_rank_open(StudentRank *rank, const StudentRankOptions *o, Comm *comm
                                  .size = comm->group_size, .slice_weight = 1.0,
                                  .sum_start = timed_group_sum_start, .sum_finish = timed_group_sum_finish,
                                  .overlap_sums = o->overlap_gradient_sums, .sum_doubles = timed_group_sum_doubles,
-                                 .gather = timed_group_gather};
+                                 .broadcast_start = timed_group_broadcast_start,
+                                 .broadcast_wait = timed_group_broadcast_wait};
     const int sharded = o->shard_optimizer_state && comm->group_size > 1;
     if (student_create_sharded(&rank->student, o->model, be, o->seed, (uint64_t)o->model_index,
                                sharded ? comm->group_rank : 0, sharded ? comm->group_size : 1, err) != 0 ||
@@ -242,6 +250,8 @@ int student_rank_step(StudentRank *rank, long iteration, Comm *comm, const RankL
 }
 
 void student_rank_close(StudentRank *rank, const NnBackend *be) {
+    DdError ignored;   /* the broadcasts of a last update still write into the parameters */
+    student_params_wait(&rank->student, &rank->group, -1, &ignored);
     close_slice(rank, be);
     student_free(&rank->student, be);
     teacher_prototypes_free(&rank->prototypes, be);
@@ -256,17 +266,22 @@ void student_rank_close(StudentRank *rank, const NnBackend *be) {
 enum { STATE_BUFFERS = 4 };
 static const char *const state_prefixes[STATE_BUFFERS] = {"params.", "ema.", "adam_m.", "adam_v."};
 
-/* Buffer i of s's state in full, in backend memory: the parameters, or a
- * shard buffer (one shard of everything), or, sharded, the shards gathered
- * over the group into the gradient buffer (a collective). */
+/* Buffer i of s's state in full, in backend memory: the parameters (their
+ * gather completed), or a shard buffer (one shard of everything), or,
+ * sharded, the shards gathered over the group into the gradient buffer
+ * (collectives: each owner broadcasts its shard). */
 static const float *full_state_buffer(Student *s, const NnBackend *be, const StudentGroup *group, int i,
                                       DdError *err) {
-    if (i == 0) return s->params.memory;
+    if (i == 0) return student_params_wait(s, group, -1, err) == 0 ? s->params.memory : NULL;
     const StudentShard *shard = &s->shard;
     const float *mine = i == 1 ? shard->ema : i == 2 ? shard->adam_m : shard->adam_v;
     if (shard->size == 1) return mine;
     be->copy(s->grads.memory + shard->begin, mine, shard->count * sizeof(float));
-    if (group->gather(group->context, s->grads.memory, shard->bounds, err) != 0) return NULL;
+    for (int owner = 0; owner < shard->size; owner++)
+        if (group->broadcast_start(group->context, s->grads.memory + shard->bounds[owner],
+                                   (long)(shard->bounds[owner + 1] - shard->bounds[owner]), owner, 0, err) != 0)
+            return NULL;
+    if (group->broadcast_wait(group->context, -1, err) != 0) return NULL;
     return s->grads.memory;
 }
 

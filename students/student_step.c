@@ -152,15 +152,18 @@ static MicroBatch start_micro_batch(StudentWorkspace *w, const NnBackend *be, co
     return mb;
 }
 
-/* Backbones, token gathering and the student's heads, forward. */
-static void student_forward(Student *s, StudentWorkspace *w, const NnBackend *be, const MicroBatch *mb) {
+/* Backbones, token gathering and the student's heads, forward. The global
+ * crops' backbone tells `before` each layer it is about to read (the
+ * heads are layer depth + 1, told before the final norm). */
+static void student_forward(Student *s, StudentWorkspace *w, const NnBackend *be, const MicroBatch *mb,
+                            const ViTLayerHook *before) {
     const ViTConfig *cfg = &s->cfg;
     const int Gc = w->shape.global_count * mb->images, Lc = w->shape.local_count * mb->images;
     const int D = w->D, M = mb->masked;
     /* the activations are [G*m, ...] row-major and vit_forward reads a->B:
      * a smaller micro-batch runs in their first rows */
     w->global.B = Gc;
-    vit_forward(be, cfg, &s->params.backbone, &w->global, mb->global_crops, w->masks);
+    vit_forward_hooked(be, cfg, &s->params.backbone, &w->global, mb->global_crops, w->masks, before);
     be->gather_rows(w->cls, w->global.out, w->cls_rows_global, Gc, D);
     be->gather_rows(w->patches, w->global.out, w->patch_rows, M, D);
     if (Lc > 0) {
@@ -309,6 +312,13 @@ static void start_layer_sums(void *context, int layer) {
         sums->failed = 1;
 }
 
+/* The forward's ViTLayerHook: waits for each layer's parameters (a
+ * sharded update's gather, students/param_gather.c) before it is read. */
+static void wait_for_layer(void *context, int layer) {
+    LayerSums *waits = context;
+    if (!waits->failed && student_params_wait(waits->s, waits->group, layer, waits->err) != 0) waits->failed = 1;
+}
+
 int student_forward_backward(const NnBackend *be, Student *s, StudentWorkspace *w,
                              const TeacherPrototypes *teacher, const StudentBatch *batch,
                              float teacher_temperature, const StudentGroup *group, int backward,
@@ -330,8 +340,8 @@ int student_forward_backward(const NnBackend *be, Student *s, StudentWorkspace *
     vit_set_rope(&w->global, &s->cfg, be, batch->global_rope_rescale);
     if (w->shape.local_count > 0) vit_set_rope(&w->local, &s->cfg, be, batch->local_rope_rescale);
     /* the gradients' group sums overlap the last micro-batch's backward */
-    LayerSums sums = {s, be, group, 0, err};
-    const ViTLayerHook start_sums = {start_layer_sums, &sums};
+    LayerSums sums = {s, be, group, 0, err}, waits = {s, be, group, 0, err};
+    const ViTLayerHook start_sums = {start_layer_sums, &sums}, wait_layers = {wait_for_layer, &waits};
     const int overlap = backward && group->size > 1 && group->overlap_sums && group->sum_start && group->sum_finish;
     if (gradient_sums_finish(s, group, err) < 0)   /* left in flight by a failed step: discarded */
         return -1;
@@ -339,7 +349,8 @@ int student_forward_backward(const NnBackend *be, Student *s, StudentWorkspace *
     for (int first = 0, slot = 0; first < B; first += w->micro) {
         const MicroBatch mb = start_micro_batch(w, be, &s->cfg, batch, first, slot);
         slot = mb.end;
-        student_forward(s, w, be, &mb);
+        student_forward(s, w, be, &mb, first == 0 ? &wait_layers : NULL);
+        if (waits.failed || (first == 0 && student_params_wait(s, group, -1, err) != 0)) return -1;
         row_losses(w, be, &mb);
         add_terms(w, &mb, losses);
         if (!isfinite(losses->total)) {

@@ -113,10 +113,12 @@ typedef int (*GroupSumStart)(void *context, float *buffer, long count, int owner
 typedef int (*GroupSumFinish)(void *context, DdError *err);
 /* values[count] (host memory) <- their sum over the group. */
 typedef int (*GroupSumDoubles)(void *context, double *values, int count, DdError *err);
-/* The all-gather of shards in place (backend memory): bounds[size + 1] cut
- * buffer into the ranks' shards, and every rank gets rank r's shard
- * [bounds[r], bounds[r + 1]). comm_group_gather_hook is one. */
-typedef int (*GroupGather)(void *context, float *buffer, const size_t *bounds, DdError *err);
+/* Starts buffer[count] (backend memory) <- group rank owner's copy on
+ * every rank (a broadcast) and returns at once: the buffer is not to be
+ * touched until GroupBroadcastWait has waited for its slot (>= 0) or for
+ * every slot (-1). comm_group_broadcast_start_hook / _wait_hook are these. */
+typedef int (*GroupBroadcastStart)(void *context, float *buffer, long count, int owner, int slot, DdError *err);
+typedef int (*GroupBroadcastWait)(void *context, int slot, DdError *err);
 
 typedef struct StudentGroup {
     GroupSum sum;
@@ -134,9 +136,11 @@ typedef struct StudentGroup {
      * after the backward. */
     int overlap_sums;
     /* A sharded state's: the squared norms summed over the group, the
-     * updated parameters gathered. */
+     * updated parameters gathered (broadcast by their owners, a slot per
+     * layer). */
     GroupSumDoubles sum_doubles;
-    GroupGather gather;
+    GroupBroadcastStart broadcast_start;
+    GroupBroadcastWait broadcast_wait;
 } StudentGroup;
 
 /* A group of one rank: the local sums and maxima are the group's. */
@@ -229,6 +233,8 @@ typedef struct Student {
     StudentShard shard;
     long steps;                /* AdamW steps taken; the next one's bias correction uses steps + 1 */
     GradientSums sums;
+    int params_in_flight;      /* a sharded update's gather of the parameters is under way: a layer's
+                                * may be read once student_params_wait has waited for it */
 } Student;
 
 /* Initialises the parameters (model_params_init), the EMA to them, zero
@@ -242,6 +248,16 @@ int student_create(Student *s, const ViTConfig *cfg, const NnBackend *be, uint64
 void student_free(Student *s, const NnBackend *be);
 /* bounds[size + 1] of count floats cut into size shards (StudentShard). */
 void student_shard_bounds(size_t count, int size, size_t *bounds);
+
+/* After a sharded update: starts the gather of the parameters, each
+ * shard's part of each layer broadcast by its owner, layer 0 first (the
+ * order the next forward reads them), so that the forward of one layer
+ * overlaps the gather of the next (students/param_gather.c). */
+int student_params_gather_start(Student *s, const StudentGroup *group, DdError *err);
+/* Returns when layer's parameters may be read (on a device backend: when
+ * kernels enqueued afterwards will see them), every layer's with -1; at
+ * once when no gather is under way. */
+int student_params_wait(Student *s, const StudentGroup *group, int layer, DdError *err);
 
 /* Scales layer's runs of s's gradients by the group's slice weight and
  * starts their group sums (group->sum_start): to every rank, or, with a
@@ -395,8 +411,9 @@ double student_lr_multiplier(const OptimizerConfig *config, const ViTConfig *cfg
  * module to clip_grad_norm, takes one AdamW step (lr * multiplier per
  * tensor, weight decay where the tensor decays), then updates the EMA.
  * With a sharded state each rank does so on its shard (the gradients summed
- * to it, the module norms summed over the group), then the group gathers
- * the parameters; the other gradients are left unspecified.
+ * to it, the module norms summed over the group), then starts the gather
+ * of the parameters (student_params_gather_start; the next forward waits
+ * for each layer); the other gradients are left unspecified.
  * Fails, leaving the parameters alone, on a gradient that is not finite. */
 int student_update(const NnBackend *be, Student *s, const OptimizerConfig *config, double lr,
                    double weight_decay, double ema_momentum, const StudentGroup *group,

@@ -2,7 +2,8 @@
  * test_nccl_mpi.c - comm/'s NCCL path under mpirun (CUDA builds only;
  * registered in tests/mpi/meson.build with 1 and with 2 ranks): the in-group
  * all-reduce of device buffers (sum and max, and the started sum that the
- * compute stream waits for, also to one owner), the all-gather of shards,
+ * compute stream waits for, also to one owner), the gather of shards by
+ * broadcasts waited for by slot,
  * and the teacher -> student delivery of device
  * rows with grouped ncclSend / ncclRecv, also from a student rank that
  * computes teacher images and so sends rows to itself.
@@ -200,9 +201,11 @@ static void group_sum_started_then_finished_on_device(void) {
     rank_layout_free(&layout);
 }
 
-/* The all-gather of uneven shards (one empty): each rank fills its own,
- * poisons the rest, gathers, and a kernel then doubles the buffer: it must
- * have waited for the broadcasts. */
+/* The gather of uneven shards (one empty) by broadcasts, slot = owner:
+ * each rank fills its own, poisons the rest, starts them, waits for every
+ * slot, and a kernel then doubles the buffer: it must have waited for the
+ * broadcasts. Then slot 1 alone: owner 1's shard, poisoned again on the
+ * other ranks, is in place once its slot was waited for. */
 static void shards_gathered_on_device(void) {
     REQUIRE_NCCL(layout, comm, gpu, 0);
     size_t *bounds = calloc((size_t)comm.group_size + 1, sizeof *bounds);
@@ -219,10 +222,26 @@ static void shards_gathered_on_device(void) {
     float *device = gpu->alloc(sizeof values);
     gpu->copy_to_device(device, values, sizeof values);
     DdError err;
-    CHECK(comm_group_gather_device(&comm, device, bounds, &err) == 0, "%s", err.message);
+    for (int owner = 0; owner < comm.group_size; owner++)
+        CHECK(comm_group_broadcast_device_start(&comm, device + bounds[owner],
+                                                (long)(bounds[owner + 1] - bounds[owner]), owner, owner, &err) == 0,
+              "%s", err.message);
+    CHECK(comm_group_broadcast_device_wait(&comm, -1, &err) == 0, "%s", err.message);
     gpu->scale(device, 2.0f, COUNT);
     CHECK(device_equals(gpu, device, expected, 2.0f), "rank %d: the gathered shards differ from their owners'",
           comm.world_rank);
+    if (comm.group_size > 1) {   /* owner 1's shard once more, NaN again on the other ranks */
+        gpu->copy_to_device(device, values, sizeof values);
+        CHECK(comm_group_broadcast_device_start(&comm, device + bounds[1], (long)(bounds[2] - bounds[1]), 1, 1,
+                                                &err) == 0 &&
+                  comm_group_broadcast_device_wait(&comm, 1, &err) == 0,
+              "%s", err.message);
+        float back[COUNT];
+        gpu->copy_to_host(back, device, sizeof back);
+        long wrong = 0;
+        for (size_t i = bounds[1]; i < bounds[2]; i++) wrong += back[i] != expected[i];
+        CHECK(wrong == 0, "rank %d: %ld values of slot 1 differ after waiting for it", comm.world_rank, wrong);
+    }
     gpu->free(device);
     free(bounds);
     comm_free(&comm);
@@ -349,8 +368,7 @@ static void calls_without_comm_init_nccl_fail_clearly(void) {
     CHECK(strstr(err.message, "comm_init_nccl") != NULL || strstr(err.message, "no NCCL") != NULL,
           "message: %s", err.message);
     CHECK(comm_group_sum_device_start(&comm, &dummy, 1, -1, &err) != 0, "a started sum without NCCL succeeded");
-    const size_t bounds[2] = {0, 1};
-    CHECK(comm_group_gather_device(&comm, &dummy, bounds, &err) != 0, "a gather without NCCL succeeded");
+    CHECK(comm_group_broadcast_device_start(&comm, &dummy, 1, 0, 0, &err) != 0, "a broadcast without NCCL succeeded");
     CHECK(comm_group_sum_device_finish(&comm, &err) != 0, "finishing sums without NCCL succeeded");
     CHECK(delivery_device_wait_slot(&comm, 0, &err) != 0, "waiting for a slot without NCCL succeeded");
     comm_set_hook_memory(&comm, &nn_cpu_backend);

@@ -181,10 +181,12 @@ static void started_sums_complete_at_finish(int staged) {
 static void started_sums_on_host_memory(void) { started_sums_complete_at_finish(0); }
 static void started_sums_staged_through_host_memory(void) { started_sums_complete_at_finish(1); }
 
-/* The all-gather of uneven shards (comm_group_gather_hook), on host memory
- * and staged: each rank fills only its own shard (the rest is poisoned),
- * and every rank ends with every shard; the last shard is empty in groups
- * of two. Then the sum of doubles over the group. */
+/* The gather of uneven shards by broadcasts (comm_group_broadcast_start_hook,
+ * slot = owner), on host memory and staged: each rank fills only its own
+ * shard (the rest is poisoned); after waiting for slot 0 alone, owner 0's
+ * shard is in place on every rank; after waiting for all, every shard is.
+ * The last shard is empty in groups of two. Then the sum of doubles over
+ * the group. */
 static void shards_gathered_and_doubles_summed(int staged) {
     RankLayout layout;
     CHECK(make_layout(&layout) == 0, "layout");
@@ -200,13 +202,20 @@ static void shards_gathered_and_doubles_summed(int staged) {
     const size_t mine = bounds[comm.group_rank], mine_end = bounds[comm.group_rank + 1];
     for (size_t i = 0; i < TOTAL; i++)
         buffer[i] = i >= mine && i < mine_end ? (float)(comm.group_rank * 10000 + (long)i) : NAN;
-    CHECK(comm_group_gather_hook(&comm, buffer, bounds, &err) == 0, "%s", err.message);
-    long mismatches = 0;
-    for (int owner = 0; owner < comm.group_size; owner++)
-        for (size_t i = bounds[owner]; i < bounds[owner + 1]; i++)
-            mismatches += buffer[i] != (float)(owner * 10000 + (long)i);
-    CHECK(mismatches == 0, "rank %d: %ld of %d gathered values differ from their owner's", comm.world_rank,
-          mismatches, TOTAL);
+    for (int owner = 0; owner < comm.group_size; owner++) {
+        const long count = (long)(bounds[owner + 1] - bounds[owner]);
+        CHECK(comm_group_broadcast_start_hook(&comm, buffer + bounds[owner], count, owner, owner, &err) == 0, "%s",
+              err.message);
+    }
+    for (int wait = 0; wait < 2; wait++) {   /* slot 0, then every slot */
+        CHECK(comm_group_broadcast_wait_hook(&comm, wait == 0 ? 0 : -1, &err) == 0, "%s", err.message);
+        long mismatches = 0;
+        for (int owner = 0; owner < (wait == 0 ? 1 : comm.group_size); owner++)
+            for (size_t i = bounds[owner]; i < bounds[owner + 1]; i++)
+                mismatches += buffer[i] != (float)(owner * 10000 + (long)i);
+        CHECK(mismatches == 0, "rank %d, %s: %ld gathered values differ from their owner's", comm.world_rank,
+              wait == 0 ? "slot 0" : "every slot", mismatches);
+    }
 
     double values[2] = {comm.world_rank + 0.25, 1e-17};
     CHECK(comm_group_sum_doubles_hook(&comm, values, 2, &err) == 0, "%s", err.message);

@@ -6,11 +6,14 @@
  *     follow one another and cover the gradient buffer exactly once, every
  *     tensor lies in a run of its own layer, and every layer 0 .. depth + 1
  *     has one;
+ *   - forward hook: vit_forward_hooked tells layers 0 .. depth + 1 in order,
+ *     each before it reads it (parameters poisoned until told);
  *   - hook: vit_backward on tiny_s (CPU) tells layers depth + 1, depth, ...,
  *     0, each once, in that order, and a layer's gradients are final when
  *     told: the copy taken then equals the buffer after the backward, bit
  *     for bit, while the gradients of the layers below are still to change.
  */
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -132,4 +135,80 @@ static void the_backward_tells_each_final_layer_top_down(void) {
     model_layout_free(&layout);
 }
 
-TEST_MAIN(TEST(runs_cover_the_buffer_once_layer_by_layer), TEST(the_backward_tells_each_final_layer_top_down))
+/* The forward's hook (vit_forward_hooked) as a sharded student's gather
+ * uses it: the parameters start as NaN and the hook copies each told
+ * layer's runs in place. A forward that read a layer before telling it
+ * would carry the NaN to its output; told bottom up and before each read,
+ * the output equals the plain forward's, bit for bit. */
+typedef struct Arrivals {
+    const NnBackend *be;
+    const GradientSums *sums;
+    const float *host;         /* the true parameters */
+    float *params;             /* the backend buffer the forward reads */
+    int told[64], count;
+} Arrivals;
+
+static void arrive(void *context, int layer) {
+    Arrivals *a = context;
+    if (a->count < 64) a->told[a->count] = layer;
+    a->count++;
+    for (int i = 0; i < a->sums->run_count; i++) {
+        const GradientRun *run = &a->sums->runs[i];
+        if (run->layer == layer)
+            a->be->copy_to_device(a->params + run->offset, a->host + run->offset, run->count * sizeof(float));
+    }
+}
+
+static void the_forward_tells_each_layer_before_reading_it(void) {
+    const NnBackend *be = &nn_cpu_backend;
+    enum { B = 2, SIZE = 32 };
+    DdError err = {{0}};
+    ViTConfig cfg;
+    ModelLayout layout;
+    GradientSums sums;
+    ModelParams params;
+    ViTActivations act;
+    CHECK(vit_config_load(&cfg, "configs/models/tiny_s.yaml", &err) == 0 &&
+              model_layout_create(&layout, &cfg, &err) == 0 && gradient_sums_init(&sums, &layout, &err) == 0 &&
+              model_params_alloc(&params, &cfg, be, &err) == 0 &&
+              model_params_init(&params, &cfg, be, 3, 1, &err) == 0 &&
+              vit_activations_alloc(&act, &cfg, be, B, SIZE, SIZE, 0, &err) == 0,
+          "%s", err.message);
+    if (test_state.failed_checks) return;
+    const size_t image_floats = (size_t)B * cfg.in_channels * SIZE * SIZE, out_floats = (size_t)B * act.T * cfg.dim;
+    float *images = malloc(image_floats * sizeof(float)), *host = malloc(layout.count * sizeof(float));
+    float *expected = malloc(out_floats * sizeof(float)), *out = malloc(out_floats * sizeof(float));
+    CHECK(images && host && expected && out, "out of memory");
+    DdRandom rng = dd_random_seed(6, 0);
+    for (size_t i = 0; i < image_floats; i++) images[i] = (float)dd_random_normal(&rng);
+    vit_set_rope(&act, &cfg, be, 1.0f);
+    vit_forward(be, &cfg, &params.backbone, &act, images, NULL);
+    be->copy_to_host(expected, act.out, out_floats * sizeof(float));
+
+    be->copy_to_host(host, params.memory, layout.count * sizeof(float));
+    float *poison = malloc(layout.count * sizeof(float));
+    CHECK(poison != NULL, "out of memory");
+    for (size_t i = 0; poison && i < layout.count; i++) poison[i] = NAN;
+    if (poison) be->copy_to_device(params.memory, poison, layout.count * sizeof(float));
+    free(poison);
+    Arrivals arrivals = {be, &sums, host, params.memory, {0}, 0};
+    const ViTLayerHook hook = {arrive, &arrivals};
+    vit_forward_hooked(be, &cfg, &params.backbone, &act, images, NULL, &hook);
+    be->copy_to_host(out, act.out, out_floats * sizeof(float));
+
+    CHECK(arrivals.count == cfg.depth + 2, "told %d layers, expected %d", arrivals.count, cfg.depth + 2);
+    for (int i = 0; i < arrivals.count && i < 64; i++)
+        CHECK(arrivals.told[i] == i, "told layer %d in place %d, expected %d", arrivals.told[i], i, i);
+    CHECK(memcmp(out, expected, out_floats * sizeof(float)) == 0,
+          "the forward with its layers arriving as told differs from the plain one (a layer read before told)");
+    printf("  tiny_s: %d layers told bottom up, each before it was read\n", arrivals.count);
+
+    free(images), free(host), free(expected), free(out);
+    vit_activations_free(&act, be);
+    model_params_free(&params, be);
+    gradient_sums_free(&sums);
+    model_layout_free(&layout);
+}
+
+TEST_MAIN(TEST(runs_cover_the_buffer_once_layer_by_layer), TEST(the_backward_tells_each_final_layer_top_down),
+          TEST(the_forward_tells_each_layer_before_reading_it))
