@@ -185,8 +185,8 @@ static void started_sums_staged_through_host_memory(void) { started_sums_complet
  * slot = owner), on host memory and staged: each rank fills only its own
  * shard (the rest is poisoned); after waiting for slot 0 alone, owner 0's
  * shard is in place on every rank; after waiting for all, every shard is.
- * The last shard is empty in groups of two. Then the sum of doubles over
- * the group. */
+ * The teacher group's two ranks both own a shard; in the second student
+ * group rank 1's is empty. Then the sum of doubles over the group. */
 static void shards_gathered_and_doubles_summed(int staged) {
     RankLayout layout;
     CHECK(make_layout(&layout) == 0, "layout");
@@ -196,7 +196,7 @@ static void shards_gathered_and_doubles_summed(int staged) {
     if (staged) comm_set_hook_memory(&comm, &nn_cpu_backend);
     enum { TOTAL = 1000 };
     size_t bounds[3] = {0, 700, TOTAL};
-    if (comm.group_size == 2) bounds[1] = TOTAL;   /* rank 1's shard empty */
+    if (comm.group_index == 2) bounds[1] = TOTAL;   /* the second student group: rank 1's shard empty */
     float *buffer = nn_cpu_backend.alloc(TOTAL * sizeof(float));
     CHECK(buffer != NULL, "memory");
     const size_t mine = bounds[comm.group_rank], mine_end = bounds[comm.group_rank + 1];
