@@ -60,24 +60,29 @@ static void runs_cover_the_buffer_once_layer_by_layer(void) {
     check_runs_of("configs/models/vith16plus.yaml");
 }
 
-/* What the hook saw: the order of the layers, and a copy of each layer's
- * runs of the gradient buffer taken when it was told. */
-typedef struct Recorder {
+/* What a hook saw (the order of the layers) and did: it copies each told
+ * layer's runs of `from` into `to`, to the host (the backward's gradients
+ * as they were when told) or to the backend (the forward's parameters,
+ * arriving as told). */
+typedef struct LayerLog {
     const NnBackend *be;
     const GradientSums *sums;
-    const float *grads;        /* the backend buffer */
-    float *copy;               /* host, the buffer's size */
+    const float *from;
+    float *to;
+    int to_backend;
     int told[64], count;
-} Recorder;
+} LayerLog;
 
-static void record(void *context, int layer) {
-    Recorder *r = context;
-    if (r->count < 64) r->told[r->count] = layer;
-    r->count++;
-    for (int i = 0; i < r->sums->run_count; i++) {
-        const GradientRun *run = &r->sums->runs[i];
-        if (run->layer == layer)
-            r->be->copy_to_host(r->copy + run->offset, r->grads + run->offset, run->count * sizeof(float));
+static void log_layer(void *context, int layer) {
+    LayerLog *log = context;
+    if (log->count < 64) log->told[log->count] = layer;
+    log->count++;
+    for (int i = 0; i < log->sums->run_count; i++) {
+        const GradientRun *run = &log->sums->runs[i];
+        if (run->layer != layer) continue;
+        const size_t bytes = run->count * sizeof(float);
+        if (log->to_backend) log->be->copy_to_device(log->to + run->offset, log->from + run->offset, bytes);
+        else log->be->copy_to_host(log->to + run->offset, log->from + run->offset, bytes);
     }
 }
 
@@ -107,8 +112,8 @@ static void the_backward_tells_each_final_layer_top_down(void) {
 
     vit_set_rope(&act, &cfg, be, 1.0f);
     vit_forward(be, &cfg, &params.backbone, &act, images, NULL);
-    Recorder recorder = {be, &sums, grads.memory, copy, {0}, 0};
-    const ViTLayerHook hook = {record, &recorder};
+    LayerLog recorder = {be, &sums, grads.memory, copy, 0, {0}, 0};
+    const ViTLayerHook hook = {log_layer, &recorder};
     vit_backward(be, &cfg, &params.backbone, &grads.backbone, &act, dout, NULL, &hook);
     be->copy_to_host(after, grads.memory, layout.count * sizeof(float));
 
@@ -140,25 +145,6 @@ static void the_backward_tells_each_final_layer_top_down(void) {
  * layer's runs in place. A forward that read a layer before telling it
  * would carry the NaN to its output; told bottom up and before each read,
  * the output equals the plain forward's, bit for bit. */
-typedef struct Arrivals {
-    const NnBackend *be;
-    const GradientSums *sums;
-    const float *host;         /* the true parameters */
-    float *params;             /* the backend buffer the forward reads */
-    int told[64], count;
-} Arrivals;
-
-static void arrive(void *context, int layer) {
-    Arrivals *a = context;
-    if (a->count < 64) a->told[a->count] = layer;
-    a->count++;
-    for (int i = 0; i < a->sums->run_count; i++) {
-        const GradientRun *run = &a->sums->runs[i];
-        if (run->layer == layer)
-            a->be->copy_to_device(a->params + run->offset, a->host + run->offset, run->count * sizeof(float));
-    }
-}
-
 static void the_forward_tells_each_layer_before_reading_it(void) {
     const NnBackend *be = &nn_cpu_backend;
     enum { B = 2, SIZE = 32 };
@@ -191,8 +177,8 @@ static void the_forward_tells_each_layer_before_reading_it(void) {
     for (size_t i = 0; poison && i < layout.count; i++) poison[i] = NAN;
     if (poison) be->copy_to_device(params.memory, poison, layout.count * sizeof(float));
     free(poison);
-    Arrivals arrivals = {be, &sums, host, params.memory, {0}, 0};
-    const ViTLayerHook hook = {arrive, &arrivals};
+    LayerLog arrivals = {be, &sums, host, params.memory, 1, {0}, 0};
+    const ViTLayerHook hook = {log_layer, &arrivals};
     vit_forward_hooked(be, &cfg, &params.backbone, &act, images, NULL, &hook);
     be->copy_to_host(out, act.out, out_floats * sizeof(float));
 
