@@ -61,9 +61,8 @@ int gradient_sums_start_range(Student *s, const NnBackend *be, const StudentGrou
     }
     /* each shard's part of the range to its owner */
     for (int owner = 0; owner < shard->size; owner++) {
-        const size_t lo = shard->bounds[owner] > offset ? shard->bounds[owner] : offset;
-        const size_t hi = shard->bounds[owner + 1] < offset + count ? shard->bounds[owner + 1] : offset + count;
-        if (lo >= hi) continue;
+        size_t lo, hi;
+        if (!student_shard_overlap(shard, owner, offset, offset + count, &lo, &hi)) continue;
         if (group->sum_start(group->context, s->grads.memory + lo, (long)(hi - lo), owner, err) != 0) return -1;
         s->sums.in_flight++;
     }

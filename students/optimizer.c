@@ -28,9 +28,9 @@ typedef struct ShardPiece {
 } ShardPiece;
 
 static ShardPiece shard_piece(const StudentShard *shard, size_t begin, size_t end) {
-    const size_t lo = begin > shard->begin ? begin : shard->begin;
-    const size_t hi = end < shard->begin + shard->count ? end : shard->begin + shard->count;
-    return lo < hi ? (ShardPiece){lo - shard->begin, hi - lo} : (ShardPiece){0, 0};
+    size_t lo, hi;
+    return student_shard_overlap(shard, shard->rank, begin, end, &lo, &hi) ? (ShardPiece){lo - shard->begin, hi - lo}
+                                                                           : (ShardPiece){0, 0};
 }
 
 /* Norm of each module's gradient (summed over the group's shards); clips

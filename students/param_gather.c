@@ -22,10 +22,8 @@ int student_params_gather_start(Student *s, const StudentGroup *group, DdError *
             const GradientRun *run = &sums->runs[r];
             if (run->layer != layer) continue;
             for (int owner = 0; owner < shard->size; owner++) {
-                const size_t lo = shard->bounds[owner] > run->offset ? shard->bounds[owner] : run->offset;
-                const size_t end = run->offset + run->count;
-                const size_t hi = shard->bounds[owner + 1] < end ? shard->bounds[owner + 1] : end;
-                if (lo >= hi) continue;
+                size_t lo, hi;
+                if (!student_shard_overlap(shard, owner, run->offset, run->offset + run->count, &lo, &hi)) continue;
                 s->params_in_flight = 1;
                 if (group->broadcast_start(group->context, s->params.memory + lo, (long)(hi - lo), owner, layer,
                                            err) != 0)

@@ -15,6 +15,12 @@ void student_shard_bounds(size_t count, int size, size_t *bounds) {
     for (int r = 0; r <= size; r++) bounds[r] = (size_t)r * shard < count ? (size_t)r * shard : count;
 }
 
+int student_shard_overlap(const StudentShard *shard, int owner, size_t begin, size_t end, size_t *lo, size_t *hi) {
+    *lo = shard->bounds[owner] > begin ? shard->bounds[owner] : begin;
+    *hi = shard->bounds[owner + 1] < end ? shard->bounds[owner + 1] : end;
+    return *lo < *hi;
+}
+
 /* The shard's buffers (count floats each, zeroed by alloc). */
 static int shard_alloc(StudentShard *shard, const char *name, const NnBackend *be, DdError *err) {
     float **buffers[] = {&shard->adam_m, &shard->adam_v, &shard->ema};

@@ -248,6 +248,9 @@ int student_create(Student *s, const ViTConfig *cfg, const NnBackend *be, uint64
 void student_free(Student *s, const NnBackend *be);
 /* bounds[size + 1] of count floats cut into size shards (StudentShard). */
 void student_shard_bounds(size_t count, int size, size_t *bounds);
+/* The part of floats [begin, end) in shard `owner`: [*lo, *hi). Returns 0
+ * when there is none. */
+int student_shard_overlap(const StudentShard *shard, int owner, size_t begin, size_t end, size_t *lo, size_t *hi);
 
 /* After a sharded update: starts the gather of the parameters, each
  * shard's part of each layer broadcast by its owner, layer 0 first (the

@@ -388,25 +388,51 @@ static void attention_forward_wide_heads(void) { check_attention_forward(ATTENTI
 static void attention_forward_odd_heads(void) { check_attention_forward(ATTENTION_ODD_HEADS); }
 static void attention_forward_large_scores(void) { check_attention_forward(ATTENTION_LARGE_SCORES); }
 
+/* What a backward check of case c runs on: qkv and dout (random), the CPU
+ * forward's out and lse (what the forward saved), the RoPE tables, on the
+ * host and copied to gpu. */
+typedef struct BackwardInputs {
+    long n_qkv, n_out, n_lse;
+    AttentionTables rope;
+    float *qkv, *dout, *out, *lse;             /* host */
+    float *d_qkv, *d_dout, *d_out, *d_lse;     /* gpu */
+} BackwardInputs;
+
+static BackwardInputs backward_inputs(const NnBackend *gpu, const AttentionCase *c) {
+    BackwardInputs in = {.n_qkv = (long)c->B * c->T * 3 * c->H * c->Dh, .n_out = (long)c->B * c->T * c->H * c->Dh,
+                         .n_lse = (long)c->B * c->H * c->T};
+    in.rope = attention_tables(gpu, c);
+    in.qkv = random_host(in.n_qkv, -c->qkv_range, c->qkv_range);
+    in.out = host_alloc((size_t)in.n_out * sizeof(float));
+    in.lse = host_alloc((size_t)in.n_lse * sizeof(float));
+    cpu->attention_forward(in.out, in.lse, in.qkv, in.rope.sin, in.rope.cos, c->B, c->T, c->prefix, c->H, c->Dh);
+    in.dout = random_host(in.n_out, -1, 1);
+    in.d_qkv = to_device_f(gpu, in.qkv, in.n_qkv);
+    in.d_dout = to_device_f(gpu, in.dout, in.n_out);
+    in.d_out = to_device_f(gpu, in.out, in.n_out);
+    in.d_lse = to_device_f(gpu, in.lse, in.n_lse);
+    return in;
+}
+
+/* dqkv (host) and d_dqkv (table be's memory) += the backward of in, on the
+ * CPU and on be. */
+static void run_backwards(const NnBackend *be, const BackwardInputs *in, const AttentionCase *c, float *dqkv,
+                          float *d_dqkv) {
+    if (dqkv)
+        cpu->attention_backward(dqkv, in->dout, in->qkv, in->out, in->lse, in->rope.sin, in->rope.cos, c->B, c->T,
+                                c->prefix, c->H, c->Dh);
+    if (d_dqkv)
+        be->attention_backward(d_dqkv, in->d_dout, in->d_qkv, in->d_out, in->d_lse, in->rope.d_sin, in->rope.d_cos,
+                               c->B, c->T, c->prefix, c->H, c->Dh);
+}
+
 static void check_attention_backward(AttentionCase c) {
     REQUIRE_CUDA(gpu);
-    long n_qkv = (long)c.B * c.T * 3 * c.H * c.Dh, n_out = (long)c.B * c.T * c.H * c.Dh;
-    long n_lse = (long)c.B * c.H * c.T;
-    const AttentionTables rope = attention_tables(gpu, &c);
-    float *qkv = random_host(n_qkv, -c.qkv_range, c.qkv_range);
-    float *out = host_alloc((size_t)n_out * sizeof(float));
-    float *lse = host_alloc((size_t)n_lse * sizeof(float));
-    cpu->attention_forward(out, lse, qkv, rope.sin, rope.cos, c.B, c.T, c.prefix, c.H,
-                           c.Dh); /* saved out and lse, for both */
-    float *dout = random_host(n_out, -1, 1);
-    float *dqkv = random_host(n_qkv, -1, 1);
-    float *d_dqkv = to_device_f(gpu, dqkv, n_qkv);
-    cpu->attention_backward(dqkv, dout, qkv, out, lse, rope.sin, rope.cos, c.B, c.T, c.prefix, c.H,
-                            c.Dh);
-    gpu->attention_backward(d_dqkv, to_device_f(gpu, dout, n_out), to_device_f(gpu, qkv, n_qkv),
-                            to_device_f(gpu, out, n_out), to_device_f(gpu, lse, n_lse), rope.d_sin,
-                            rope.d_cos, c.B, c.T, c.prefix, c.H, c.Dh);
-    CHECK_CLOSE(gpu, d_dqkv, dqkv, n_qkv, TOL_LONG);
+    const BackwardInputs in = backward_inputs(gpu, &c);
+    float *dqkv = random_host(in.n_qkv, -1, 1);
+    float *d_dqkv = to_device_f(gpu, dqkv, in.n_qkv);
+    run_backwards(gpu, &in, &c, dqkv, d_dqkv);
+    CHECK_CLOSE(gpu, d_dqkv, dqkv, in.n_qkv, TOL_LONG);
     release_all(gpu);
 }
 static void attention_backward(void) { check_attention_backward(ATTENTION_TYPICAL); }
@@ -500,24 +526,13 @@ static float *dqkv_part_increment(const float *dqkv, const float *base, const At
  * fails too. */
 static void check_attention_backward_bf16(AttentionCase c) {
     REQUIRE_CUDA_TABLE(gpu, BF16_TABLE);
-    long n_qkv = (long)c.B * c.T * 3 * c.H * c.Dh, n_out = (long)c.B * c.T * c.H * c.Dh;
-    long n_lse = (long)c.B * c.H * c.T;
-    const AttentionTables rope = attention_tables(gpu, &c);
-    float *qkv = random_host(n_qkv, -c.qkv_range, c.qkv_range);
-    float *out = host_alloc((size_t)n_out * sizeof(float));
-    float *lse = host_alloc((size_t)n_lse * sizeof(float));
-    cpu->attention_forward(out, lse, qkv, rope.sin, rope.cos, c.B, c.T, c.prefix, c.H,
-                           c.Dh); /* saved out and lse, for both */
-    float *dout = random_host(n_out, -1, 1);
+    const BackwardInputs in = backward_inputs(gpu, &c);
+    const long n_qkv = in.n_qkv, n_out = in.n_out;
     float *base = random_host(n_qkv, -1, 1);
     float *dqkv = host_alloc((size_t)n_qkv * sizeof(float));
     memcpy(dqkv, base, (size_t)n_qkv * sizeof(float));
     float *d_dqkv = to_device_f(gpu, base, n_qkv);
-    cpu->attention_backward(dqkv, dout, qkv, out, lse, rope.sin, rope.cos, c.B, c.T, c.prefix, c.H,
-                            c.Dh);
-    gpu->attention_backward(d_dqkv, to_device_f(gpu, dout, n_out), to_device_f(gpu, qkv, n_qkv),
-                            to_device_f(gpu, out, n_out), to_device_f(gpu, lse, n_lse), rope.d_sin,
-                            rope.d_cos, c.B, c.T, c.prefix, c.H, c.Dh);
+    run_backwards(gpu, &in, &c, dqkv, d_dqkv);
     float *back = host_alloc((size_t)n_qkv * sizeof(float));
     gpu->copy_to_host(back, d_dqkv, (size_t)n_qkv * sizeof(float));
     static const char *const names[3] = {"dq", "dk", "dv"};
@@ -560,25 +575,14 @@ static void attention_backward_bf16_no_rope(void) {
 static float *backward_on_both_tables(const NnBackend *bf16, const AttentionCase *c, const float *base,
                                       float **bf16_dqkv) {
     const NnBackend *fp32 = nn_cuda_fp32_backend(NULL, 0);
-    const long n_qkv = (long)c->B * c->T * 3 * c->H * c->Dh, n_out = (long)c->B * c->T * c->H * c->Dh;
-    const long n_lse = (long)c->B * c->H * c->T;
-    const AttentionTables rope = attention_tables(bf16, c);
-    float *qkv = random_host(n_qkv, -c->qkv_range, c->qkv_range);
-    float *out = host_alloc((size_t)n_out * sizeof(float));
-    float *lse = host_alloc((size_t)n_lse * sizeof(float));
-    cpu->attention_forward(out, lse, qkv, rope.sin, rope.cos, c->B, c->T, c->prefix, c->H, c->Dh);
-    if (!base) base = host_alloc((size_t)n_qkv * sizeof(float));
-    float *d_qkv = to_device_f(bf16, qkv, n_qkv);
-    float *d_dout = to_device_f(bf16, random_host(n_out, -1, 1), n_out);
-    float *d_out = to_device_f(bf16, out, n_out), *d_lse = to_device_f(bf16, lse, n_lse);
-    float *d_dqkv_fp32 = to_device_f(bf16, base, n_qkv);
-    *bf16_dqkv = to_device_f(bf16, base, n_qkv);
-    bf16->attention_backward(*bf16_dqkv, d_dout, d_qkv, d_out, d_lse, rope.d_sin, rope.d_cos, c->B, c->T,
-                             c->prefix, c->H, c->Dh);
-    fp32->attention_backward(d_dqkv_fp32, d_dout, d_qkv, d_out, d_lse, rope.d_sin, rope.d_cos, c->B, c->T,
-                             c->prefix, c->H, c->Dh);
-    float *fp32_result = host_alloc((size_t)n_qkv * sizeof(float));
-    fp32->copy_to_host(fp32_result, d_dqkv_fp32, (size_t)n_qkv * sizeof(float));
+    const BackwardInputs in = backward_inputs(bf16, c);
+    if (!base) base = host_alloc((size_t)in.n_qkv * sizeof(float));
+    float *d_dqkv_fp32 = to_device_f(bf16, base, in.n_qkv);
+    *bf16_dqkv = to_device_f(bf16, base, in.n_qkv);
+    run_backwards(bf16, &in, c, NULL, *bf16_dqkv);
+    run_backwards(fp32, &in, c, NULL, d_dqkv_fp32);
+    float *fp32_result = host_alloc((size_t)in.n_qkv * sizeof(float));
+    fp32->copy_to_host(fp32_result, d_dqkv_fp32, (size_t)in.n_qkv * sizeof(float));
     return fp32_result;
 }
 

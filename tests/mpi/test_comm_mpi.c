@@ -32,12 +32,19 @@ static void offsets_of(int batch, long *offsets) {
     for (int i = 0; i < BATCH; i++) offsets[i + 1] = offsets[i] + row_values(batch, i);
 }
 
+/* The layout (make_layout) and comm_init of this rank, the hooks' buffers
+ * in hook_memory (NULL: host memory). */
+static void open_comm(RankLayout *layout, Comm *comm, const NnBackend *hook_memory) {
+    DdError err;
+    CHECK(make_layout(layout) == 0, "layout");
+    CHECK(comm_init(comm, layout, &err) == 0, "%s", err.message);
+    comm_set_hook_memory(comm, hook_memory);
+}
+
 static void groups_follow_the_layout(void) {
     RankLayout layout;
-    CHECK(make_layout(&layout) == 0, "layout");
     Comm comm;
-    DdError err;
-    CHECK(comm_init(&comm, &layout, &err) == 0, "%s", err.message);
+    open_comm(&layout, &comm, NULL);
     int expected_group = comm.world_rank < 2 ? 0 : comm.world_rank < 3 ? 1 : 2;
     CHECK(comm.group_index == expected_group, "rank %d: group %d, expected %d", comm.world_rank,
           comm.group_index, expected_group);
@@ -60,10 +67,9 @@ static void a_world_of_the_wrong_size_is_refused(void) {
 
 static void group_sum_adds_within_the_group_only(void) {
     RankLayout layout;
-    CHECK(make_layout(&layout) == 0, "layout");
     Comm comm;
     DdError err;
-    CHECK(comm_init(&comm, &layout, &err) == 0, "%s", err.message);
+    open_comm(&layout, &comm, NULL);
     float values[5];
     for (int i = 0; i < 5; i++) values[i] = (float)((comm.world_rank + 1) * (i + 1));
     CHECK(comm_group_sum_hook(&comm, values, 5, &err) == 0, "%s", err.message);
@@ -82,11 +88,9 @@ static void group_sum_adds_within_the_group_only(void) {
  * ranks on one GPU). */
 static void hooks_stage_backend_buffers_through_host_memory(void) {
     RankLayout layout;
-    CHECK(make_layout(&layout) == 0, "layout");
     Comm comm;
     DdError err;
-    CHECK(comm_init(&comm, &layout, &err) == 0, "%s", err.message);
-    comm_set_hook_memory(&comm, &nn_cpu_backend);
+    open_comm(&layout, &comm, &nn_cpu_backend);
     enum { COUNT = 1000 };
     float *sums = nn_cpu_backend.alloc(COUNT * sizeof(float)), *maxima = nn_cpu_backend.alloc(COUNT * sizeof(float));
     CHECK(sums && maxima, "out of memory");
@@ -129,11 +133,9 @@ static void hooks_stage_backend_buffers_through_host_memory(void) {
  * a sharded state): their owners must hold the sums. */
 static void started_sums_complete_at_finish(int staged) {
     RankLayout layout;
-    CHECK(make_layout(&layout) == 0, "layout");
     Comm comm;
     DdError err;
-    CHECK(comm_init(&comm, &layout, &err) == 0, "%s", err.message);
-    if (staged) comm_set_hook_memory(&comm, &nn_cpu_backend);
+    open_comm(&layout, &comm, staged ? &nn_cpu_backend : NULL);
     const long counts[3] = {1, 1000, 5L << 20};
     float *buffers[3];
     for (int b = 0; b < 3; b++) CHECK((buffers[b] = nn_cpu_backend.alloc(counts[b] * sizeof(float))), "memory");
@@ -189,11 +191,9 @@ static void started_sums_staged_through_host_memory(void) { started_sums_complet
  * group rank 1's is empty. Then the sum of doubles over the group. */
 static void shards_gathered_and_doubles_summed(int staged) {
     RankLayout layout;
-    CHECK(make_layout(&layout) == 0, "layout");
     Comm comm;
     DdError err;
-    CHECK(comm_init(&comm, &layout, &err) == 0, "%s", err.message);
-    if (staged) comm_set_hook_memory(&comm, &nn_cpu_backend);
+    open_comm(&layout, &comm, staged ? &nn_cpu_backend : NULL);
     enum { TOTAL = 1000 };
     size_t bounds[3] = {0, 700, TOTAL};
     if (comm.group_index == 2) bounds[1] = TOTAL;   /* the second student group: rank 1's shard empty */
@@ -235,10 +235,9 @@ static void shards_gathered_through_host_memory(void) { shards_gathered_and_doub
 
 static void students_receive_exactly_their_rows(void) {
     RankLayout layout;
-    CHECK(make_layout(&layout) == 0, "layout");
     Comm comm;
     DdError err;
-    CHECK(comm_init(&comm, &layout, &err) == 0, "%s", err.message);
+    open_comm(&layout, &comm, NULL);
     DeliveryTransfer transfers[2];
     long offsets[2][BATCH + 1];
     uint16_t *rows[2];
