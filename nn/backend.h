@@ -226,10 +226,70 @@ typedef struct NnBackend {
     void (*scatter_rows_to_bf16)(uint16_t *out, const float *inp, const int64_t *starts, int N, int C);
     /* out[n, c] = fp32(inp[starts[n] + c]) for out[N, C] (rows may overlap). */
     void (*gather_rows_from_bf16)(float *out, const uint16_t *inp, const int64_t *starts, int N, int C);
+
+    /* ---- a ViT block with bf16 storage (nn/vit.c) -------------------------
+     * block_bf16 = 1 asks nn/vit.c to keep the tensors inside each block in
+     * bf16 through the entries below: the LayerNorm outputs, qkv, the
+     * attention output, the two projections' outputs, the feed-forward's
+     * hidden rows, and the gradients of all of them. The residual stream,
+     * the saved statistics (mean, rstd, lse), the parameters and every
+     * parameter gradient stay fp32. That halves the memory and the traffic
+     * of those tensors and gives the GEMMs bf16 operands.
+     *
+     * Each entry is the fp32 entry without the _bf16 suffix with the
+     * tensors typed uint16_t stored as bf16 (the wire ops' bits): read by
+     * exact widening, computed in fp32, written once, rounded to nearest
+     * even. An accumulating bf16 output (+=) becomes
+     * bf16(widen(old) + the fp32 increment): one rounding per call. The
+     * fp32 outputs (dweight, dbias, mean, rstd, lse, a LayerNorm's dinp,
+     * the residual) are those of the fp32 entry on the widened inputs, up
+     * to the backend's order of summation. Matrices come as a bf16 copy
+     * (cast_to_bf16 of the fp32 parameters); biases and scales stay fp32.
+     * A backend without them leaves them NULL and block_bf16 0. */
+    int block_bf16;
+    /* out[n] = bf16(inp[n]). */
+    void (*cast_to_bf16)(uint16_t *out, const float *inp, long n);
+    /* out[N, OC] = inp[N, C] @ weight[OC, C]^T + bias[OC] (fp32, may be NULL). */
+    void (*matmul_forward_bf16)(uint16_t *out, const uint16_t *inp, const uint16_t *weight,
+                                const float *bias, int N, int C, int OC);
+    /* dinp[N, C] (bf16, may be NULL) += dout @ weight; dweight[OC, C] and
+     * dbias[OC] (fp32, dbias may be NULL) += as matmul_backward. */
+    void (*matmul_backward_bf16)(uint16_t *dinp, float *dweight, float *dbias, const uint16_t *dout,
+                                 const uint16_t *inp, const uint16_t *weight, int N, int C, int OC);
+    /* out[N, C] in bf16 from the fp32 residual inp[N, C]; mean, rstd fp32. */
+    void (*layernorm_forward_bf16)(uint16_t *out, float *mean, float *rstd, const float *inp,
+                                   const float *weight, const float *bias, int N, int C, float eps);
+    /* dinp[N, C] (fp32, the residual's gradient) += from dout[N, C] (bf16). */
+    void (*layernorm_backward_bf16)(float *dinp, float *dweight, float *dbias, const uint16_t *dout,
+                                    const float *inp, const float *weight, const float *mean,
+                                    const float *rstd, int N, int C);
+    /* out[B, T, H, Dh] and qkv[B, T, 3, H, Dh] bf16; lse[B, H, T] fp32. */
+    void (*attention_forward_bf16)(uint16_t *out, float *lse, const uint16_t *qkv, const float *sin,
+                                   const float *cos, int B, int T, int prefix, int H, int Dh);
+    /* dqkv (bf16) += from dout, qkv, out (bf16) and lse (fp32). */
+    void (*attention_backward_bf16)(uint16_t *dqkv, const uint16_t *dout, const uint16_t *qkv,
+                                    const uint16_t *out, const float *lse, const float *sin,
+                                    const float *cos, int B, int T, int prefix, int H, int Dh);
+    void (*gelu_forward_bf16)(uint16_t *out, const uint16_t *inp, long n);
+    void (*gelu_backward_bf16)(uint16_t *dinp, const uint16_t *dout, const uint16_t *inp, long n);
+    void (*swiglu_forward_bf16)(uint16_t *out, const uint16_t *inp, int N, int F);
+    void (*swiglu_backward_bf16)(uint16_t *dinp, const uint16_t *dout, const uint16_t *inp, int N, int F);
+    /* out, res fp32 (the residual stream); y[N, C] bf16. */
+    void (*layerscale_residual_forward_bf16)(float *out, const float *res, const uint16_t *y,
+                                             const float *gamma, int N, int C);
+    /* dy (bf16) += dout * gamma; dgamma (fp32) += sum of dout * y; dres
+     * (fp32) as the fp32 entry, may be NULL. dout fp32. */
+    void (*layerscale_residual_backward_bf16)(float *dres, uint16_t *dy, float *dgamma,
+                                              const float *dout, const uint16_t *y,
+                                              const float *gamma, int N, int C);
 } NnBackend;
 
 /* The CPU backend (C + OpenMP + OpenBLAS); always present. */
 extern const NnBackend nn_cpu_backend;
+/* The same with block_bf16 = 1 ("cpu-bf16"): every ViT block keeps its
+ * inner tensors in bf16 as the "cuda" table does, computed in fp32. The
+ * oracle of the CUDA bf16 entries and the way to run the bf16 model here. */
+extern const NnBackend nn_cpu_bf16_backend;
 
 /* Call first thing in main(): makes OpenBLAS use this CPU's fastest
  * kernels when it detected only generic ones (may re-execute the process;
@@ -238,14 +298,16 @@ void nn_cpu_select_blas_kernels(char **argv);
 
 /* The CUDA backend ("cuda"), or NULL when the build has no CUDA or no
  * device is present; writes the reason into why (may be NULL) when it
- * returns NULL. Its linear layers multiply on bf16 tensor cores with fp32
- * accumulation (tensors stay fp32): the fast default for runs, within about
- * 1e-2 of the CPU rather than fp32 accuracy. Initialising it (either entry
+ * returns NULL. Its linear layers and attention multiply on bf16 tensor
+ * cores with fp32 accumulation, and its ViT blocks keep their inner tensors
+ * in bf16 (block_bf16): the fast default for runs, within about 1e-2 of the
+ * CPU rather than fp32 accuracy. Initialising it (either entry
  * point) creates the cuBLAS and cuBLASLt handles and cudaMalloc's the 32 MiB
  * cuBLASLt workspace, kept for the life of the process. */
 const NnBackend *nn_cuda_backend(char *why, size_t why_size);
-/* The same backend with exact fp32 linear layers ("cuda-fp32"): every other
- * entry is shared with nn_cuda_backend's table. For comparing with the CPU
+/* The same backend with exact fp32 linear layers and attention and fp32
+ * blocks ("cuda-fp32", block_bf16 0): every other entry, the _bf16 ones
+ * included, is shared with nn_cuda_backend's table. For comparing with the CPU
  * oracle at fp32 accuracy; NULL and the reason as nn_cuda_backend. */
 const NnBackend *nn_cuda_fp32_backend(char *why, size_t why_size);
 
@@ -256,8 +318,8 @@ const NnBackend *nn_cuda_fp32_backend(char *why, size_t why_size);
  * there is no device or no CUDA in the build. */
 int nn_cuda_select_device(int local_rank, int *device, char *why, size_t why_size);
 
-/* Backend by name ("cpu", "cuda" or "cuda-fp32"); NULL and a reason if
- * unavailable. */
+/* Backend by name ("cpu", "cpu-bf16", "cuda" or "cuda-fp32"); NULL and a
+ * reason if unavailable. */
 const NnBackend *nn_backend_by_name(const char *name, char *why, size_t why_size);
 
 #endif

@@ -98,6 +98,7 @@ int model_params_alloc(ModelParams *p, const ViTConfig *cfg, const NnBackend *be
 
 void model_params_free(ModelParams *p, const NnBackend *be) {
     if (be && p->memory) be->free(p->memory);
+    if (be && p->backbone.bf16) be->free(p->backbone.bf16);
     free(p->backbone.blocks);
     memset(p, 0, sizeof *p);
 }

@@ -137,10 +137,54 @@ int vit_params_alloc(ViTParams *p, const ViTConfig *cfg, const NnBackend *be, Dd
     return 0;
 }
 
+/* Floats of one block in the layout. */
+static size_t block_float_count(const ViTConfig *cfg) {
+    ViTConfig one = *cfg, none = *cfg;
+    one.depth = 1, none.depth = 0;
+    return vit_tensor_layout(&one, NULL) - vit_tensor_layout(&none, NULL);
+}
+
+size_t vit_params_bf16_bytes(const ViTConfig *cfg, int whole) {
+    return (whole ? vit_tensor_layout(cfg, NULL) : block_float_count(cfg)) * sizeof(uint16_t);
+}
+
+int vit_params_alloc_bf16(ViTParams *p, const ViTConfig *cfg, const NnBackend *be, int whole, DdError *err) {
+    if (!be->block_bf16) return 0;
+    const size_t bytes = vit_params_bf16_bytes(cfg, whole);
+    p->bf16 = be->alloc(bytes);
+    p->bf16_blocks = whole ? cfg->depth : 1;
+    if (!p->bf16)
+        return dd_fail(err, "model '%s': could not allocate %.1f MiB of %s memory for the bf16 copy of "
+                       "its block matrices", cfg->name, bytes / 1048576.0, be->name);
+    return 0;
+}
+
 void vit_params_free(ViTParams *p, const NnBackend *be) {
     if (be && p->memory) be->free(p->memory);
+    if (be && p->bf16) be->free(p->bf16);
     free(p->blocks);
     memset(p, 0, sizeof *p);
+}
+
+/* ---- the bf16 copy of the block matrices ---------------------------------- */
+
+/* The bf16 copy of `tensor`, a matrix of block l: at memory's offset in a
+ * whole copy, at its offset in the block in a one-block slot. */
+static const uint16_t *bf16_view(const ViTParams *p, int l, const float *tensor) {
+    const float *origin = p->bf16_blocks > 1 ? p->memory : p->blocks[l].norm1_w;
+    return p->bf16 + (tensor - origin);
+}
+
+/* Casts block l's four matrices into p->bf16. */
+static void cast_block_matrices(const NnBackend *be, const ViTConfig *cfg, const ViTParams *p, int l) {
+    const ViTBlockParams *w = &p->blocks[l];
+    const long D = cfg->dim, F = cfg->ffn_hidden, F1 = ffn_first_width(cfg);
+    const struct {
+        const float *tensor;
+        long count;
+    } matrices[] = {{w->qkv_w, 3 * D * D}, {w->proj_w, D * D}, {w->fc1_w, F1 * D}, {w->fc2_w, D * F}};
+    for (size_t i = 0; i < sizeof matrices / sizeof matrices[0]; i++)
+        be->cast_to_bf16((uint16_t *)bf16_view(p, l, matrices[i].tensor), matrices[i].tensor, matrices[i].count);
 }
 
 int vit_params_init(ViTParams *p, const ViTConfig *cfg, const NnBackend *be, uint64_t seed, DdError *err) {
@@ -178,15 +222,20 @@ int vit_params_init(ViTParams *p, const ViTConfig *cfg, const NnBackend *be, uin
 /* ---- activation layout --------------------------------------------------- */
 
 typedef struct ActivationWalk {
-    float *memory;   /* may be NULL: count only */
-    size_t offset;
+    char *memory;      /* may be NULL: count only */
+    size_t bytes;      /* so far */
+    size_t inner;      /* bytes of one value inside a block: 2 (bf16) or 4 */
 } ActivationWalk;
 
-static float *take(ActivationWalk *w, size_t count) {
-    float *address = w->memory ? w->memory + w->offset : NULL;
-    w->offset += (count + 15) & ~(size_t)15;   /* keep every buffer 64-byte aligned */
+/* count values of `size` bytes each; every buffer 64-byte aligned. */
+static void *take_sized(ActivationWalk *w, size_t count, size_t size) {
+    void *address = w->memory ? w->memory + w->bytes : NULL;
+    w->bytes += (count * size + 63) & ~(size_t)63;
     return address;
 }
+
+static float *take(ActivationWalk *w, size_t count) { return take_sized(w, count, sizeof(float)); }
+static void *take_inner(ActivationWalk *w, size_t count) { return take_sized(w, count, w->inner); }
 
 static void activation_walk(const ViTConfig *cfg, ViTActivations *a, ActivationWalk *w) {
     const size_t B = (size_t)a->B, T = (size_t)a->T, Np = (size_t)a->Np, D = (size_t)cfg->dim;
@@ -194,13 +243,14 @@ static void activation_walk(const ViTConfig *cfg, ViTActivations *a, ActivationW
     const size_t H = (size_t)cfg->num_heads, Dh = D / H;
     const size_t patch_in = (size_t)cfg->in_channels * cfg->patch_size * cfg->patch_size;
     const size_t BT = B * T;
+    w->inner = a->block_bf16 ? sizeof(uint16_t) : sizeof(float);
 
     a->patches = take(w, B * Np * patch_in);
     a->patch_emb = take(w, B * Np * D);
     a->tokens = take(w, BT * D);
     /* the LayerNorm outputs and the activation function's: one buffer each
      * for every block, also in training (vit_backward recomputes them) */
-    float *ln = take(w, BT * D), *act = take(w, BT * F);
+    void *ln = take_inner(w, BT * D), *act = take_inner(w, BT * F);
     int distinct_blocks = a->training ? cfg->depth : 1;
     for (int i = 0; i < cfg->depth; i++) {
         ViTBlockActivations *b = &a->blocks[i];
@@ -212,15 +262,15 @@ static void activation_walk(const ViTConfig *cfg, ViTActivations *a, ActivationW
         b->act = act;
         b->ln1_mean = take(w, BT);
         b->ln1_rstd = take(w, BT);
-        b->qkv = take(w, BT * 3 * D);
+        b->qkv = take_inner(w, BT * 3 * D);
         b->lse = take(w, B * H * T);
-        b->attn = take(w, BT * D);
-        b->proj = take(w, BT * D);
+        b->attn = take_inner(w, BT * D);
+        b->proj = take_inner(w, BT * D);
         b->resid_mid = take(w, BT * D);
         b->ln2_mean = take(w, BT);
         b->ln2_rstd = take(w, BT);
-        b->fc1 = take(w, BT * F1);
-        b->fc2 = take(w, BT * D);
+        b->fc1 = take_inner(w, BT * F1);
+        b->fc2 = take_inner(w, BT * D);
         b->resid_out = take(w, BT * D);
     }
     a->out = take(w, BT * D);
@@ -230,18 +280,18 @@ static void activation_walk(const ViTConfig *cfg, ViTActivations *a, ActivationW
     a->rope_cos = take(w, Np * Dh);
     if (a->training) {
         a->d_resid = take(w, BT * D);
-        a->d_ln = take(w, BT * D);
-        a->d_attn = take(w, BT * D);
-        a->d_branch = take(w, BT * D);
-        a->d_qkv = take(w, BT * 3 * D);
-        a->d_fc1 = take(w, BT * F1);
-        a->d_act = take(w, BT * F);
+        a->d_ln = take_inner(w, BT * D);
+        a->d_attn = take_inner(w, BT * D);
+        a->d_branch = take_inner(w, BT * D);
+        a->d_qkv = take_inner(w, BT * 3 * D);
+        a->d_fc1 = take_inner(w, BT * F1);
+        a->d_act = take_inner(w, BT * F);
         a->d_patch_emb = take(w, B * Np * D);
     }
 }
 
 static int activation_shape(ViTActivations *a, const ViTConfig *cfg, int B, int H_px, int W_px,
-                            int training, DdError *err) {
+                            int training, int block_bf16, DdError *err) {
     const int P = cfg->patch_size;
     if (B < 1 || H_px < P || W_px < P || H_px % P || W_px % P)
         return dd_fail(err, "model '%s': expected a batch >= 1 of images whose sides are positive "
@@ -256,35 +306,36 @@ static int activation_shape(ViTActivations *a, const ViTConfig *cfg, int B, int 
     a->Np = a->Hp * a->Wp;
     a->T = 1 + cfg->registers + a->Np;
     a->training = training;
+    a->block_bf16 = block_bf16;
     return 0;
 }
 
-size_t vit_activation_count(const ViTConfig *cfg, int B, int H_px, int W_px, int training) {
+size_t vit_activation_bytes(const ViTConfig *cfg, int B, int H_px, int W_px, int training, int block_bf16) {
     ViTActivations a;
-    if (activation_shape(&a, cfg, B, H_px, W_px, training, NULL) != 0) return 0;
+    if (activation_shape(&a, cfg, B, H_px, W_px, training, block_bf16, NULL) != 0) return 0;
     ViTBlockActivations *blocks = calloc((size_t)cfg->depth, sizeof *blocks);
     if (!blocks) return 0;
     a.blocks = blocks;
     ActivationWalk w = {0};
     activation_walk(cfg, &a, &w);
     free(blocks);
-    return w.offset;
+    return w.bytes;
 }
 
 int vit_activations_alloc(ViTActivations *a, const ViTConfig *cfg, const NnBackend *be,
                           int B, int H_px, int W_px, int training, DdError *err) {
-    if (activation_shape(a, cfg, B, H_px, W_px, training, err) != 0) return -1;
+    if (activation_shape(a, cfg, B, H_px, W_px, training, be->block_bf16, err) != 0) return -1;
     a->blocks = calloc((size_t)cfg->depth, sizeof *a->blocks);
     if (!a->blocks) return dd_fail(err, "out of host memory for %d block views", cfg->depth);
     ActivationWalk w = {0};
     activation_walk(cfg, a, &w);
-    a->count = w.offset;
-    a->memory = be->alloc(a->count * sizeof(float));
+    a->bytes = w.bytes;
+    a->memory = be->alloc(a->bytes);
     if (!a->memory) {
         free(a->blocks);
         a->blocks = NULL;
         return dd_fail(err, "model '%s': could not allocate %.1f MiB of %s memory for activations "
-                       "(batch %d, %dx%d px)", cfg->name, a->count * 4.0 / (1 << 20), be->name,
+                       "(batch %d, %dx%d px)", cfg->name, a->bytes / 1048576.0, be->name,
                        B, H_px, W_px);
     }
     w = (ActivationWalk){.memory = a->memory};
@@ -312,28 +363,135 @@ void vit_set_rope(ViTActivations *a, const ViTConfig *cfg, const NnBackend *be, 
     be->copy_to_device(a->rope_cos, a->host_rope + count, count * sizeof(float));
 }
 
+/* ---- the block's ops in its precision ------------------------------------ */
+
+/* What a block's ops need to pick the fp32 entry or its _bf16 twin
+ * (backend.h): the blocks' inner tensors are void * and bf16 when the
+ * activation set says so; matrices are then read from p's bf16 copy. */
+typedef struct BlockRun {
+    const NnBackend *be;
+    const ViTConfig *cfg;
+    const ViTParams *p;
+    int bf16;          /* the activation set's block_bf16 */
+    size_t inner;      /* bytes of one inner value */
+} BlockRun;
+
+static BlockRun block_run(const NnBackend *be, const ViTConfig *cfg, const ViTParams *p, const ViTActivations *a) {
+    if (a->block_bf16 && (!p->bf16 || !be->matmul_forward_bf16)) {
+        /* a set allocated on one backend run on another, or parameters
+         * allocated as a view: a programming error, not an input error */
+        fprintf(stderr, "vit: model '%s': activations keep their blocks in bf16 but %s\n", cfg->name,
+                !p->bf16 ? "the parameters have no bf16 copy (allocate them with vit_params_alloc_bf16)"
+                         : "the backend has no bf16 block entries");
+        abort();
+    }
+    return (BlockRun){be, cfg, p, a->block_bf16, a->block_bf16 ? sizeof(uint16_t) : sizeof(float)};
+}
+
+static void block_zero(const BlockRun *r, void *x, size_t count) { r->be->zero(x, count * r->inner); }
+
+/* out[N, OC] = inp[N, C] @ weight^T + bias, weight a matrix of block l of p. */
+static void block_matmul_forward(const BlockRun *r, int l, void *out, const void *inp, const float *weight,
+                                 const float *bias, int N, int C, int OC) {
+    if (r->bf16) r->be->matmul_forward_bf16(out, inp, bf16_view(r->p, l, weight), bias, N, C, OC);
+    else r->be->matmul_forward(out, inp, weight, bias, N, C, OC);
+}
+
+static void block_matmul_backward(const BlockRun *r, int l, void *dinp, float *dweight, float *dbias,
+                                  const void *dout, const void *inp, const float *weight, int N, int C, int OC) {
+    if (r->bf16)
+        r->be->matmul_backward_bf16(dinp, dweight, dbias, dout, inp, bf16_view(r->p, l, weight), N, C, OC);
+    else
+        r->be->matmul_backward(dinp, dweight, dbias, dout, inp, weight, N, C, OC);
+}
+
+/* out (inner) from the fp32 residual x. */
+static void block_layernorm_forward(const BlockRun *r, void *out, float *mean, float *rstd, const float *x,
+                                    const float *weight, const float *bias, int N) {
+    const int C = r->cfg->dim;
+    const float eps = r->cfg->norm_eps;
+    if (r->bf16) r->be->layernorm_forward_bf16(out, mean, rstd, x, weight, bias, N, C, eps);
+    else r->be->layernorm_forward(out, mean, rstd, x, weight, bias, N, C, eps);
+}
+
+/* dx (fp32, the residual's gradient) += from dout (inner). */
+static void block_layernorm_backward(const BlockRun *r, float *dx, float *dweight, float *dbias, const void *dout,
+                                     const float *x, const float *weight, const float *mean, const float *rstd,
+                                     int N) {
+    const int C = r->cfg->dim;
+    if (r->bf16) r->be->layernorm_backward_bf16(dx, dweight, dbias, dout, x, weight, mean, rstd, N, C);
+    else r->be->layernorm_backward(dx, dweight, dbias, dout, x, weight, mean, rstd, N, C);
+}
+
+static void block_attention_forward(const BlockRun *r, const ViTActivations *a, ViTBlockActivations *s) {
+    const int H = r->cfg->num_heads, Dh = r->cfg->dim / H, prefix = 1 + r->cfg->registers;
+    if (r->bf16)
+        r->be->attention_forward_bf16(s->attn, s->lse, s->qkv, a->rope_sin, a->rope_cos, a->B, a->T, prefix, H, Dh);
+    else
+        r->be->attention_forward(s->attn, s->lse, s->qkv, a->rope_sin, a->rope_cos, a->B, a->T, prefix, H, Dh);
+}
+
+/* a->d_qkv += the gradient of block s's attention from a->d_attn. */
+static void block_attention_backward(const BlockRun *r, const ViTActivations *a, const ViTBlockActivations *s) {
+    const int H = r->cfg->num_heads, Dh = r->cfg->dim / H, prefix = 1 + r->cfg->registers;
+    if (r->bf16)
+        r->be->attention_backward_bf16(a->d_qkv, a->d_attn, s->qkv, s->attn, s->lse, a->rope_sin, a->rope_cos,
+                                       a->B, a->T, prefix, H, Dh);
+    else
+        r->be->attention_backward(a->d_qkv, a->d_attn, s->qkv, s->attn, s->lse, a->rope_sin, a->rope_cos,
+                                  a->B, a->T, prefix, H, Dh);
+}
+
+/* act = gelu(fc1) or swiglu(fc1), over BT rows. */
+static void block_ffn_activation_forward(const BlockRun *r, ViTBlockActivations *s, int BT) {
+    const int F = r->cfg->ffn_hidden;
+    if (r->cfg->ffn == FFN_SWIGLU) {
+        if (r->bf16) r->be->swiglu_forward_bf16(s->act, s->fc1, BT, F);
+        else r->be->swiglu_forward(s->act, s->fc1, BT, F);
+    } else {
+        if (r->bf16) r->be->gelu_forward_bf16(s->act, s->fc1, (long)BT * F);
+        else r->be->gelu_forward(s->act, s->fc1, (long)BT * F);
+    }
+}
+
+/* a->d_fc1 += the gradient of the activation function from a->d_act. */
+static void block_ffn_activation_backward(const BlockRun *r, const ViTActivations *a, const ViTBlockActivations *s,
+                                          int BT) {
+    const int F = r->cfg->ffn_hidden;
+    if (r->cfg->ffn == FFN_SWIGLU) {
+        if (r->bf16) r->be->swiglu_backward_bf16(a->d_fc1, a->d_act, s->fc1, BT, F);
+        else r->be->swiglu_backward(a->d_fc1, a->d_act, s->fc1, BT, F);
+    } else {
+        if (r->bf16) r->be->gelu_backward_bf16(a->d_fc1, a->d_act, s->fc1, (long)BT * F);
+        else r->be->gelu_backward(a->d_fc1, a->d_act, s->fc1, (long)BT * F);
+    }
+}
+
+/* out = res + gamma * y, y the branch's output (inner), res and out fp32. */
+static void block_layerscale_forward(const BlockRun *r, float *out, const float *res, const void *y,
+                                     const float *gamma, int N) {
+    if (r->bf16) r->be->layerscale_residual_forward_bf16(out, res, y, gamma, N, r->cfg->dim);
+    else r->be->layerscale_residual_forward(out, res, y, gamma, N, r->cfg->dim);
+}
+
+/* dy (inner) += dout * gamma, dgamma += sum of dout * y; the residual keeps dout (dres NULL). */
+static void block_layerscale_backward(const BlockRun *r, void *dy, float *dgamma, const float *dout, const void *y,
+                                      const float *gamma, int N) {
+    if (r->bf16) r->be->layerscale_residual_backward_bf16(NULL, dy, dgamma, dout, y, gamma, N, r->cfg->dim);
+    else r->be->layerscale_residual_backward(NULL, dy, dgamma, dout, y, gamma, N, r->cfg->dim);
+}
+
 /* ---- forward ------------------------------------------------------------- */
 
-/* The three block steps whose outputs the backward recomputes rather than
- * keeps (one buffer serves every block): the same calls on the same
- * inputs, so the same values, bit for bit, on every backend. */
-static void norm1_forward(const NnBackend *be, const ViTConfig *cfg, const ViTBlockParams *w,
-                          ViTBlockActivations *s, const float *x, int BT) {
-    be->layernorm_forward(s->ln1, s->ln1_mean, s->ln1_rstd, x, w->norm1_w, w->norm1_b, BT, cfg->dim,
-                          cfg->norm_eps);
+/* The block steps whose outputs the backward recomputes rather than keeps
+ * (one buffer serves every block): the same calls on the same inputs, so
+ * the same values, bit for bit, on every backend. */
+static void norm1_forward(const BlockRun *r, const ViTBlockParams *w, ViTBlockActivations *s, const float *x, int BT) {
+    block_layernorm_forward(r, s->ln1, s->ln1_mean, s->ln1_rstd, x, w->norm1_w, w->norm1_b, BT);
 }
 
-static void norm2_forward(const NnBackend *be, const ViTConfig *cfg, const ViTBlockParams *w,
-                          ViTBlockActivations *s, int BT) {
-    be->layernorm_forward(s->ln2, s->ln2_mean, s->ln2_rstd, s->resid_mid, w->norm2_w, w->norm2_b, BT,
-                          cfg->dim, cfg->norm_eps);
-}
-
-static void ffn_activation_forward(const NnBackend *be, const ViTConfig *cfg, ViTBlockActivations *s, int BT) {
-    if (cfg->ffn == FFN_SWIGLU)
-        be->swiglu_forward(s->act, s->fc1, BT, cfg->ffn_hidden);
-    else
-        be->gelu_forward(s->act, s->fc1, (long)BT * cfg->ffn_hidden);
+static void norm2_forward(const BlockRun *r, const ViTBlockParams *w, ViTBlockActivations *s, int BT) {
+    block_layernorm_forward(r, s->ln2, s->ln2_mean, s->ln2_rstd, s->resid_mid, w->norm2_w, w->norm2_b, BT);
 }
 
 static void tell_layer(const ViTLayerHook *hook, int layer) {
@@ -347,10 +505,10 @@ void vit_forward(const NnBackend *be, const ViTConfig *cfg, const ViTParams *p,
 
 void vit_forward_hooked(const NnBackend *be, const ViTConfig *cfg, const ViTParams *p, ViTActivations *a,
                         const float *images, const uint8_t *mask, const ViTLayerHook *before) {
-    const int B = a->B, T = a->T, Np = a->Np, D = cfg->dim, R = cfg->registers;
-    const int H = cfg->num_heads, Dh = D / H, F = cfg->ffn_hidden, F1 = ffn_first_width(cfg);
-    const int P = cfg->patch_size, C = cfg->in_channels, BT = B * T;
-    const float eps = cfg->norm_eps;
+    const int B = a->B, Np = a->Np, D = cfg->dim, R = cfg->registers;
+    const int F = cfg->ffn_hidden, F1 = ffn_first_width(cfg);
+    const int P = cfg->patch_size, C = cfg->in_channels, BT = B * a->T;
+    const BlockRun run = block_run(be, cfg, p, a), *r = &run;
 
     tell_layer(before, 0);
     be->patchify(a->patches, images, B, C, a->H_px, a->W_px, P);
@@ -363,35 +521,36 @@ void vit_forward_hooked(const NnBackend *be, const ViTConfig *cfg, const ViTPara
         const ViTBlockParams *w = &p->blocks[l];
         ViTBlockActivations *s = &a->blocks[l];
         tell_layer(before, l + 1);
-        norm1_forward(be, cfg, w, s, x, BT);
-        be->matmul_forward(s->qkv, s->ln1, w->qkv_w, w->qkv_b, BT, D, 3 * D);
-        be->attention_forward(s->attn, s->lse, s->qkv, a->rope_sin, a->rope_cos, B, T, 1 + R, H, Dh);
-        be->matmul_forward(s->proj, s->attn, w->proj_w, w->proj_b, BT, D, D);
-        be->layerscale_residual_forward(s->resid_mid, x, s->proj, w->ls1, BT, D);
+        if (r->bf16) cast_block_matrices(be, cfg, p, l);
+        norm1_forward(r, w, s, x, BT);
+        block_matmul_forward(r, l, s->qkv, s->ln1, w->qkv_w, w->qkv_b, BT, D, 3 * D);
+        block_attention_forward(r, a, s);
+        block_matmul_forward(r, l, s->proj, s->attn, w->proj_w, w->proj_b, BT, D, D);
+        block_layerscale_forward(r, s->resid_mid, x, s->proj, w->ls1, BT);
 
-        norm2_forward(be, cfg, w, s, BT);
-        be->matmul_forward(s->fc1, s->ln2, w->fc1_w, w->fc1_b, BT, D, F1);
-        ffn_activation_forward(be, cfg, s, BT);
-        be->matmul_forward(s->fc2, s->act, w->fc2_w, w->fc2_b, BT, F, D);
-        be->layerscale_residual_forward(s->resid_out, s->resid_mid, s->fc2, w->ls2, BT, D);
+        norm2_forward(r, w, s, BT);
+        block_matmul_forward(r, l, s->fc1, s->ln2, w->fc1_w, w->fc1_b, BT, D, F1);
+        block_ffn_activation_forward(r, s, BT);
+        block_matmul_forward(r, l, s->fc2, s->act, w->fc2_w, w->fc2_b, BT, F, D);
+        block_layerscale_forward(r, s->resid_out, s->resid_mid, s->fc2, w->ls2, BT);
         x = s->resid_out;
     }
     tell_layer(before, cfg->depth + 1);
-    be->layernorm_forward(a->out, a->out_mean, a->out_rstd, x, p->norm_w, p->norm_b, BT, D, eps);
+    be->layernorm_forward(a->out, a->out_mean, a->out_rstd, x, p->norm_w, p->norm_b, BT, D, cfg->norm_eps);
 }
 
 /* ---- backward ------------------------------------------------------------ */
 
-
 void vit_backward(const NnBackend *be, const ViTConfig *cfg, const ViTParams *p, ViTParams *g,
                   ViTActivations *a, const float *dout, const uint8_t *mask, const ViTLayerHook *hook) {
-    const int B = a->B, T = a->T, Np = a->Np, D = cfg->dim, R = cfg->registers;
-    const int H = cfg->num_heads, Dh = D / H, F = cfg->ffn_hidden, F1 = ffn_first_width(cfg);
-    const int P = cfg->patch_size, C = cfg->in_channels, BT = B * T;
-    const size_t row_bytes = (size_t)BT * D * sizeof(float);
+    const int B = a->B, Np = a->Np, D = cfg->dim, R = cfg->registers;
+    const int F = cfg->ffn_hidden, F1 = ffn_first_width(cfg);
+    const int P = cfg->patch_size, C = cfg->in_channels, BT = B * a->T;
+    const size_t rows = (size_t)BT * D;
+    const BlockRun run = block_run(be, cfg, p, a), *r = &run;
 
     const float *x_last = cfg->depth > 0 ? a->blocks[cfg->depth - 1].resid_out : a->tokens;
-    be->zero(a->d_resid, row_bytes);
+    be->zero(a->d_resid, rows * sizeof(float));
     be->layernorm_backward(a->d_resid, g->norm_w, g->norm_b, dout, x_last, p->norm_w,
                            a->out_mean, a->out_rstd, BT, D);
     tell_layer(hook, cfg->depth + 1);
@@ -403,38 +562,35 @@ void vit_backward(const NnBackend *be, const ViTConfig *cfg, const ViTParams *p,
         ViTBlockParams *gw = &g->blocks[l];
         ViTBlockActivations *s = &a->blocks[l];
         const float *x_in = l > 0 ? a->blocks[l - 1].resid_out : a->tokens;
+        if (r->bf16 && p->bf16_blocks == 1) cast_block_matrices(be, cfg, p, l);   /* the slot holds another block */
 
         /* resid_out = resid_mid + ls2 * fc2(act(fc1(norm2(resid_mid)))) */
-        be->zero(a->d_branch, row_bytes);
-        be->layerscale_residual_backward(NULL, a->d_branch, gw->ls2, a->d_resid, s->fc2, w->ls2, BT, D);
-        ffn_activation_forward(be, cfg, s, BT);   /* act, recomputed from fc1 */
-        be->zero(a->d_act, (size_t)BT * F * sizeof(float));
-        be->matmul_backward(a->d_act, gw->fc2_w, gw->fc2_b, a->d_branch, s->act, w->fc2_w, BT, F, D);
-        be->zero(a->d_fc1, (size_t)BT * F1 * sizeof(float));
-        if (cfg->ffn == FFN_SWIGLU)
-            be->swiglu_backward(a->d_fc1, a->d_act, s->fc1, BT, F);
-        else
-            be->gelu_backward(a->d_fc1, a->d_act, s->fc1, (long)BT * F);
-        norm2_forward(be, cfg, w, s, BT);   /* ln2, recomputed from resid_mid */
-        be->zero(a->d_ln, row_bytes);
-        be->matmul_backward(a->d_ln, gw->fc1_w, gw->fc1_b, a->d_fc1, s->ln2, w->fc1_w, BT, D, F1);
-        be->layernorm_backward(a->d_resid, gw->norm2_w, gw->norm2_b, a->d_ln, s->resid_mid,
-                               w->norm2_w, s->ln2_mean, s->ln2_rstd, BT, D);
+        block_zero(r, a->d_branch, rows);
+        block_layerscale_backward(r, a->d_branch, gw->ls2, a->d_resid, s->fc2, w->ls2, BT);
+        block_ffn_activation_forward(r, s, BT);   /* act, recomputed from fc1 */
+        block_zero(r, a->d_act, (size_t)BT * F);
+        block_matmul_backward(r, l, a->d_act, gw->fc2_w, gw->fc2_b, a->d_branch, s->act, w->fc2_w, BT, F, D);
+        block_zero(r, a->d_fc1, (size_t)BT * F1);
+        block_ffn_activation_backward(r, a, s, BT);
+        norm2_forward(r, w, s, BT);   /* ln2, recomputed from resid_mid */
+        block_zero(r, a->d_ln, rows);
+        block_matmul_backward(r, l, a->d_ln, gw->fc1_w, gw->fc1_b, a->d_fc1, s->ln2, w->fc1_w, BT, D, F1);
+        block_layernorm_backward(r, a->d_resid, gw->norm2_w, gw->norm2_b, a->d_ln, s->resid_mid, w->norm2_w,
+                                 s->ln2_mean, s->ln2_rstd, BT);
 
         /* resid_mid = x_in + ls1 * proj(attention(rope(qkv(norm1(x_in))))) */
-        be->zero(a->d_branch, row_bytes);
-        be->layerscale_residual_backward(NULL, a->d_branch, gw->ls1, a->d_resid, s->proj, w->ls1, BT, D);
-        be->zero(a->d_attn, row_bytes);
-        be->matmul_backward(a->d_attn, gw->proj_w, gw->proj_b, a->d_branch, s->attn, w->proj_w, BT, D, D);
-        be->zero(a->d_qkv, 3 * row_bytes);
-        be->attention_backward(a->d_qkv, a->d_attn, s->qkv, s->attn, s->lse, a->rope_sin,
-                               a->rope_cos, B, T, 1 + R, H, Dh);
-        norm1_forward(be, cfg, w, s, x_in, BT);   /* ln1, recomputed from x_in */
-        be->zero(a->d_ln, row_bytes);
-        be->matmul_backward(a->d_ln, gw->qkv_w, gw->qkv_b, a->d_qkv, s->ln1, w->qkv_w, BT, D, 3 * D);
+        block_zero(r, a->d_branch, rows);
+        block_layerscale_backward(r, a->d_branch, gw->ls1, a->d_resid, s->proj, w->ls1, BT);
+        block_zero(r, a->d_attn, rows);
+        block_matmul_backward(r, l, a->d_attn, gw->proj_w, gw->proj_b, a->d_branch, s->attn, w->proj_w, BT, D, D);
+        block_zero(r, a->d_qkv, 3 * rows);
+        block_attention_backward(r, a, s);
+        norm1_forward(r, w, s, x_in, BT);   /* ln1, recomputed from x_in */
+        block_zero(r, a->d_ln, rows);
+        block_matmul_backward(r, l, a->d_ln, gw->qkv_w, gw->qkv_b, a->d_qkv, s->ln1, w->qkv_w, BT, D, 3 * D);
         if (gw->qkv_b) be->zero(gw->qkv_b + D, (size_t)D * sizeof(float));   /* the key bias is masked */
-        be->layernorm_backward(a->d_resid, gw->norm1_w, gw->norm1_b, a->d_ln, x_in, w->norm1_w,
-                               s->ln1_mean, s->ln1_rstd, BT, D);
+        block_layernorm_backward(r, a->d_resid, gw->norm1_w, gw->norm1_b, a->d_ln, x_in, w->norm1_w,
+                                 s->ln1_mean, s->ln1_rstd, BT);
         tell_layer(hook, l + 1);
     }
 

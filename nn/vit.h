@@ -12,11 +12,13 @@
  * batch live in one allocation (ViTActivations); a training step with
  * multi-crop holds one ViTActivations per crop size and accumulates the
  * gradients of both into the same ViTParams gradient. Training keeps, per
- * block, what the backward cannot cheaply redo (12 D floats per token with
- * the GELU MLP's F = 4D); the two LayerNorm outputs and the activation
- * function's output (6 D per token) share one buffer each over all blocks
- * and the backward recomputes them from what is kept (three memory-bound
- * kernels per block, the same values bit for bit).
+ * block, what the backward cannot cheaply redo (12 D values per token with
+ * the GELU MLP's F = 4D: the residual stream's 2 D in fp32, 10 D inside the
+ * block, in bf16 on a backend that keeps blocks in bf16); the two LayerNorm
+ * outputs and the activation function's output (6 D per token) share one
+ * buffer each over all blocks and the backward recomputes them from what
+ * is kept (three memory-bound kernels per block, the same values bit for
+ * bit).
  */
 #ifndef DD_NN_VIT_H
 #define DD_NN_VIT_H
@@ -45,6 +47,18 @@ typedef struct ViTBlockParams {
 typedef struct ViTParams {
     float *memory;              /* the one allocation all views point into */
     size_t count;               /* floats in memory */
+    /* bf16 copies of the block matrices, for the GEMMs of blocks kept in
+     * bf16 (NnBackend.block_bf16), allocated by vit_params_alloc_bf16 for
+     * the parameters a forward reads (not for gradients or moments), NULL
+     * otherwise; freed with them. Every forward casts each block's matrices
+     * just before the block reads them, so a change to memory is never
+     * missed. bf16_blocks = depth: a copy of the whole layout at memory's
+     * offsets, which the backward reads again (a trained model);
+     * bf16_blocks = 1: one block's slot that the forward and the backward
+     * fill block by block (a frozen model: 2 B per parameter of one block,
+     * not of all, for one more cast per block in a backward). */
+    uint16_t *bf16;
+    int bf16_blocks;
     float *patch_w, *patch_b;   /* [D, C*P*P], [D] */
     float *cls_token;           /* [D] */
     float *register_tokens;     /* [R, D] */
@@ -80,6 +94,12 @@ void vit_params_free(ViTParams *p, const NnBackend *be);
 /* Points the views of p into memory (count floats), for a second buffer of
  * the same layout (gradients, moments) or for host-side copies. */
 int vit_params_view(ViTParams *p, const ViTConfig *cfg, float *memory, DdError *err);
+/* Allocates p->bf16 when be keeps blocks in bf16 (else leaves it NULL):
+ * for parameters that vit_forward will read; whole = 1 copies every block
+ * (training), 0 one block's slot (inference). */
+int vit_params_alloc_bf16(ViTParams *p, const ViTConfig *cfg, const NnBackend *be, int whole, DdError *err);
+/* Bytes of that copy (0 when be does not keep blocks in bf16). */
+size_t vit_params_bf16_bytes(const ViTConfig *cfg, int whole);
 /* DINOv3-style initialisation from a seed: truncated-normal (std 0.02)
  * matrices and tokens, zero biases, unit norms, LayerScale = layerscale_init.
  * Identical on every backend (drawn on the host, then copied). */
@@ -87,20 +107,24 @@ int vit_params_init(ViTParams *p, const ViTConfig *cfg, const NnBackend *be, uin
 
 /* ---- activations ------------------------------------------------------ */
 
-/* One block's; ln1, ln2 and act point into buffers that every block
- * shares (recomputed by the backward), the others are the block's own in
- * training. */
+/* One block's. The block's inner tensors (void *) are bf16 (uint16_t)
+ * when the set's block_bf16 is 1, else fp32; the residual stream and the
+ * statistics are always fp32. ln1, ln2 and act point into buffers that
+ * every block shares (recomputed by the backward), the others are the
+ * block's own in training. */
 typedef struct ViTBlockActivations {
-    float *ln1, *ln1_mean, *ln1_rstd;   /* [B,T,D], [B,T], [B,T] */
-    float *qkv;                         /* [B,T,3D], unrotated (attention applies RoPE) */
+    void *ln1;                          /* [B,T,D] inner */
+    float *ln1_mean, *ln1_rstd;         /* [B,T], [B,T] */
+    void *qkv;                          /* [B,T,3D] inner, unrotated (attention applies RoPE) */
     float *lse;                         /* [B,H,T] log-sum-exp of each attention row */
-    float *attn;                        /* [B,T,D] */
-    float *proj;                        /* [B,T,D] */
+    void *attn;                         /* [B,T,D] inner */
+    void *proj;                         /* [B,T,D] inner */
     float *resid_mid;                   /* [B,T,D]  x after the attention branch */
-    float *ln2, *ln2_mean, *ln2_rstd;   /* [B,T,D], [B,T], [B,T] */
-    float *fc1;                         /* [B,T,F] or [B,T,2F] */
-    float *act;                         /* [B,T,F] */
-    float *fc2;                         /* [B,T,D] */
+    void *ln2;                          /* [B,T,D] inner */
+    float *ln2_mean, *ln2_rstd;         /* [B,T], [B,T] */
+    void *fc1;                          /* [B,T,F] or [B,T,2F] inner */
+    void *act;                          /* [B,T,F] inner */
+    void *fc2;                          /* [B,T,D] inner */
     float *resid_out;                   /* [B,T,D]  block output */
 } ViTBlockActivations;
 
@@ -108,8 +132,9 @@ typedef struct ViTActivations {
     int B, H_px, W_px;                  /* batch and image size */
     int Hp, Wp, Np, T;                  /* patch grid, patches, tokens (1 + R + Np) */
     int training;                       /* 0: forward only, one block's buffers reused */
-    float *memory;                      /* the one allocation */
-    size_t count;
+    int block_bf16;                     /* 1: the blocks' inner tensors are bf16 (the backend's block_bf16) */
+    void *memory;                       /* the one allocation */
+    size_t bytes;
     float *patches;                     /* [B, Np, C*P*P] */
     float *patch_emb;                   /* [B, Np, D] */
     float *tokens;                      /* [B, T, D]  input of block 0 */
@@ -119,15 +144,17 @@ typedef struct ViTActivations {
     float *host_rope;                   /* [2, Np, Dh] host staging for vit_set_rope */
     /* backward scratch, reused by every block */
     float *d_resid;                     /* [B,T,D] gradient of the residual stream */
-    float *d_ln, *d_attn, *d_branch;    /* [B,T,D] */
-    float *d_qkv;                       /* [B,T,3D] */
-    float *d_fc1;                       /* [B,T,F or 2F] */
-    float *d_act;                       /* [B,T,F] */
+    void *d_ln, *d_attn, *d_branch;     /* [B,T,D] inner */
+    void *d_qkv;                        /* [B,T,3D] inner */
+    void *d_fc1;                        /* [B,T,F or 2F] inner */
+    void *d_act;                        /* [B,T,F] inner */
     float *d_patch_emb;                 /* [B,Np,D] */
 } ViTActivations;
 
-/* Floats an activation set needs (the figure `distill info` reports). */
-size_t vit_activation_count(const ViTConfig *cfg, int B, int H_px, int W_px, int training);
+/* Bytes an activation set needs (the figure `distill info` reports), with
+ * the blocks' inner tensors in bf16 (block_bf16 1) or fp32. */
+size_t vit_activation_bytes(const ViTConfig *cfg, int B, int H_px, int W_px, int training, int block_bf16);
+/* An activation set on be: its blocks in bf16 when be->block_bf16. */
 int vit_activations_alloc(ViTActivations *a, const ViTConfig *cfg, const NnBackend *be,
                           int B, int H_px, int W_px, int training, DdError *err);
 void vit_activations_free(ViTActivations *a, const NnBackend *be);

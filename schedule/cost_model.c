@@ -14,7 +14,7 @@ static size_t patches_of(const ViTConfig *model, int size) {
     return side * side;
 }
 
-ModelCost model_cost(const ViTConfig *model, const CropShape *crops, int batch, int frozen) {
+ModelCost model_cost(const ViTConfig *model, const CropShape *crops, int batch, int frozen, int block_bf16) {
     ModelCost c = {
         .backbone = vit_param_count(model),
         .dino_mlp = head_mlp_param_count(&model->dino_head, model->dim),
@@ -26,9 +26,12 @@ ModelCost model_cost(const ViTConfig *model, const CropShape *crops, int batch, 
     };
     size_t params = c.backbone + c.dino_mlp + c.dino_prototypes + c.ibot_mlp + c.ibot_prototypes;
     const double copy_bytes = (double)params * COST_BYTES_PER_FLOAT;
-    c.state_bytes = copy_bytes * (frozen ? 1 : COST_TRAINED_COPIES);
+    /* blocks in bf16: a trained backbone's copy of every block matrix, a
+     * frozen one's slot of one block's (nn/vit.h) */
+    c.state_bytes = copy_bytes * (frozen ? 1 : COST_TRAINED_COPIES) +
+                    (block_bf16 ? (double)vit_params_bf16_bytes(model, !frozen) : 0);
     c.shardable_state_bytes = frozen ? 0 : copy_bytes * COST_SHARDABLE_COPIES;
-    c.activation_bytes = rank_activation_bytes(model, crops, batch, frozen);
+    c.activation_bytes = rank_activation_bytes(model, crops, batch, frozen, block_bf16);
     return c;
 }
 
@@ -60,8 +63,9 @@ double student_flops_per_image(const ViTConfig *student, const ViTConfig *teache
     return 3.0 * forward + teacher_prototypes;
 }
 
-RankState rank_state(const ViTConfig *model, const ViTConfig *teacher, const CropShape *crops, int frozen) {
-    const ModelCost cost = model_cost(model, crops, 0, frozen);
+RankState rank_state(const ViTConfig *model, const ViTConfig *teacher, const CropShape *crops, int frozen,
+                     int block_bf16) {
+    const ModelCost cost = model_cost(model, crops, 0, frozen, block_bf16);
     RankState state = {.replicated_bytes = cost.state_bytes - cost.shardable_state_bytes,
                        .shardable_bytes = cost.shardable_state_bytes};
     if (!frozen && teacher)
@@ -77,17 +81,19 @@ static double ibot_rows_per_image(const ViTConfig *model, const CropShape *crops
     return crops->global_count * (frozen ? patches : floor(patches * crops->max_masked_patch_fraction));
 }
 
-double rank_activation_bytes(const ViTConfig *model, const CropShape *crops, int images, int frozen) {
+double rank_activation_bytes(const ViTConfig *model, const CropShape *crops, int images, int frozen, int block_bf16) {
     if (images <= 0) return 0;
-    size_t floats = vit_activation_count(model, images * crops->global_count, crops->global_size,
-                                         crops->global_size, !frozen);
+    double bytes = (double)vit_activation_bytes(model, images * crops->global_count, crops->global_size,
+                                                crops->global_size, !frozen, block_bf16);
     if (!frozen && crops->local_count > 0)
-        floats += vit_activation_count(model, images * crops->local_count, crops->local_size, crops->local_size, 1);
+        bytes += (double)vit_activation_bytes(model, images * crops->local_count, crops->local_size,
+                                              crops->local_size, 1, block_bf16);
     const int parts = frozen ? HEAD_PART_MLP : HEAD_PART_MLP | HEAD_PART_PROTOTYPES | HEAD_PART_BACKWARD;
     const int cls_rows = images * (crops->global_count + (frozen ? 0 : crops->local_count));
-    floats += head_activation_count(&model->dino_head, cls_rows, parts) +
-              head_activation_count(&model->ibot_head, (int)(images * ibot_rows_per_image(model, crops, frozen)), parts);
-    return (double)floats * COST_BYTES_PER_FLOAT;
+    const size_t head_floats =
+        head_activation_count(&model->dino_head, cls_rows, parts) +
+        head_activation_count(&model->ibot_head, (int)(images * ibot_rows_per_image(model, crops, frozen)), parts);
+    return bytes + (double)head_floats * COST_BYTES_PER_FLOAT;
 }
 
 double rank_slice_bytes_per_image(const ViTConfig *student, const ViTConfig *teacher, const CropShape *crops) {

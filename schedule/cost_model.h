@@ -3,11 +3,14 @@
  * and iBOT heads), FLOPs per image, and memory for a number of images. Shared
  * by `distill info` (the table) and the group planner (planner.h).
  *
- * Memory (fp32, as `distill info` reports it):
+ * Memory (fp32; with block_bf16, as on the "cuda" backend, the blocks'
+ * inner activations are bf16 (vit_activation_bytes) and bf16 copies of the
+ * block matrices join the state: 2 B per backbone parameter trained, one
+ * block's worth frozen; vit_params_bf16_bytes):
  *   trained (a student): 20 B per parameter (weights, gradients, AdamW m and
  *       v, EMA) of the backbone and both heads, 4 B per parameter of the
  *       frozen teacher prototype layers it applies, + training activations
- *       of every crop (vit_activation_count) and of its heads (DINO on each
+ *       of every crop (vit_activation_bytes) and of its heads (DINO on each
  *       crop's CLS, iBOT on the most patches a crop may mask), per image of
  *       a micro-batch; + what it keeps per image of its whole slice: the
  *       crops, the teacher's rows and the targets (one row of prototype
@@ -71,7 +74,7 @@ typedef struct RankState {
 } RankState;
 
 /* The `distill info` figures of one model with `batch` images per rank. */
-ModelCost model_cost(const ViTConfig *model, const CropShape *crops, int batch, int frozen);
+ModelCost model_cost(const ViTConfig *model, const CropShape *crops, int batch, int frozen, int block_bf16);
 
 /* Parameters a student trains: backbone and both heads. */
 size_t trained_param_count(const ViTConfig *model);
@@ -84,9 +87,10 @@ double student_flops_per_image(const ViTConfig *student, const ViTConfig *teache
 /* What a rank keeps whatever its images: state (model_cost's state_bytes,
  * split as its shardable_state_bytes says), plus, for a student, the
  * teacher prototype layers it applies (replicated). */
-RankState rank_state(const ViTConfig *model, const ViTConfig *teacher, const CropShape *crops, int frozen);
+RankState rank_state(const ViTConfig *model, const ViTConfig *teacher, const CropShape *crops, int frozen,
+                     int block_bf16);
 /* Activation bytes of `images` images on one rank (of a micro-batch). */
-double rank_activation_bytes(const ViTConfig *model, const CropShape *crops, int images, int frozen);
+double rank_activation_bytes(const ViTConfig *model, const CropShape *crops, int images, int frozen, int block_bf16);
 /* Bytes a student rank keeps per image of its slice, whatever its
  * micro-batch: crops, the teacher's rows, the targets. */
 double rank_slice_bytes_per_image(const ViTConfig *student, const ViTConfig *teacher, const CropShape *crops);

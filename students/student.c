@@ -66,6 +66,8 @@ int student_create_sharded(Student *s, const ViTConfig *cfg, const NnBackend *be
     for (size_t i = 0; status == 0 && i < sizeof buffers / sizeof buffers[0]; i++)
         if ((status = model_params_alloc(buffers[i], cfg, be, err)) != 0)
             dd_fail_context(err, "student '%s', %s", cfg->name, what[i]);
+    if (status == 0 && (status = vit_params_alloc_bf16(&s->params.backbone, cfg, be, 1, err)) != 0)
+        dd_fail_context(err, "student '%s'", cfg->name);
     if (status == 0) status = shard_create(&s->shard, s->layout.count, rank, size, cfg->name, be, err);
     if (status == 0) status = model_params_init(&s->params, cfg, be, seed, model_index, err);
     if (status != 0) {

@@ -63,6 +63,8 @@ int teacher_create(Teacher *t, const ViTConfig *cfg, const char *weights_path, u
         if (heads < 0) goto fail;
         t->heads_from_file = heads;
     }
+    /* frozen, forward only: one block's slot of bf16 matrices suffices */
+    if (vit_params_alloc_bf16(&t->params.backbone, cfg, be, 0, err) != 0) goto fail;
     if (capacity > 0 && teacher_resize(t, capacity, max_masked, be, err) != 0) goto fail;
     return 0;
 fail:

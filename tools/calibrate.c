@@ -120,7 +120,9 @@ static int model_alloc(ViTParams *params, ViTParams *grads, const NnBackend *be,
                        int frozen, DdError *err) {
     ViTConfig cfg = *model;
     cfg.depth = depth;
-    if (vit_params_alloc(params, &cfg, be, err) || fill_params(params, be, err)) return -1;
+    if (vit_params_alloc(params, &cfg, be, err) || vit_params_alloc_bf16(params, &cfg, be, !frozen, err) ||
+        fill_params(params, be, err))
+        return -1;
     return frozen ? 0 : vit_params_alloc(grads, &cfg, be, err);
 }
 
@@ -143,6 +145,8 @@ int calibrate_model(ModelTiming *timing, const NnBackend *be, const ViTConfig *m
     ViTParams params[2] = {{0}}, grads[2] = {{0}};
     int status = model_alloc(&params[1], &grads[1], be, model, 2, frozen, err);
     if (status == 0) status = vit_params_view(&params[0], &cfg[0], params[1].memory, err);
+    params[0].bf16 = params[1].bf16;   /* the same offsets: the view's copy is the allocation's */
+    params[0].bf16_blocks = params[1].bf16_blocks;
     if (status == 0 && !frozen) status = vit_params_view(&grads[0], &cfg[0], grads[1].memory, err);
     Pass passes[2];
     for (int d = 0; d < 2; d++)

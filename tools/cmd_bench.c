@@ -37,7 +37,7 @@ typedef struct BenchOptions {
 
 /* Bytes a run holds on the backend, by kind, from the model's shapes. */
 typedef struct BenchMemory {
-    size_t parameters;           /* 4 B per parameter */
+    size_t parameters;           /* 4 B per parameter, + the bf16 copy of the block matrices where blocks are bf16 */
     size_t gradients_moments;    /* gradients and two AdamW moments: 12 B per parameter */
     size_t train_activations;    /* a training step's activations and backward scratch */
     size_t forward_activations;  /* a forward's activations, one block's buffers reused */
@@ -49,7 +49,7 @@ static void print_bench_help(FILE *out) {
     fprintf(out,
             "usage: distill bench MODEL.yaml [--only train|forward] [--batch N]\n"
             "                     [--image-size PX] [--steps N]\n"
-            "                     [--warmup N] [--backend cpu|cuda|cuda-fp32]\n\n"
+            "                     [--warmup N] [--backend cpu|cpu-bf16|cuda|cuda-fp32]\n\n"
             "Times one student training step (forward + backward + AdamW) and one teacher\n"
             "forward (no activations kept) of the model, and an sgemm of the model's largest\n"
             "matmul shape in the same run. Prints images/s, achieved GFLOP/s and that as a\n"
@@ -63,8 +63,9 @@ static void print_bench_help(FILE *out) {
             "  --steps N        timed steps; the median is reported (default 5); 0 prints the\n"
             "                   memory the run would allocate and allocates nothing\n"
             "  --warmup N       untimed steps first (default 1)\n"
-            "  --backend NAME   cpu (default), cuda (bf16 tensor-core matmuls) or cuda-fp32\n"
-            "                   (exact fp32 matmuls: the ones compared with the CPU)\n\n"
+            "  --backend NAME   cpu (default), cpu-bf16 (cpu with bf16 ViT blocks, as cuda),\n"
+            "                   cuda (bf16 tensor-core matmuls) or cuda-fp32 (exact fp32\n"
+            "                   matmuls: the ones compared with the CPU)\n\n"
             "distill bench data --help: crops/s per core of the data loader instead.\n");
 }
 
@@ -133,18 +134,19 @@ static int mode_forwards(BenchMode mode) { return mode != BENCH_TRAIN; }
 
 /* The bytes a run of this mode allocates on the backend for batch B of S x S
  * px crops with T tokens; the sgemm probe is [N, C] @ [OC, C]^T -> [N, OC]. */
-static BenchMemory bench_memory(const ViTConfig *cfg, BenchMode mode, int B, int S, int T,
+static BenchMemory bench_memory(const ViTConfig *cfg, const NnBackend *be, BenchMode mode, int B, int S, int T,
                                 int N, int C, int OC) {
-    const size_t f = sizeof(float), params = vit_param_count(cfg);
-    BenchMemory m = {.parameters = params * f};
+    const size_t f = sizeof(float), params = vit_tensor_layout(cfg, NULL);
+    const int bf16 = be->block_bf16;   /* bf16 copies of the block matrices and the probe's operands */
+    BenchMemory m = {.parameters = params * f + (bf16 ? vit_params_bf16_bytes(cfg, mode_trains(mode)) : 0)};
     m.inputs = (size_t)B * cfg->in_channels * S * S * f;
     if (mode_trains(mode)) {
         m.gradients_moments = 3 * params * f;
-        m.train_activations = vit_activation_count(cfg, B, S, S, 1) * f;
+        m.train_activations = vit_activation_bytes(cfg, B, S, S, 1, bf16);
         m.inputs += (size_t)B * T * cfg->dim * f;
     }
-    if (mode_forwards(mode)) m.forward_activations = vit_activation_count(cfg, B, S, S, 0) * f;
-    m.sgemm_probe = ((size_t)N * C + (size_t)OC * C + (size_t)N * OC) * f;
+    if (mode_forwards(mode)) m.forward_activations = vit_activation_bytes(cfg, B, S, S, 0, bf16);
+    m.sgemm_probe = ((size_t)N * C + (size_t)OC * C + (size_t)N * OC) * (f + (bf16 ? 2 : 0));
     return m;
 }
 
@@ -243,7 +245,7 @@ int cmd_bench(int argc, char **argv) {
     const int ffn_width = cfg.ffn == FFN_SWIGLU ? 2 * cfg.ffn_hidden : cfg.ffn_hidden;
     const double flops_forward = vit_forward_flops(&cfg, S, S) * B;
     const int trains = mode_trains(o.mode), forwards = mode_forwards(o.mode);
-    const BenchMemory memory = bench_memory(&cfg, o.mode, B, S, T, B * T, cfg.dim, ffn_width);
+    const BenchMemory memory = bench_memory(&cfg, be, o.mode, B, S, T, B * T, cfg.dim, ffn_width);
 
     printf("model %s on %s: batch %d, %dx%d px, %d tokens, %.2f GFLOP per image forward\n",
            cfg.name, be->name, B, S, S, T, flops_forward / B * 1e-9);
@@ -258,7 +260,8 @@ int cmd_bench(int argc, char **argv) {
     ViTActivations train = {0}, infer = {0};
     float *images = NULL, *dout = NULL;
     int status = 1;
-    if (vit_params_alloc(&params, &cfg, be, &err) || vit_params_init(&params, &cfg, be, 0, &err) ||
+    if (vit_params_alloc(&params, &cfg, be, &err) || vit_params_alloc_bf16(&params, &cfg, be, trains, &err) ||
+        vit_params_init(&params, &cfg, be, 0, &err) ||
         (trains && (vit_params_alloc(&grads, &cfg, be, &err) || vit_params_alloc(&moment1, &cfg, be, &err) ||
                     vit_params_alloc(&moment2, &cfg, be, &err) ||
                     vit_activations_alloc(&train, &cfg, be, B, S, S, 1, &err))) ||

@@ -17,7 +17,7 @@
 enum { DEFAULT_BATCH = 32, MAX_BATCH = 1 << 16 };
 
 static const char usage[] =
-    "usage: distill info FILE.yaml... [--batch N]\n"
+    "usage: distill info FILE.yaml... [--batch N] [--bf16-blocks]\n"
     "\n"
     "For every model of a model file (configs/models/) or of a run file (configs/runs/:\n"
     "the teacher, then each student), prints its parameters (backbone; DINO and iBOT\n"
@@ -29,6 +29,10 @@ static const char usage[] =
     "      m and v, EMA) + training activations of every crop;\n"
     "  frozen (the teacher of a run): 4 B per parameter + inference activations of\n"
     "      the global crops.\n"
+    "--bf16-blocks: as on the cuda backend (and cpu-bf16): the blocks' inner activations\n"
+    "in bf16 and bf16 copies of the block matrices in the state (2 B per parameter\n"
+    "trained, one block's frozen); without\n"
+    "it, every activation in fp32, as on cpu and cuda-fp32. `distill plan` uses bf16 blocks.\n"
     "A file that does not load prints the loader's message and exits with status 1.\n";
 
 /* 21.6M, 6.72G, 840K: a count in 6 characters or so. */
@@ -74,7 +78,7 @@ static void print_row(const char *role, const ViTConfig *cfg, const ModelCost *c
 
 /* Prints the rows of one file; -1 (message printed) if it does not load.
  * shown: the crops of the last header, NULL before the first. */
-static int print_file(const char *path, int batch, CropConfig *shown, int *header_printed) {
+static int print_file(const char *path, int batch, int bf16, CropConfig *shown, int *header_printed) {
     static const ConfigSchema *const kinds[] = {&vit_config_schema, &run_config_schema};
     DdError err = {{0}};
     RunConfig run;
@@ -98,14 +102,14 @@ static int print_file(const char *path, int batch, CropConfig *shown, int *heade
     const CropShape shape = {.global_size = crops.global_size, .global_count = crops.global_count,
                              .local_size = crops.local_size, .local_count = crops.local_count};
     if (!is_run) {
-        ModelCost c = model_cost(&model, &shape, batch, 0);
+        ModelCost c = model_cost(&model, &shape, batch, 0, bf16);
         print_row("model", &model, &c);
         return 0;
     }
-    ModelCost teacher = model_cost(&run.teacher.model, &shape, batch, 1);
+    ModelCost teacher = model_cost(&run.teacher.model, &shape, batch, 1, bf16);
     print_row("teacher", &run.teacher.model, &teacher);
     for (int i = 0; i < run.student_count; i++) {
-        ModelCost c = model_cost(&run.students[i].model, &shape, batch, 0);
+        ModelCost c = model_cost(&run.students[i].model, &shape, batch, 0, bf16);
         print_row("student", &run.students[i].model, &c);
     }
     /* what the teacher sends: rows of bf16 bottlenecks, never pixels */
@@ -135,11 +139,13 @@ int cmd_info(int argc, char **argv) {
         fputs(usage, stdout);
         return 0;
     }
-    int batch = DEFAULT_BATCH, files = 0;
+    int batch = DEFAULT_BATCH, files = 0, bf16 = 0;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--batch") == 0) {
             if (parse_batch(i + 1 < argc ? argv[i + 1] : NULL, &batch)) return 2;
             i++;
+        } else if (strcmp(argv[i], "--bf16-blocks") == 0) {
+            bf16 = 1;
         } else if (argv[i][0] == '-') {
             fprintf(stderr, "distill info: unknown option '%s'\n\n%s", argv[i], usage);
             return 2;
@@ -155,13 +161,16 @@ int cmd_info(int argc, char **argv) {
     CropConfig shown;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--batch") == 0) i++;
-        else if (print_file(argv[i], batch, &shown, &header_printed)) failed = 1;
+        else if (strcmp(argv[i], "--bf16-blocks") == 0) continue;
+        else if (print_file(argv[i], batch, bf16, &shown, &header_printed)) failed = 1;
     }
     if (header_printed)
         printf("\nFLOPs: one forward of one crop. Memory per rank for %d images per rank: trained models keep\n"
                "20 B per parameter and training activations of every crop and DINO head; a run's frozen\n"
                "teacher keeps 4 B per parameter and inference activations of the global crops and head MLPs\n"
-               "(`distill plan` adds the iBOT head on masked patches and a slice's targets and crops).\n",
-               batch);
+               "(`distill plan` adds the iBOT head on masked patches and a slice's targets and crops).\n"
+               "%s\n", batch, bf16 ? "Blocks in bf16 (as on cuda): their inner activations in bf16, and bf16 "
+                                    "copies of the block matrices (a trained model's all, a frozen one's one block's)."
+                                  : "Every activation in fp32 (as on cpu; --bf16-blocks for cuda's bf16 blocks).");
     return failed;
 }

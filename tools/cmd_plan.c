@@ -26,7 +26,7 @@
 static const char usage[] =
     "usage: distill plan CONFIG --devices N [--device-memory GIB] [--device-tflops X]\n"
     "                    [--even-slices] [--no-spread] [--reference R1,R2,...]\n"
-    "                    [--calibrate [--backend cpu|cuda|cuda-fp32]]\n"
+    "                    [--calibrate [--backend cpu|cpu-bf16|cuda|cuda-fp32]]\n"
     "\n"
     "Plans a run on N identical devices: how many ranks the teacher and each student\n"
     "get and how many images each rank takes, so that the iteration time (the slowest\n"
@@ -53,10 +53,12 @@ static const char usage[] =
     "                       1 and 2 blocks, extrapolated to their depth) and plan for\n"
     "                       devices like it: prints the speeds and a devices: section\n"
     "                       that gives them in the config instead\n"
-    "  --backend NAME       the device --calibrate times: cpu (default), cuda (bf16\n"
+    "  --backend NAME       the device --calibrate times: cpu (default), cpu-bf16\n"
+    "                       (cpu with bf16 ViT blocks, as cuda), cuda (bf16\n"
     "                       tensor-core matmuls) or cuda-fp32 (exact fp32 matmuls)\n"
     "\n"
-    "Memory per rank is `distill info`'s model, except that a student rank keeps\n"
+    "Memory per rank is `distill info --bf16-blocks`'s model (GPUs run the cuda\n"
+    "backend, whose ViT blocks keep bf16 activations), except that a student rank keeps\n"
     "1/n of its group's AdamW moments and EMA (n ranks) where the config says\n"
     "shard_optimizer_state: true, or, with auto (the default), where that makes the\n"
     "group faster on its ranks. Gradient collectives in fp32 over the links\n"
@@ -77,22 +79,26 @@ static double student_sustained_flops(const RunConfig *c, const char *name) {
     return 0;
 }
 
+/* The devices section describes GPUs, which run the "cuda" table: blocks
+ * in bf16 (activations and a bf16 copy of each backbone). */
+enum { PLAN_BLOCK_BF16 = 1 };
+
 void run_plan_inputs(const RunConfig *c, PlanGroupInput *groups) {
     const CropShape crops = run_crop_shape(c);
     const ViTConfig *t = &c->teacher.model;
-    const RankState teacher_state = rank_state(t, NULL, &crops, 1);   /* nothing shardable */
+    const RankState teacher_state = rank_state(t, NULL, &crops, 1, PLAN_BLOCK_BF16);   /* nothing shardable */
     groups[0] = (PlanGroupInput){
         .name = t->name,
         .is_teacher = 1,
         .flops_per_image = teacher_flops_per_image(t, &crops),
         .sustained_flops = c->devices.teacher.sustained_tflops * 1e12,
         .state_bytes = teacher_state.replicated_bytes,
-        .activation_bytes_per_image = rank_activation_bytes(t, &crops, 1, 1),
+        .activation_bytes_per_image = rank_activation_bytes(t, &crops, 1, 1, PLAN_BLOCK_BF16),
         .fixed_ranks = c->teacher.ranks,
     };
     for (int s = 0; s < c->student_count; s++) {
         const ViTConfig *m = &c->students[s].model;
-        const RankState state = rank_state(m, t, &crops, 0);
+        const RankState state = rank_state(m, t, &crops, 0, PLAN_BLOCK_BF16);
         const int sharded = c->shard_optimizer_state != SHARD_NEVER;   /* each rank may keep 1/n of the AdamW
                                                                          * moments and EMA */
         groups[1 + s] = (PlanGroupInput){
@@ -102,7 +108,7 @@ void run_plan_inputs(const RunConfig *c, PlanGroupInput *groups) {
             .state_bytes = state.replicated_bytes + (sharded ? 0 : state.shardable_bytes),
             .sharded_state_bytes = sharded ? state.shardable_bytes : 0,
             .shard_auto = c->shard_optimizer_state == SHARD_AUTO,
-            .activation_bytes_per_image = rank_activation_bytes(m, &crops, 1, 0),
+            .activation_bytes_per_image = rank_activation_bytes(m, &crops, 1, 0, PLAN_BLOCK_BF16),
             .slice_bytes_per_image = rank_slice_bytes_per_image(m, t, &crops),
             .gradient_bytes = PLAN_GRADIENT_BYTES_PER_PARAM * (double)trained_param_count(m),
             .overlap_sums = c->overlap_gradient_sums,

@@ -23,7 +23,7 @@ enum { MAX_ROLLBACKS = 5, MAX_REPLANS = 3 };
 static void print_run_help(FILE *out) {
     fprintf(out,
             "usage: distill run [CONFIG.yaml] [--run-dir DIR] [--ranks N]\n"
-            "                   [--backend cpu|cuda|cuda-fp32] [--stop-after N]\n\n"
+            "                   [--backend cpu|cpu-bf16|cuda|cuda-fp32] [--stop-after N]\n\n"
             "Distils the run's teacher into all its students at once: one teacher group and one\n"
             "group per student, under mpirun (started automatically). Without CONFIG, runs\n"
             "configs/runs/demo.yaml: a tiny teacher, four tiny students, synthetic images.\n"
@@ -32,8 +32,9 @@ static void print_run_help(FILE *out) {
             "checkpoint, on any number of ranks.\n\n"
             "  --run-dir DIR     the run folder (default runs/NAME of the config)\n"
             "  --ranks N         MPI ranks (default: the config's `ranks`, else one per group)\n"
-            "  --backend NAME    cpu (default), cuda (bf16 tensor-core matmuls) or cuda-fp32\n"
-            "                    (exact fp32 matmuls: the ones compared with the CPU)\n"
+            "  --backend NAME    cpu (default), cpu-bf16 (cpu with bf16 ViT blocks, as cuda),\n"
+            "                    cuda (bf16 tensor-core matmuls) or cuda-fp32 (exact fp32\n"
+            "                    matmuls: the ones compared with the CPU)\n"
             "  --stop-after N    stop once N iterations of the schedule are done (for tests)\n");
 }
 

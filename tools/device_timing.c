@@ -40,9 +40,21 @@ int sgemm_probe_alloc(SgemmProbe *probe, const NnBackend *be, int N, int C, int 
     probe->inp = device_random_buffer(be, (size_t)N * C, 1, 1.0f);
     probe->weight = device_random_buffer(be, (size_t)OC * C, 2, 1.0f);
     probe->out = be->alloc((size_t)N * OC * sizeof(float));
-    if (probe->inp && probe->weight && probe->out) return 0;
-    sgemm_probe_free(probe);
-    return -1;
+    if (!probe->inp || !probe->weight || !probe->out) {
+        sgemm_probe_free(probe);
+        return -1;
+    }
+    if (!be->block_bf16) return 0;
+    probe->inp_bf16 = be->alloc((size_t)N * C * sizeof(uint16_t));
+    probe->weight_bf16 = be->alloc((size_t)OC * C * sizeof(uint16_t));
+    probe->out_bf16 = be->alloc((size_t)N * OC * sizeof(uint16_t));
+    if (!probe->inp_bf16 || !probe->weight_bf16 || !probe->out_bf16) {
+        sgemm_probe_free(probe);
+        return -1;
+    }
+    be->cast_to_bf16(probe->inp_bf16, probe->inp, (long)N * C);
+    be->cast_to_bf16(probe->weight_bf16, probe->weight, (long)OC * C);
+    return 0;
 }
 
 double sgemm_probe_gflops(const SgemmProbe *p, int runs) {
@@ -50,7 +62,10 @@ double sgemm_probe_gflops(const SgemmProbe *p, int runs) {
     for (int i = 0; p->out && i < runs; i++) {
         p->be->synchronize();
         double t0 = dd_now_seconds();
-        p->be->matmul_forward(p->out, p->inp, p->weight, NULL, p->N, p->C, p->OC);
+        if (p->out_bf16)
+            p->be->matmul_forward_bf16(p->out_bf16, p->inp_bf16, p->weight_bf16, NULL, p->N, p->C, p->OC);
+        else
+            p->be->matmul_forward(p->out, p->inp, p->weight, NULL, p->N, p->C, p->OC);
         p->be->synchronize();
         best = fmin(best, dd_now_seconds() - t0);
     }
@@ -61,7 +76,11 @@ void sgemm_probe_free(SgemmProbe *p) {
     if (p->inp) p->be->free(p->inp);
     if (p->weight) p->be->free(p->weight);
     if (p->out) p->be->free(p->out);
+    void *bf16[] = {p->inp_bf16, p->weight_bf16, p->out_bf16};
+    for (size_t i = 0; i < sizeof bf16 / sizeof bf16[0]; i++)
+        if (bf16[i]) p->be->free(bf16[i]);
     p->inp = p->weight = p->out = NULL;
+    p->inp_bf16 = p->weight_bf16 = p->out_bf16 = NULL;
 }
 
 double sgemm_ceiling_gflops(const NnBackend *be, int N, int C, int OC, int runs) {

@@ -29,10 +29,15 @@ double sgemm_ceiling_gflops(const NnBackend *be, int N, int C, int OC, int runs)
 /* The same matmul kept allocated, to sample the ceiling several times in a
  * run: alloc (0, or -1 when out of memory), then sgemm_probe_gflops as often
  * as wanted, then free. */
+/* The probe multiplies as the model's blocks do: fp32 operands through
+ * matmul_forward, or, on a backend that keeps blocks in bf16, bf16 copies
+ * of them through matmul_forward_bf16 (the ceiling the model's GEMMs can
+ * reach there). */
 typedef struct SgemmProbe {
     const NnBackend *be;
     int N, C, OC;
     float *inp, *weight, *out;    /* [N, C], [OC, C], [N, OC] */
+    uint16_t *inp_bf16, *weight_bf16, *out_bf16;   /* the same in bf16, block_bf16 only */
 } SgemmProbe;
 
 int sgemm_probe_alloc(SgemmProbe *probe, const NnBackend *be, int N, int C, int OC);

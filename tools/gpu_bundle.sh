@@ -6,7 +6,7 @@
 #   tools/gpu_bundle.sh make BUILD_DIR BUNDLE.tar.xz
 #       on a build machine: packs the CUDA build's binaries (distill,
 #       test_cuda_ops, test_cuda_objective_ops, test_cuda_student,
-#       test_wire_ops) and every shared library they load
+#       test_wire_ops, test_bf16_block_ops) and every shared library they load
 #       except the C library and CUDA's own (cudart, cuBLAS, cuBLASLt, NCCL:
 #       the GPU node's are used; nor libstdc++ and libgcc_s, which every
 #       node has in a version at least as new) into one tarball. BUILD_DIR must be
@@ -39,7 +39,8 @@ bundled_libraries() {
 make_bundle() {
     local build=$1 bundle=$2
     local binaries=("$build/tools/distill" "$build/tests/cuda/test_cuda_ops" "$build/tests/cuda/test_cuda_objective_ops"
-                    "$build/tests/cuda/test_cuda_student" "$build/tests/nn/test_wire_ops")
+                    "$build/tests/cuda/test_cuda_student" "$build/tests/nn/test_wire_ops"
+                    "$build/tests/nn/test_bf16_block_ops")
     for b in "${binaries[@]}"; do
         [ -x "$b" ] || { echo "gpu_bundle: $b not found: build $build with -Dcuda=enabled first" >&2; exit 1; }
     done
@@ -97,6 +98,7 @@ check_bundle() {
     step cuda_objective_ops "$b/test_cuda_objective_ops"
     step cuda_student "$b/test_cuda_student"
     step cuda_wire_ops "$b/test_wire_ops" /cuda
+    step cuda_bf16_block_ops "$b/test_bf16_block_ops" /cuda
     [ "${DD_CHECK_QUICK:-0}" = 1 ] && return 0
     # the two goals: the ViT-L/16 step (2 x 256 px + 8 x 112 px crops
     # of 32 images, as two single-size runs) and the 7B teacher forward

@@ -94,4 +94,29 @@ void cpu_ema_update(float *ema, const float *params, long n, float momentum);
 void cpu_scatter_rows_to_bf16(uint16_t *out, const float *inp, const int64_t *starts, int N, int C);
 void cpu_gather_rows_from_bf16(float *out, const uint16_t *inp, const int64_t *starts, int N, int C);
 
+/* cpu_bf16_block.c: the block_bf16 entries (uint16_t = bf16) */
+void cpu_cast_to_bf16(uint16_t *out, const float *inp, long n);
+void cpu_matmul_forward_bf16(uint16_t *out, const uint16_t *inp, const uint16_t *weight,
+                             const float *bias, int N, int C, int OC);
+void cpu_matmul_backward_bf16(uint16_t *dinp, float *dweight, float *dbias, const uint16_t *dout,
+                              const uint16_t *inp, const uint16_t *weight, int N, int C, int OC);
+void cpu_layernorm_forward_bf16(uint16_t *out, float *mean, float *rstd, const float *inp,
+                                const float *weight, const float *bias, int N, int C, float eps);
+void cpu_layernorm_backward_bf16(float *dinp, float *dweight, float *dbias, const uint16_t *dout,
+                                 const float *inp, const float *weight, const float *mean,
+                                 const float *rstd, int N, int C);
+void cpu_attention_forward_bf16(uint16_t *out, float *lse, const uint16_t *qkv, const float *sin,
+                                const float *cos, int B, int T, int prefix, int H, int Dh);
+void cpu_attention_backward_bf16(uint16_t *dqkv, const uint16_t *dout, const uint16_t *qkv,
+                                 const uint16_t *out, const float *lse, const float *sin,
+                                 const float *cos, int B, int T, int prefix, int H, int Dh);
+void cpu_gelu_forward_bf16(uint16_t *out, const uint16_t *inp, long n);
+void cpu_gelu_backward_bf16(uint16_t *dinp, const uint16_t *dout, const uint16_t *inp, long n);
+void cpu_swiglu_forward_bf16(uint16_t *out, const uint16_t *inp, int N, int F);
+void cpu_swiglu_backward_bf16(uint16_t *dinp, const uint16_t *dout, const uint16_t *inp, int N, int F);
+void cpu_layerscale_residual_forward_bf16(float *out, const float *res, const uint16_t *y,
+                                          const float *gamma, int N, int C);
+void cpu_layerscale_residual_backward_bf16(float *dres, uint16_t *dy, float *dgamma, const float *dout,
+                                           const uint16_t *y, const float *gamma, int N, int C);
+
 #endif

@@ -40,12 +40,13 @@ static void the_teacher_costs_about_3_55_tflops_per_global_crop(void) {
 }
 
 /* Each block added to a training model adds what the backward keeps of it:
- * per token 3D (qkv) + D (attention out) + D (proj) + D (mid residual) +
- * F1 (fc1) + D (fc2) + D (block out), two means and two rstds, and H
- * log-sum-exps; its LayerNorm and activation outputs are recomputed, not
- * kept. B T = 2 x 64 tokens keeps every buffer a multiple of 16 floats
- * (the allocation's alignment), so the difference is exact. Also printed:
- * the training activations of ViT-L/16 per image at 256 px. */
+ * per token 3D (qkv) + D (attention out) + D (proj) + F1 (fc1) + D (fc2)
+ * inside the block, in bf16 when the blocks are bf16, and D (mid residual)
+ * + D (block out) of the residual stream in fp32, two means and two rstds,
+ * and H log-sum-exps (fp32); its LayerNorm and activation outputs are
+ * recomputed, not kept. B T = 2 x 64 tokens keeps every buffer a multiple
+ * of 64 bytes (the allocation's alignment), so the difference is exact.
+ * Also printed: the training activations of ViT-L/16 per image at 256 px. */
 static void a_training_block_keeps_twelve_rows_of_d(void) {
     const char *models[] = {"configs/models/vitb16.yaml", "configs/models/vith16plus.yaml"};
     for (size_t m = 0; m < sizeof models / sizeof *models; m++) {
@@ -58,17 +59,22 @@ static void a_training_block_keeps_twelve_rows_of_d(void) {
         shallower.registers = cfg.registers = 64 - 1 - 49;
         const size_t BT = 2 * 64, D = (size_t)cfg.dim, H = (size_t)cfg.num_heads;
         const size_t F1 = (size_t)(cfg.ffn == FFN_SWIGLU ? 2 : 1) * (size_t)cfg.ffn_hidden;
-        const size_t expected = BT * (8 * D + F1) + 4 * BT + B * H * 64;
-        const size_t added = vit_activation_count(&cfg, B, side, side, 1) -
-                             vit_activation_count(&shallower, B, side, side, 1);
-        CHECK(added == expected, "%s: a training block adds %zu floats, expected %zu", models[m], added, expected);
+        const size_t inner = BT * (6 * D + F1), fp32 = BT * 2 * D + 4 * BT + B * H * 64;
+        for (int bf16 = 0; bf16 <= 1; bf16++) {
+            const size_t expected = inner * (bf16 ? 2 : 4) + fp32 * 4;
+            const size_t added = vit_activation_bytes(&cfg, B, side, side, 1, bf16) -
+                                 vit_activation_bytes(&shallower, B, side, side, 1, bf16);
+            CHECK(added == expected, "%s, %s blocks: a training block adds %zu bytes, expected %zu", models[m],
+                  bf16 ? "bf16" : "fp32", added, expected);
+        }
     }
     ViTConfig large;
     DdError err = {{0}};
     CHECK(vit_config_load(&large, "configs/models/vitl16.yaml", &err) == 0, "%s", err.message);
-    printf("  vitl16: training activations %.1f MiB per image at 256 px, %.1f MiB at 112 px\n",
-           vit_activation_count(&large, 1, 256, 256, 1) * 4.0 / (1 << 20),
-           vit_activation_count(&large, 1, 112, 112, 1) * 4.0 / (1 << 20));
+    for (int bf16 = 0; bf16 <= 1; bf16++)
+        printf("  vitl16, %s blocks: training activations %.1f MiB per image at 256 px, %.1f MiB at 112 px\n",
+               bf16 ? "bf16" : "fp32", vit_activation_bytes(&large, 1, 256, 256, 1, bf16) / 1048576.0,
+               vit_activation_bytes(&large, 1, 112, 112, 1, bf16) / 1048576.0);
 }
 
 TEST_MAIN(TEST(backbones_have_the_published_parameter_counts),

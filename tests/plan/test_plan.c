@@ -7,6 +7,7 @@
  */
 #include <math.h>
 
+#include "nn/vit.h"
 #include "schedule/cost_model.h"
 #include "schedule/planner.h"
 #include "schedule/planner_internal.h"
@@ -236,7 +237,8 @@ static void family_with_and_without_sharding(void) {
     c.shard_optimizer_state = SHARD_NEVER;
     run_plan_inputs(&c, unsharded);
     /* the inputs before sharding existed: every rank keeps all 5 copies of
-     * what it trains and the teacher prototype layers it applies */
+     * what it trains, the bf16 copy of its backbone (GPUs keep blocks in
+     * bf16) and the teacher prototype layers it applies */
     const ViTConfig *t = &c.teacher.model;
     const double teacher_prototypes = COST_BYTES_PER_FLOAT * (double)(head_prototype_param_count(&t->dino_head) +
                                                                        head_prototype_param_count(&t->ibot_head));
@@ -244,7 +246,9 @@ static void family_with_and_without_sharding(void) {
         before[g] = unsharded[g];
         before[g].sharded_state_bytes = 0;
         const double params = g == 0 ? 0 : (double)trained_param_count(&c.students[g - 1].model);
-        if (g > 0) before[g].state_bytes = COST_BYTES_PER_FLOAT * COST_TRAINED_COPIES * params + teacher_prototypes;
+        if (g > 0)
+            before[g].state_bytes = COST_BYTES_PER_FLOAT * COST_TRAINED_COPIES * params + teacher_prototypes +
+                                    (double)vit_params_bf16_bytes(&c.students[g - 1].model, 1);
         CHECK(unsharded[g].sharded_state_bytes == 0 && unsharded[g].state_bytes == before[g].state_bytes,
               "%s unsharded: %g + %g GiB, expected %g in full", unsharded[g].name, unsharded[g].state_bytes / GIB,
               unsharded[g].sharded_state_bytes / GIB, before[g].state_bytes / GIB);

@@ -11,6 +11,14 @@
  *   outputs        relative error max|c - ref| / max|ref| < 1e-4
  *   gradients      < 1e-3 for every parameter tensor (each one printed)
  *   forward only   (training = 0) equal to the training forward's output.
+ * The same step on "cpu-bf16" (every block's inner tensors in bf16, as the
+ * "cuda" table keeps them) against the same float64 reference, with the
+ * tolerances of bf16 storage (8 significant bits): outputs < 1e-2,
+ * gradients < 3e-2; and its outputs must differ from fp32's by more than
+ * fp32 rounding, or the bf16 blocks did not run. There the bf16 matrices
+ * are a whole copy (as a student's); a one-block slot (as the teacher's,
+ * recast block by block in the backward) must give the same outputs and
+ * gradients bit for bit.
  * Run from the source root (meson sets workdir).
  */
 #include <stdint.h>
@@ -28,9 +36,15 @@
  * harness's whole failure line, so an uncapped one would be truncated. */
 
 enum { CROPS = 2 };
-static const double output_tolerance = 1e-4;
-static const double gradient_tolerance = 1e-3;
 static const double forward_only_tolerance = 1e-6;
+
+/* What a backend must reach against the float64 reference. */
+typedef struct Tolerances {
+    double output, gradient;
+    double least_output_error;   /* bf16 blocks: the output error must exceed it (0: no floor) */
+} Tolerances;
+static const Tolerances fp32_tolerances = {.output = 1e-4, .gradient = 1e-3};
+static const Tolerances bf16_tolerances = {.output = 1e-2, .gradient = 3e-2, .least_output_error = 1e-5};
 
 /* One crop size of the reference step: inputs and expected values on the
  * host, copies of the inputs on the backend, and its activations. */
@@ -52,6 +66,8 @@ typedef struct Crop {
 /* Everything one model's test holds; reference_free releases what is set. */
 typedef struct Reference {
     const NnBackend *be;
+    Tolerances tolerances;
+    int bf16_whole;              /* the bf16 matrices: 1 a whole copy, 0 one block's slot */
     ViTConfig cfg;
     TensorFile file;
     ViTTensorInfo *layout;
@@ -215,7 +231,9 @@ static void load_reference(Reference *r, const char *model_path, const char *ref
     CHECK(loaded, "%.900s", err.message);
     if (test_state.failed_checks) return;
 
-    CHECK(vit_params_alloc(&r->params, &r->cfg, r->be, &err) == 0, "%.900s", err.message);
+    CHECK(vit_params_alloc(&r->params, &r->cfg, r->be, &err) == 0 &&
+              vit_params_alloc_bf16(&r->params, &r->cfg, r->be, r->bf16_whole, &err) == 0,
+          "%.900s", err.message);
     CHECK(vit_params_alloc(&r->grads, &r->cfg, r->be, &err) == 0, "%.900s", err.message);
     if (test_state.failed_checks) return;
     r->be->copy_to_device(r->params.memory, r->host_params, count * sizeof(float));
@@ -241,6 +259,7 @@ static void run_forward(Reference *r, Crop *crop, ViTActivations *a, int trainin
 /* Outputs of both crops, and the loss sum(out * dout) they give (its error
  * relative to sum |out * dout|, as the loss is a sum of cancelling terms). */
 static void check_outputs(Reference *r) {
+    const double output_tolerance = r->tolerances.output, least = r->tolerances.least_output_error;
     double loss = 0.0, loss_scale = 0.0;
     for (int c = 0; c < CROPS; c++) {
         Crop *crop = &r->crops[c];
@@ -249,6 +268,8 @@ static void check_outputs(Reference *r) {
         printf("  %-46s rel err %.2e  (output [%d, %d, %d])\n", crop->name, error, crop->B, crop->T, r->cfg.dim);
         CHECK(error < output_tolerance, "model '%s': %s output (%dx%d px, rescale %g): relative error %.3g, expected < %g",
               r->cfg.name, crop->name, crop->H, crop->W, crop->rescale, error, output_tolerance);
+        CHECK(error > least, "model '%s' on %s: %s output within %.3g of float64: expected the rounding of bf16 "
+              "blocks, more than %g", r->cfg.name, r->be->name, crop->name, error, least);
         for (long i = 0; i < n; i++) {
             loss += (double)crop->output[i] * crop->dout[i];
             loss_scale += fabs((double)crop->output[i] * crop->dout[i]);
@@ -261,7 +282,7 @@ static void check_outputs(Reference *r) {
 }
 
 static void check_gradients(Reference *r) {
-    r->be->copy_to_host(r->host_grads, r->grads.memory, r->grads.count * sizeof(float));
+    const double gradient_tolerance = r->tolerances.gradient;
     for (int i = 0; i < r->tensor_count; i++) {
         const ViTTensorInfo *t = &r->layout[i];
         double error = test_relative_error_ff(r->host_grads + t->offset, r->expected_grads + t->offset,
@@ -292,27 +313,58 @@ static void check_forward_only(Reference *r) {
     }
 }
 
+/* One multi-crop training step: both forwards (outputs on the host), both
+ * backwards (gradients on the host). */
+static void run_step(Reference *r) {
+    for (int c = 0; c < CROPS && !test_state.failed_checks; c++)
+        run_forward(r, &r->crops[c], &r->crops[c].train, 1, r->crops[c].output);
+    if (test_state.failed_checks) return;
+    r->be->zero(r->grads.memory, r->grads.count * sizeof(float));
+    for (int c = 0; c < CROPS; c++)
+        vit_backward(r->be, &r->cfg, &r->params, &r->grads, &r->crops[c].train, r->crops[c].device_dout,
+                     r->crops[c].device_mask, NULL);
+    r->be->synchronize();
+    r->be->copy_to_host(r->host_grads, r->grads.memory, r->grads.count * sizeof(float));
+}
+
 /* One multi-crop training step against the reference. */
 static void run_reference(const NnBackend *be, const char *model_path, const char *reference_path) {
     Reference r = {.be = be,
+                   .tolerances = be->block_bf16 ? bf16_tolerances : fp32_tolerances,
+                   .bf16_whole = 1,
                    .crops = {{.name = "crop_a"}, {.name = "crop_b"}}};
     load_reference(&r, model_path, reference_path);
     printf("  model '%s' on %s, reference %s\n", r.cfg.name, be->name, reference_path);
-    if (!test_state.failed_checks) {
-        for (int c = 0; c < CROPS && !test_state.failed_checks; c++)
-            run_forward(&r, &r.crops[c], &r.crops[c].train, 1, r.crops[c].output);
-    }
+    if (!test_state.failed_checks) run_step(&r);
     if (!test_state.failed_checks) {
         check_outputs(&r);
-        be->zero(r.grads.memory, r.grads.count * sizeof(float));
-        for (int c = 0; c < CROPS; c++)
-            vit_backward(be, &r.cfg, &r.params, &r.grads, &r.crops[c].train, r.crops[c].device_dout,
-                         r.crops[c].device_mask, NULL);
-        be->synchronize();
         check_gradients(&r);
         check_forward_only(&r);
     }
     reference_free(&r);
+}
+
+/* The same step with the bf16 matrices in one block's slot and in a whole
+ * copy: outputs and gradients bit for bit. */
+static void run_slot_against_whole(const char *model_path, const char *reference_path) {
+    Reference r[2] = {{.be = &nn_cpu_bf16_backend, .bf16_whole = 0, .crops = {{.name = "crop_a"}, {.name = "crop_b"}}},
+                      {.be = &nn_cpu_bf16_backend, .bf16_whole = 1, .crops = {{.name = "crop_a"}, {.name = "crop_b"}}}};
+    for (int i = 0; i < 2 && !test_state.failed_checks; i++) {
+        load_reference(&r[i], model_path, reference_path);
+        if (!test_state.failed_checks) run_step(&r[i]);
+    }
+    if (!test_state.failed_checks) {
+        int same = memcmp(r[0].host_grads, r[1].host_grads, r[0].grads.count * sizeof(float)) == 0;
+        for (int c = 0; c < CROPS; c++) {
+            const Crop *slot = &r[0].crops[c], *whole = &r[1].crops[c];
+            same = same && memcmp(slot->output, whole->output,
+                                  (size_t)slot->B * slot->T * r[0].cfg.dim * sizeof(float)) == 0;
+        }
+        printf("  model '%s': one-block slot against whole copy: outputs and %zu gradients %s\n", r[0].cfg.name,
+               r[0].grads.count, same ? "bit for bit identical" : "DIFFER");
+        CHECK(same, "model '%s': the one-block slot of bf16 matrices differs from the whole copy", r[0].cfg.name);
+    }
+    for (int i = 0; i < 2; i++) reference_free(&r[i]);
 }
 
 static void tiny_ref_mlp(void) {
@@ -324,4 +376,19 @@ static void tiny_ref_swiglu(void) {
                   "tests/reference/vit_tiny_ref_swiglu.h5");
 }
 
-TEST_MAIN(TEST(tiny_ref_mlp), TEST(tiny_ref_swiglu))
+static void tiny_ref_mlp_bf16_blocks(void) {
+    run_reference(&nn_cpu_bf16_backend, "configs/models/tiny_ref.yaml", "tests/reference/vit_tiny_ref.h5");
+}
+
+static void tiny_ref_swiglu_bf16_blocks(void) {
+    run_reference(&nn_cpu_bf16_backend, "configs/models/tiny_ref_swiglu.yaml",
+                  "tests/reference/vit_tiny_ref_swiglu.h5");
+}
+
+static void bf16_slot_equals_whole_copy(void) {
+    run_slot_against_whole("configs/models/tiny_ref.yaml", "tests/reference/vit_tiny_ref.h5");
+    run_slot_against_whole("configs/models/tiny_ref_swiglu.yaml", "tests/reference/vit_tiny_ref_swiglu.h5");
+}
+
+TEST_MAIN(TEST(tiny_ref_mlp), TEST(tiny_ref_swiglu), TEST(tiny_ref_mlp_bf16_blocks),
+          TEST(tiny_ref_swiglu_bf16_blocks), TEST(bf16_slot_equals_whole_copy))

@@ -331,17 +331,17 @@ static void activations_are_sized_by_the_micro_batch(void) {
             CHECK(0, "micro_batch %d: %s", micro_batch[k], err.message);
             return;
         }
-        activations[k] = (double)w.global.count + w.local.count + w.dino.count + w.ibot.count;
-        total[k] = activations[k] + w.count;
+        activations[k] = (double)w.global.bytes + w.local.bytes + 4.0 * ((double)w.dino.count + w.ibot.count);
+        total[k] = activations[k] + 4.0 * w.count;
         student_workspace_free(&w, be);
     }
     const double ratio = activations[0] / activations[1];
-    printf("  %d images, max_masked %d: activations %.0f floats whole, %.0f in micro-batches of 2 (%.2fx fewer); "
+    printf("  %d images, max_masked %d: activations %.0f bytes whole, %.0f in micro-batches of 2 (%.2fx fewer); "
            "with the other buffers %.0f and %.0f\n", B, shape.max_masked, activations[0], activations[1], ratio,
            total[0], total[1]);
     CHECK(ratio >= 3 && ratio <= 5, "activations %.2fx fewer with micro-batches of 2 of %d images, expected 3 to 5",
           ratio, B);
-    CHECK(total[1] < total[0], "the workspace holds %.0f floats with micro-batches, %.0f without", total[1],
+    CHECK(total[1] < total[0], "the workspace holds %.0f bytes with micro-batches, %.0f without", total[1],
           total[0]);
 
     /* KoLeo needs a neighbour in each micro-batch */

@@ -13,7 +13,7 @@ int test_teacher_alloc(TestTeacher *t, const ViTConfig *cfg, const NnBackend *be
     t->crops = crops;
     t->max_masked = max_masked;
     const size_t rows = (size_t)crops + max_masked;
-    if (model_params_alloc(&t->params, cfg, be, err) ||
+    if (model_params_alloc(&t->params, cfg, be, err) || vit_params_alloc_bf16(&t->params.backbone, cfg, be, 0, err) ||
         vit_activations_alloc(&t->acts, cfg, be, crops, size_px, size_px, 0, err) ||
         head_activations_alloc(&t->dino, &cfg->dino_head, cfg->dim, crops, HEAD_PART_MLP, be, err) ||
         head_activations_alloc(&t->ibot, &cfg->ibot_head, cfg->dim, max_masked, HEAD_PART_MLP, be, err)) {
