@@ -15,3 +15,5 @@ const NnBackend *nn_backend_by_name(const char *name, char *why, size_t why_size
         snprintf(why, why_size, "expected backend 'cpu', 'cpu-bf16', 'cuda' or 'cuda-fp32', found '%s'", name);
     return NULL;
 }
+
+int nn_backend_on_host(const NnBackend *be) { return be == &nn_cpu_backend || be == &nn_cpu_bf16_backend; }

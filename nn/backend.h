@@ -249,7 +249,10 @@ typedef struct NnBackend {
     int block_bf16;
     /* out[n] = bf16(inp[n]). */
     void (*cast_to_bf16)(uint16_t *out, const float *inp, long n);
-    /* out[N, OC] = inp[N, C] @ weight[OC, C]^T + bias[OC] (fp32, may be NULL). */
+    /* out[N, OC] = inp[N, C] @ weight[OC, C]^T + bias[OC] (fp32, may be NULL).
+     * The one exception to one rounding: a backend may round the product,
+     * then add the bias (cuBLASLt's bias epilogue wants a bias of D's type):
+     * bf16(bf16(inp W^T) + bias), within 2^-8 of the largest value. */
     void (*matmul_forward_bf16)(uint16_t *out, const uint16_t *inp, const uint16_t *weight,
                                 const float *bias, int N, int C, int OC);
     /* dinp[N, C] (bf16, may be NULL) += dout @ weight; dweight[OC, C] and
@@ -321,5 +324,8 @@ int nn_cuda_select_device(int local_rank, int *device, char *why, size_t why_siz
 /* Backend by name ("cpu", "cpu-bf16", "cuda" or "cuda-fp32"); NULL and a
  * reason if unavailable. */
 const NnBackend *nn_backend_by_name(const char *name, char *why, size_t why_size);
+/* 1 when be's memory is host memory (the two cpu tables): nothing to stage,
+ * no device to choose. */
+int nn_backend_on_host(const NnBackend *be);
 
 #endif

@@ -721,7 +721,7 @@ int run_job(const RunJobOptions *options, int argc, char **argv) {
         make_plan(&job, world_size, &err) != 0 || comm_init(&job.comm, &job.layout, &err) != 0)
         fail_collectively(&job, err.message, 1);
     char reductions[320] = "";
-    if (job.be != &nn_cpu_backend &&
+    if (!nn_backend_on_host(job.be) &&
         run_device_reductions(&job.comm, job.be, reductions, sizeof reductions, &err) != 0)
         fail_collectively(&job, err.message, 1);
     /* the cores of this machine are shared by its ranks */

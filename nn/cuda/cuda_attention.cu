@@ -10,6 +10,13 @@
  * cuda_attention_rowsums). Shared helpers (RoPE, staging, the transposed
  * rotation of gradient rows): cuda_attention_common.cuh.
  *
+ * The kernels are templated on the element type E of qkv, out, dout and
+ * dqkv in global memory (attention_forward_simt / attention_backward_simt):
+ * float for the fp32 entries, bf16 where the _bf16 entries fall back to
+ * these kernels. Everything in shared memory and registers is fp32 either
+ * way; a bf16 tensor is widened as it is staged and rounded once as it is
+ * written (dqkv: bf16(old + gradient)).
+ *
  * Layout: qkv[B, T, 3, H, Dh]; for image b, head h and token t
  *   q_t = qkv + ((b*T + t)*3 + 0)*H*Dh + h*Dh,  k_t: part 1,  v_t: part 2,
  * so one (b, h) pair sees q, k, v as T x Dh row-major views with row stride
@@ -68,8 +75,9 @@ enum {
  * tile of a T x Dh view with row stride stride, rotated where rope says
  * (for token t = t0 + r); rows past T are zero. The whole block loads;
  * coalesced along d (the partner elements too). */
-__device__ static void load_tile(float *dst, int ld, const float *src, long stride, int t0, int T,
-                                 int Dh, const AttentionRope &rope = AttentionRope()) {
+template <typename E>
+__device__ static void load_tile(float *dst, int ld, const E *src, long stride, int t0, int T, int Dh,
+                                 const AttentionRope &rope = AttentionRope()) {
     for (int idx = threadIdx.x; idx < ATT_TILE * Dh; idx += blockDim.x) {
         int r = idx / Dh, d = idx - r * Dh;
         dst[r * ld + d] = staged_element(src, stride, t0 + r, d, T, Dh, rope);
@@ -93,14 +101,14 @@ __device__ __forceinline__ static void stage_warp_rows(float *rows, const float 
 
 /* ---- forward --------------------------------------------------------------- */
 
-/* out[B, T, H, Dh], lse[B, H, T] from qkv[B, T, 3, H, Dh] (unrotated).
- * Grid (ceil(T / ATT_TILE), H, B), ATT_THREADS threads, NCH = ceil(Dh / 32).
- * Dynamic shared memory: queries q' [ATT_TILE, Dh], keys k' [ATT_TILE,
- * Dh + 1], values [ATT_TILE, Dh]. */
-template <int NCH>
+/* out[B, T, H, Dh], lse[B, H, T] from qkv[B, T, 3, H, Dh] (unrotated);
+ * out and qkv of element type E. Grid (ceil(T / ATT_TILE), H, B),
+ * ATT_THREADS threads, NCH = ceil(Dh / 32). Dynamic shared memory: queries
+ * q' [ATT_TILE, Dh], keys k' [ATT_TILE, Dh + 1], values [ATT_TILE, Dh]. */
+template <int NCH, typename E>
 __global__ static void __launch_bounds__(ATT_THREADS)
-attention_forward_kernel(float *out, float *lse, const float *qkv, AttentionRope rope, int T, int H,
-                         int Dh, float scale) {
+attention_forward_kernel(E *out, float *lse, const E *qkv, AttentionRope rope, int T, int H, int Dh,
+                         float scale) {
     extern __shared__ float smem[];
     const int ldk = Dh + 1;
     float *qs = smem;                  /* the block's queries; rows read by whole warps */
@@ -110,7 +118,7 @@ attention_forward_kernel(float *out, float *lse, const float *qkv, AttentionRope
     const int lane = threadIdx.x % CUDA_WARP, warp = threadIdx.x / CUDA_WARP;
     const int b = blockIdx.z, h = blockIdx.y, i0 = blockIdx.x * ATT_TILE;
     const long L = 3L * H * Dh, HD = (long)H * Dh;
-    const float *q = qkv + (long)b * T * L + (long)h * Dh, *k = q + HD, *v = q + 2 * HD;
+    const E *q = qkv + (long)b * T * L + (long)h * Dh, *k = q + HD, *v = q + 2 * HD;
     const float *my_q = qs + warp * ATT_ROWS * Dh;   /* the warp's ATT_ROWS queries */
 
     load_tile(qs, Dh, q, L, i0, T, Dh, rope);   /* visible after the loop's first barrier */
@@ -169,11 +177,11 @@ attention_forward_kernel(float *out, float *lse, const float *qkv, AttentionRope
     for (int r = 0; r < ATT_ROWS; r++) {
         int i = i0 + warp * ATT_ROWS + r;
         if (i >= T) break;
-        float *out_i = out + ((long)b * T + i) * HD + (long)h * Dh;
+        E *out_i = out + ((long)b * T + i) * HD + (long)h * Dh;
         float inv = 1.0f / l[r];
         for (int c = 0; c < NCH; c++) {
             int d = lane + CUDA_WARP * c;
-            if (d < Dh) out_i[d] = o[r][c] * inv;
+            if (d < Dh) out_i[d] = from_float<E>(o[r][c] * inv);
         }
         if (lane == 0) lse[((long)b * H + h) * T + i] = m[r] + logf(l[r]);
     }
@@ -182,15 +190,16 @@ attention_forward_kernel(float *out, float *lse, const float *qkv, AttentionRope
 /* ---- backward -------------------------------------------------------------- */
 
 /* drow[B, H, T] (the layout of lse): D = dout_t . out_t per (b, t, h).
- * One warp per row of dout[B, T, H, Dh] and out. */
-__global__ static void attention_drow_kernel(float *drow, const float *dout, const float *out,
-                                             int B, int T, int H, int Dh) {
+ * One warp per row of dout[B, T, H, Dh] and out (element type E). */
+template <typename E>
+__global__ static void attention_drow_kernel(float *drow, const E *dout, const E *out, int B, int T, int H,
+                                             int Dh) {
     const int lane = threadIdx.x % CUDA_WARP;
     const long row = (long)blockIdx.x * (blockDim.x / CUDA_WARP) + threadIdx.x / CUDA_WARP;
     if (row >= (long)B * T * H) return;   /* whole warps leave together */
-    const float *g = dout + row * Dh, *o = out + row * Dh;
+    const E *g = dout + row * Dh, *o = out + row * Dh;
     float acc = 0.0f;
-    for (int d = lane; d < Dh; d += CUDA_WARP) acc += g[d] * o[d];
+    for (int d = lane; d < Dh; d += CUDA_WARP) acc += to_float(g[d]) * to_float(o[d]);
     acc = warp_sum(acc);
     if (lane == 0) {
         long bt = row / H;
@@ -205,12 +214,11 @@ __global__ static void attention_drow_kernel(float *drow, const float *dout, con
  * owns ATT_ROWS keys, lane i takes query i0 + i of each query tile.
  * Dynamic shared memory: keys k', values [ATT_TILE, Dh]; queries q', output
  * gradients [ATT_TILE, Dh + 1]; lse, D [ATT_TILE]. At the end each warp's
- * rows of k' hold its dk'. */
-template <int NCH>
+ * rows of k' hold its dk'. dqkv, dout, qkv of element type E. */
+template <int NCH, typename E>
 __global__ static void __launch_bounds__(ATT_THREADS)
-attention_backward_kv_kernel(float *dqkv, const float *dout, const float *qkv, const float *lse,
-                             const float *drow, AttentionRope rope, int T, int H, int Dh,
-                             float scale) {
+attention_backward_kv_kernel(E *dqkv, const E *dout, const E *qkv, const float *lse, const float *drow,
+                             AttentionRope rope, int T, int H, int Dh, float scale) {
     extern __shared__ float smem[];
     const int ldq = Dh + 1;
     float *ks = smem;                     /* the block's keys; rows read by whole warps */
@@ -224,8 +232,8 @@ attention_backward_kv_kernel(float *dqkv, const float *dout, const float *qkv, c
     const int b = blockIdx.z, h = blockIdx.y, j0 = blockIdx.x * ATT_TILE;
     const long L = 3L * H * Dh, HD = (long)H * Dh;
     const long head = (long)b * T * L + (long)h * Dh;   /* q of token 0 of (b, h) */
-    const float *q = qkv + head, *k = q + HD, *v = q + 2 * HD;
-    const float *g = dout + (long)b * T * HD + (long)h * Dh;
+    const E *q = qkv + head, *k = q + HD, *v = q + 2 * HD;
+    const E *g = dout + (long)b * T * HD + (long)h * Dh;
     const float *lse_bh = lse + ((long)b * H + h) * T, *drow_bh = drow + ((long)b * H + h) * T;
     float *my_k = ks + warp * ATT_ROWS * Dh;   /* read by this warp only */
     const float *my_v = vs + warp * ATT_ROWS * Dh;
@@ -289,11 +297,11 @@ attention_backward_kv_kernel(float *dqkv, const float *dout, const float *qkv, c
     for (int r = 0; r < ATT_ROWS; r++) {
         int j = j0 + warp * ATT_ROWS + r;
         if (j >= T) break;
-        float *dk_j = dqkv + head + (long)j * L + HD, *dv_j = dk_j + HD;
+        E *dk_j = dqkv + head + (long)j * L + HD, *dv_j = dk_j + HD;
         add_unrotated_row<NCH>(dk_j, my_k + r * Dh, j, Dh, rope, lane);
         for (int c = 0; c < NCH; c++) {
             int d = lane + CUDA_WARP * c;
-            if (d < Dh) dv_j[d] += dv[r][c];
+            if (d < Dh) accumulate(&dv_j[d], dv[r][c]);
         }
     }
 }
@@ -303,12 +311,11 @@ attention_backward_kv_kernel(float *dqkv, const float *dout, const float *qkv, c
  * ATT_ROWS queries, lane j takes key j0 + j of each key tile.
  * Dynamic shared memory: queries q', output gradients [ATT_TILE, Dh]; keys
  * k', values [ATT_TILE, Dh + 1]. At the end each warp's rows of q' hold
- * its dq'. */
-template <int NCH>
+ * its dq'. dqkv, dout, qkv of element type E. */
+template <int NCH, typename E>
 __global__ static void __launch_bounds__(ATT_THREADS)
-attention_backward_q_kernel(float *dqkv, const float *dout, const float *qkv, const float *lse,
-                            const float *drow, AttentionRope rope, int T, int H, int Dh,
-                            float scale) {
+attention_backward_q_kernel(E *dqkv, const E *dout, const E *qkv, const float *lse, const float *drow,
+                            AttentionRope rope, int T, int H, int Dh, float scale) {
     extern __shared__ float smem[];
     const int ldk = Dh + 1;
     float *qs = smem;                  /* the block's queries; rows read by whole warps */
@@ -320,8 +327,8 @@ attention_backward_q_kernel(float *dqkv, const float *dout, const float *qkv, co
     const int b = blockIdx.z, h = blockIdx.y, i0 = blockIdx.x * ATT_TILE;
     const long L = 3L * H * Dh, HD = (long)H * Dh;
     const long head = (long)b * T * L + (long)h * Dh;
-    const float *q = qkv + head, *k = q + HD, *v = q + 2 * HD;
-    const float *g = dout + (long)b * T * HD + (long)h * Dh;
+    const E *q = qkv + head, *k = q + HD, *v = q + 2 * HD;
+    const E *g = dout + (long)b * T * HD + (long)h * Dh;
     float *my_q = qs + warp * ATT_ROWS * Dh;   /* read by this warp only */
     const float *my_g = gs + warp * ATT_ROWS * Dh;
 
@@ -402,50 +409,54 @@ static dim3 attention_grid(int B, int T, int H) {
     return dim3((unsigned)((T + ATT_TILE - 1) / ATT_TILE), (unsigned)H, (unsigned)B);
 }
 
-template <int NCH>
-static void attention_forward_launch(float *out, float *lse, const float *qkv,
-                                     const AttentionRope &rope, int B, int T, int H, int Dh) {
+template <int NCH, typename E>
+static void attention_forward_launch(E *out, float *lse, const E *qkv, const AttentionRope &rope, int B,
+                                     int T, int H, int Dh) {
     const float scale = 1.0f / sqrtf((float)Dh);
     size_t smem = (size_t)ATT_TILE * (3 * Dh + 1) * sizeof(float);
-    allow_shared_memory(attention_forward_kernel<NCH>, smem);
-    attention_forward_kernel<NCH><<<attention_grid(B, T, H), ATT_THREADS, smem>>>(out, lse, qkv, rope,
-                                                                                  T, H, Dh, scale);
+    allow_shared_memory(attention_forward_kernel<NCH, E>, smem);
+    attention_forward_kernel<NCH, E><<<attention_grid(B, T, H), ATT_THREADS, smem>>>(out, lse, qkv, rope,
+                                                                                     T, H, Dh, scale);
     CUDA_CHECK_LAUNCH();
 }
 
-template <int NCH>
-static void attention_backward_launch(float *dqkv, const float *dout, const float *qkv,
-                                      const float *lse, const float *drow,
-                                      const AttentionRope &rope, int B, int T, int H, int Dh) {
+template <int NCH, typename E>
+static void attention_backward_launch(E *dqkv, const E *dout, const E *qkv, const float *lse,
+                                      const float *drow, const AttentionRope &rope, int B, int T, int H,
+                                      int Dh) {
     const float scale = 1.0f / sqrtf((float)Dh);
     const dim3 grid = attention_grid(B, T, H);
     size_t smem_kv = (size_t)ATT_TILE * (4 * Dh + 4) * sizeof(float);
-    allow_shared_memory(attention_backward_kv_kernel<NCH>, smem_kv);
-    attention_backward_kv_kernel<NCH><<<grid, ATT_THREADS, smem_kv>>>(dqkv, dout, qkv, lse, drow, rope,
-                                                                      T, H, Dh, scale);
+    allow_shared_memory(attention_backward_kv_kernel<NCH, E>, smem_kv);
+    attention_backward_kv_kernel<NCH, E><<<grid, ATT_THREADS, smem_kv>>>(dqkv, dout, qkv, lse, drow, rope,
+                                                                         T, H, Dh, scale);
     CUDA_CHECK_LAUNCH();
     size_t smem_q = (size_t)ATT_TILE * (4 * Dh + 2) * sizeof(float);
-    allow_shared_memory(attention_backward_q_kernel<NCH>, smem_q);
-    attention_backward_q_kernel<NCH><<<grid, ATT_THREADS, smem_q>>>(dqkv, dout, qkv, lse, drow, rope,
-                                                                    T, H, Dh, scale);
+    allow_shared_memory(attention_backward_q_kernel<NCH, E>, smem_q);
+    attention_backward_q_kernel<NCH, E><<<grid, ATT_THREADS, smem_q>>>(dqkv, dout, qkv, lse, drow, rope,
+                                                                       T, H, Dh, scale);
     CUDA_CHECK_LAUNCH();
 }
 
 /* D[B, H, T] = rowsum(dout * out) per (b, t, h), in cuda_scratch
  * (cuda_attention_common.cuh); one warp per row. */
-float *cuda_attention_rowsums(const float *dout, const float *out, int B, int T, int H, int Dh) {
+template <typename E>
+float *cuda_attention_rowsums(const E *dout, const E *out, int B, int T, int H, int Dh) {
     const long rows = (long)B * T * H;
     float *drow = (float *)cuda_scratch((size_t)rows * sizeof(float));
     attention_drow_kernel<<<cuda_grid_for_rows(rows), CUDA_BLOCK>>>(drow, dout, out, B, T, H, Dh);
     CUDA_CHECK_LAUNCH();
     return drow;
 }
+template float *cuda_attention_rowsums<float>(const float *, const float *, int, int, int, int);
+template float *cuda_attention_rowsums<bf16>(const bf16 *, const bf16 *, int, int, int, int);
 
 /* out[B, T, H, Dh] = softmax(q' k'^T / sqrt(Dh)) v per (b, h); lse[B, H, T];
  * q', k' rotated from qkv[B, T, 3, H, Dh] by sin, cos [T - prefix, Dh]
- * (NULL: not rotated). */
-void cuda_attention_forward(float *out, float *lse, const float *qkv, const float *sin,
-                            const float *cos, int B, int T, int prefix, int H, int Dh) {
+ * (NULL: not rotated). out, qkv of element type E. */
+template <typename E>
+void attention_forward_simt(E *out, float *lse, const E *qkv, const float *sin, const float *cos, int B,
+                            int T, int prefix, int H, int Dh) {
     if (B <= 0 || T <= 0 || H <= 0 || Dh <= 0) return;
     const AttentionRope rope = {sin, cos, prefix};
     check_attention_shape(B, H, Dh, rope, "cuda_attention_forward");
@@ -456,13 +467,17 @@ void cuda_attention_forward(float *out, float *lse, const float *qkv, const floa
     default: attention_forward_launch<4>(out, lse, qkv, rope, B, T, H, Dh); break;
     }
 }
+template void attention_forward_simt<float>(float *, float *, const float *, const float *, const float *,
+                                            int, int, int, int, int);
+template void attention_forward_simt<bf16>(bf16 *, float *, const bf16 *, const float *, const float *, int,
+                                           int, int, int, int);
 
 /* dqkv[B, T, 3, H, Dh] += gradients of the unrotated q, k and of v from
  * dout[B, T, H, Dh], given the forward's out[B, T, H, Dh], lse[B, H, T] and
- * tables. Scratch: D[B, H, T]. */
-void cuda_attention_backward(float *dqkv, const float *dout, const float *qkv, const float *out,
-                             const float *lse, const float *sin, const float *cos, int B, int T,
-                             int prefix, int H, int Dh) {
+ * tables; dqkv, dout, qkv, out of element type E. Scratch: D[B, H, T]. */
+template <typename E>
+void attention_backward_simt(E *dqkv, const E *dout, const E *qkv, const E *out, const float *lse,
+                             const float *sin, const float *cos, int B, int T, int prefix, int H, int Dh) {
     if (B <= 0 || T <= 0 || H <= 0 || Dh <= 0 || dqkv == NULL) return;
     const AttentionRope rope = {sin, cos, prefix};
     check_attention_shape(B, H, Dh, rope, "cuda_attention_backward");
@@ -473,4 +488,20 @@ void cuda_attention_backward(float *dqkv, const float *dout, const float *qkv, c
     case 3: attention_backward_launch<3>(dqkv, dout, qkv, lse, drow, rope, B, T, H, Dh); break;
     default: attention_backward_launch<4>(dqkv, dout, qkv, lse, drow, rope, B, T, H, Dh); break;
     }
+}
+template void attention_backward_simt<float>(float *, const float *, const float *, const float *,
+                                             const float *, const float *, const float *, int, int, int,
+                                             int, int);
+template void attention_backward_simt<bf16>(bf16 *, const bf16 *, const bf16 *, const bf16 *, const float *,
+                                            const float *, const float *, int, int, int, int, int);
+
+void cuda_attention_forward(float *out, float *lse, const float *qkv, const float *sin,
+                            const float *cos, int B, int T, int prefix, int H, int Dh) {
+    attention_forward_simt(out, lse, qkv, sin, cos, B, T, prefix, H, Dh);
+}
+
+void cuda_attention_backward(float *dqkv, const float *dout, const float *qkv, const float *out,
+                             const float *lse, const float *sin, const float *cos, int B, int T,
+                             int prefix, int H, int Dh) {
+    attention_backward_simt(dqkv, dout, qkv, out, lse, sin, cos, B, T, prefix, H, Dh);
 }

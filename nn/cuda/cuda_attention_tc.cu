@@ -5,7 +5,10 @@
  * (backend.h, cuda_attention.cu), to bf16 accuracy; its out and lse feed
  * the tensor-core backward (cuda_attention_tc_backward.cu). Head sizes
  * other than 64 and 128 go to the fp32 forward. Tile sizes, fragment
- * types and the bf16 staging: cuda_attention_tc.cuh.
+ * types and the bf16 staging: cuda_attention_tc.cuh. Two entries:
+ * cuda_attention_forward_tc on fp32 qkv and out (table "cuda"), and
+ * cuda_attention_forward_bf16 on bf16 ones (backend.h's _bf16 entry), the
+ * same kernel templated on the element type E of qkv and out.
  *
  * One block per tile of TC_QUERIES = 64 queries of one (b, h); 4 warps, warp
  * w owning the 16 query rows 16w..16w+15 of the tile in every step below, so
@@ -56,12 +59,12 @@ struct TcLayout {
                   "arrays 128-byte aligned");
 };
 
-/* out[B, T, H, DH], lse[B, H, T] from qkv[B, T, 3, H, DH] (unrotated).
- * Grid (ceil(T / TC_QUERIES), H, B), TC_THREADS threads, TcLayout<DH>::bytes
- * of dynamic shared memory. */
-template <int DH>
+/* out[B, T, H, DH], lse[B, H, T] from qkv[B, T, 3, H, DH] (unrotated); out
+ * and qkv of element type E. Grid (ceil(T / TC_QUERIES), H, B), TC_THREADS
+ * threads, TcLayout<DH>::bytes of dynamic shared memory. */
+template <int DH, typename E>
 __global__ static void __launch_bounds__(TC_THREADS)
-attention_forward_tc_kernel(float *out, float *lse, const float *qkv, AttentionRope rope, int T, int H,
+attention_forward_tc_kernel(E *out, float *lse, const E *qkv, AttentionRope rope, int T, int H,
                             float scale) {
     typedef TcLayout<DH> Layout;
     constexpr int ld = Layout::ld_qkv, ld_s = Layout::ld_s, ld_p = Layout::ld_p, ld_o = Layout::ld_o;
@@ -78,7 +81,7 @@ attention_forward_tc_kernel(float *out, float *lse, const float *qkv, AttentionR
     const int b = blockIdx.z, h = blockIdx.y, i0 = blockIdx.x * TC_QUERIES;
     const int r0 = warp * TC_WARP_ROWS;   /* the warp's first row in the tile */
     const long L = 3L * H * DH, HD = (long)H * DH;
-    const float *q = qkv + (long)b * T * L + (long)h * DH, *k = q + HD, *v = q + 2 * HD;
+    const E *q = qkv + (long)b * T * L + (long)h * DH, *k = q + HD, *v = q + 2 * HD;
 
     stage_tile_bf16<DH>(qs, ld, TC_QUERIES, q, L, i0, T, rope);
     for (int idx = lane; idx < TC_WARP_ROWS * DH; idx += CUDA_WARP) {
@@ -171,31 +174,33 @@ attention_forward_tc_kernel(float *out, float *lse, const float *qkv, AttentionR
     for (int r = 0; r < TC_WARP_ROWS; r++) {
         const int i = i0 + r0 + r;
         if (i < T) {
-            float *out_i = out + ((long)b * T + i) * HD + (long)h * DH;
+            E *out_i = out + ((long)b * T + i) * HD + (long)h * DH;
             const float inv = 1.0f / l[r];
-            for (int d = lane; d < DH; d += CUDA_WARP) out_i[d] = os[(r0 + r) * ld_o + d] * inv;
+            for (int d = lane; d < DH; d += CUDA_WARP)
+                out_i[d] = from_float<E>(os[(r0 + r) * ld_o + d] * inv);
             if (lane == 0) lse[((long)b * H + h) * T + i] = m[r] + logf(l[r]);
         }
     }
 }
 
-template <int DH>
-static void attention_forward_tc_launch(float *out, float *lse, const float *qkv,
-                                        const AttentionRope &rope, int B, int T, int H) {
+template <int DH, typename E>
+static void attention_forward_tc_launch(E *out, float *lse, const E *qkv, const AttentionRope &rope, int B,
+                                        int T, int H) {
     const size_t smem = TcLayout<DH>::bytes;
-    allow_shared_memory(attention_forward_tc_kernel<DH>, smem);
+    allow_shared_memory(attention_forward_tc_kernel<DH, E>, smem);
     const dim3 grid((unsigned)((T + TC_QUERIES - 1) / TC_QUERIES), (unsigned)H, (unsigned)B);
-    attention_forward_tc_kernel<DH><<<grid, TC_THREADS, smem>>>(out, lse, qkv, rope, T, H,
-                                                                1.0f / sqrtf((float)DH));
+    attention_forward_tc_kernel<DH, E><<<grid, TC_THREADS, smem>>>(out, lse, qkv, rope, T, H,
+                                                                   1.0f / sqrtf((float)DH));
     CUDA_CHECK_LAUNCH();
 }
 
 /* out[B, T, H, Dh] = softmax(q' k'^T / sqrt(Dh)) v per (b, h); lse[B, H, T];
  * as cuda_attention_forward, on bf16 tensor cores for Dh = 64 and 128, by
- * cuda_attention_forward (fp32, which also rejects shapes it cannot run)
- * otherwise. */
-void cuda_attention_forward_bf16(float *out, float *lse, const float *qkv, const float *sin,
-                                 const float *cos, int B, int T, int prefix, int H, int Dh) {
+ * the fp32 kernels (attention_forward_simt, which also rejects shapes they
+ * cannot run) otherwise. out, qkv of element type E. */
+template <typename E>
+static void attention_forward_tc(E *out, float *lse, const E *qkv, const float *sin, const float *cos, int B,
+                                 int T, int prefix, int H, int Dh) {
     if (B <= 0 || T <= 0 || H <= 0 || Dh <= 0) return;
     const AttentionRope rope = {sin, cos, prefix};
     const bool grid_fits = B <= 65535 && H <= 65535;
@@ -204,6 +209,17 @@ void cuda_attention_forward_bf16(float *out, float *lse, const float *qkv, const
     } else if (grid_fits && Dh == 128) {
         attention_forward_tc_launch<128>(out, lse, qkv, rope, B, T, H);
     } else {
-        cuda_attention_forward(out, lse, qkv, sin, cos, B, T, prefix, H, Dh);
+        attention_forward_simt(out, lse, qkv, sin, cos, B, T, prefix, H, Dh);
     }
+}
+
+void cuda_attention_forward_tc(float *out, float *lse, const float *qkv, const float *sin,
+                               const float *cos, int B, int T, int prefix, int H, int Dh) {
+    attention_forward_tc(out, lse, qkv, sin, cos, B, T, prefix, H, Dh);
+}
+
+/* out[B, T, H, Dh] and qkv[B, T, 3, H, Dh] bf16; lse[B, H, T] fp32. */
+void cuda_attention_forward_bf16(uint16_t *out, float *lse, const uint16_t *qkv, const float *sin,
+                                 const float *cos, int B, int T, int prefix, int H, int Dh) {
+    attention_forward_tc(as_bf16(out), lse, as_bf16(qkv), sin, cos, B, T, prefix, H, Dh);
 }

@@ -7,11 +7,16 @@
  * cuda_attention.cu): dqkv[B, T, 3, H, Dh] += the gradients of the
  * unrotated q, k and of v, to bf16 accuracy. Head sizes other than 64 and
  * 128 go to the fp32 backward. Tile sizes, fragment types and the bf16
- * staging are the forward's (cuda_attention_tc.cuh).
+ * staging are the forward's (cuda_attention_tc.cuh). Two entries:
+ * cuda_attention_backward_tc on fp32 tensors (table "cuda") and
+ * cuda_attention_backward_bf16 on bf16 dqkv, dout, qkv, out (backend.h's
+ * _bf16 entry; each dqkv element gets bf16(old + gradient), one rounding),
+ * the same kernels templated on the element type E of those four.
  *
  * With scale = 1/sqrt(Dh), q'_i, k'_j the rotated rows (RoPE applied while
  * staging, as in the forward), lse_i from the forward and
- * D_i = dout_i . out_i (cuda_attention_rowsums, the fp32 backward's kernel):
+ * D_i = dout_i . out_i (cuda_attention_rowsums, the fp32 backward's kernel,
+ * reading E):
  *   p_ij  = exp(scale q'_i . k'_j - lse_i)        (0 for i or j >= T)
  *   dp_ij = dout_i . v_j
  *   ds_ij = p_ij (dp_ij - D_i)
@@ -171,13 +176,14 @@ __device__ __forceinline__ static void store_warp_rows(float *rows, TcAccumulato
 }
 
 /* dqkv's k and v parts += rope^T dk', dv for the 64 keys of one tile of one
- * (b, h); qkv[B, T, 3, H, DH] unrotated, dout[B, T, H, DH], lse and drow
- * (D) [B, H, T]. Grid (ceil(T / 64), H, B), TC_THREADS threads,
- * TcBackwardLayout<DH, true>::bytes of dynamic shared memory. */
-template <int DH>
+ * (b, h); qkv[B, T, 3, H, DH] unrotated, dout[B, T, H, DH] (dqkv, qkv, dout
+ * of element type E), lse and drow (D) [B, H, T]. Grid (ceil(T / 64), H, B),
+ * TC_THREADS threads, TcBackwardLayout<DH, true>::bytes of dynamic shared
+ * memory. */
+template <int DH, typename E>
 __global__ static void __launch_bounds__(TC_THREADS)
-attention_backward_kv_tc_kernel(float *dqkv, const float *dout, const float *qkv, const float *lse,
-                                const float *drow, AttentionRope rope, int T, int H, float scale) {
+attention_backward_kv_tc_kernel(E *dqkv, const E *dout, const E *qkv, const float *lse, const float *drow,
+                                AttentionRope rope, int T, int H, float scale) {
     typedef TcBackwardLayout<DH, true> Layout;
     constexpr int ld = Layout::ld, ld_f = Layout::ld_f, ld_p = Layout::ld_p, ld_o = Layout::ld_o;
     constexpr int DH_FRAGS = DH / TC_FRAG;
@@ -199,8 +205,8 @@ attention_backward_kv_tc_kernel(float *dqkv, const float *dout, const float *qkv
     float *dp_frag = s_frag + TC_FRAG * ld_f;           /* dP^T [16 keys, ld_f] */
     const long L = 3L * H * DH, HD = (long)H * DH;
     const long head = (long)b * T * L + (long)h * DH;   /* q of token 0 of (b, h) */
-    const float *q = qkv + head, *k = q + HD, *v = q + 2 * HD;   /* [T, DH], row stride L */
-    const float *g = dout + (long)b * T * HD + (long)h * DH;     /* [T, DH], row stride HD */
+    const E *q = qkv + head, *k = q + HD, *v = q + 2 * HD;   /* [T, DH], row stride L */
+    const E *g = dout + (long)b * T * HD + (long)h * DH;     /* [T, DH], row stride HD */
     const float *lse_bh = lse + ((long)b * H + h) * T, *drow_bh = drow + ((long)b * H + h) * T;   /* [T] */
 
     stage_tile_bf16<DH>(ks, ld, TC_KEYS, k, L, j0, T, rope);   /* visible after the loop's first barrier */
@@ -249,8 +255,8 @@ attention_backward_kv_tc_kernel(float *dqkv, const float *dout, const float *qkv
     const int keys = min((int)TC_WARP_ROWS, T - (j0 + r0));
     store_warp_rows<DH, ld_o>(my_rows, dv, 1.0f);
     for (int r = 0; r < keys; r++) {
-        float *dv_j = dqkv + head + (long)(j0 + r0 + r) * L + 2 * HD;
-        for (int d = lane; d < DH; d += CUDA_WARP) dv_j[d] += my_rows[r * ld_o + d];
+        E *dv_j = dqkv + head + (long)(j0 + r0 + r) * L + 2 * HD;
+        for (int d = lane; d < DH; d += CUDA_WARP) accumulate(&dv_j[d], my_rows[r * ld_o + d]);
     }
     __syncwarp();   /* every lane is done reading dv before dk' replaces it */
     store_warp_rows<DH, ld_o>(my_rows, dk, scale);
@@ -261,13 +267,13 @@ attention_backward_kv_tc_kernel(float *dqkv, const float *dout, const float *qkv
     }
 }
 
-/* dqkv's q part += rope^T dq' for the 64 queries of one tile of one (b, h).
- * Grid (ceil(T / 64), H, B), TC_THREADS threads,
- * TcBackwardLayout<DH, false>::bytes of dynamic shared memory. */
-template <int DH>
+/* dqkv's q part += rope^T dq' for the 64 queries of one tile of one (b, h);
+ * dqkv, dout, qkv of element type E. Grid (ceil(T / 64), H, B), TC_THREADS
+ * threads, TcBackwardLayout<DH, false>::bytes of dynamic shared memory. */
+template <int DH, typename E>
 __global__ static void __launch_bounds__(TC_THREADS)
-attention_backward_q_tc_kernel(float *dqkv, const float *dout, const float *qkv, const float *lse,
-                               const float *drow, AttentionRope rope, int T, int H, float scale) {
+attention_backward_q_tc_kernel(E *dqkv, const E *dout, const E *qkv, const float *lse, const float *drow,
+                               AttentionRope rope, int T, int H, float scale) {
     typedef TcBackwardLayout<DH, false> Layout;
     constexpr int ld = Layout::ld, ld_f = Layout::ld_f, ld_p = Layout::ld_p, ld_o = Layout::ld_o;
     constexpr int DH_FRAGS = DH / TC_FRAG;
@@ -288,8 +294,8 @@ attention_backward_q_tc_kernel(float *dqkv, const float *dout, const float *qkv,
     float *dp_frag = s_frag + TC_FRAG * ld_f;           /* dP [16 queries, ld_f] */
     const long L = 3L * H * DH, HD = (long)H * DH;
     const long head = (long)b * T * L + (long)h * DH;
-    const float *q = qkv + head, *k = q + HD, *v = q + 2 * HD;   /* [T, DH], row stride L */
-    const float *g = dout + (long)b * T * HD + (long)h * DH;     /* [T, DH], row stride HD */
+    const E *q = qkv + head, *k = q + HD, *v = q + 2 * HD;   /* [T, DH], row stride L */
+    const E *g = dout + (long)b * T * HD + (long)h * DH;     /* [T, DH], row stride HD */
     const float *lse_bh = lse + ((long)b * H + h) * T, *drow_bh = drow + ((long)b * H + h) * T;   /* [T] */
 
     stage_tile_bf16<DH>(qs, ld, TC_QUERIES, q, L, i0, T, rope);   /* visible after the loop's first barrier */
@@ -337,36 +343,36 @@ attention_backward_q_tc_kernel(float *dqkv, const float *dout, const float *qkv,
     }
 }
 
-template <int DH>
-static void attention_backward_tc_launch(float *dqkv, const float *dout, const float *qkv,
-                                         const float *lse, const float *drow, const AttentionRope &rope,
-                                         int B, int T, int H) {
+template <int DH, typename E>
+static void attention_backward_tc_launch(E *dqkv, const E *dout, const E *qkv, const float *lse,
+                                         const float *drow, const AttentionRope &rope, int B, int T, int H) {
     const float scale = 1.0f / sqrtf((float)DH);
     const dim3 grid((unsigned)((T + TC_TILE - 1) / TC_TILE), (unsigned)H, (unsigned)B);
     const size_t smem_kv = TcBackwardLayout<DH, true>::bytes, smem_q = TcBackwardLayout<DH, false>::bytes;
-    allow_shared_memory(attention_backward_kv_tc_kernel<DH>, smem_kv);
-    attention_backward_kv_tc_kernel<DH><<<grid, TC_THREADS, smem_kv>>>(dqkv, dout, qkv, lse, drow, rope, T,
-                                                                        H, scale);
+    allow_shared_memory(attention_backward_kv_tc_kernel<DH, E>, smem_kv);
+    attention_backward_kv_tc_kernel<DH, E><<<grid, TC_THREADS, smem_kv>>>(dqkv, dout, qkv, lse, drow, rope,
+                                                                           T, H, scale);
     CUDA_CHECK_LAUNCH();
-    allow_shared_memory(attention_backward_q_tc_kernel<DH>, smem_q);
-    attention_backward_q_tc_kernel<DH><<<grid, TC_THREADS, smem_q>>>(dqkv, dout, qkv, lse, drow, rope, T, H,
-                                                                      scale);
+    allow_shared_memory(attention_backward_q_tc_kernel<DH, E>, smem_q);
+    attention_backward_q_tc_kernel<DH, E><<<grid, TC_THREADS, smem_q>>>(dqkv, dout, qkv, lse, drow, rope, T,
+                                                                         H, scale);
     CUDA_CHECK_LAUNCH();
 }
 
 /* dqkv[B, T, 3, H, Dh] += gradients of the unrotated q, k and of v from
  * dout[B, T, H, Dh], given the forward's out[B, T, H, Dh], lse[B, H, T] and
  * tables sin, cos [T - prefix, Dh] (or NULL); as cuda_attention_backward,
- * on bf16 tensor cores for Dh = 64 and 128, by cuda_attention_backward
- * (fp32, which also rejects shapes it cannot run) otherwise. Scratch:
- * D[B, H, T]. */
-void cuda_attention_backward_bf16(float *dqkv, const float *dout, const float *qkv, const float *out,
-                                  const float *lse, const float *sin, const float *cos, int B, int T,
-                                  int prefix, int H, int Dh) {
+ * on bf16 tensor cores for Dh = 64 and 128, by the fp32 kernels
+ * (attention_backward_simt, which also rejects shapes they cannot run)
+ * otherwise. dqkv, dout, qkv, out of element type E. Scratch: D[B, H, T]. */
+template <typename E>
+static void attention_backward_tc(E *dqkv, const E *dout, const E *qkv, const E *out, const float *lse,
+                                  const float *sin, const float *cos, int B, int T, int prefix, int H,
+                                  int Dh) {
     if (B <= 0 || T <= 0 || H <= 0 || Dh <= 0 || dqkv == NULL) return;
     const bool grid_fits = B <= 65535 && H <= 65535;
     if (!grid_fits || (Dh != 64 && Dh != 128)) {
-        cuda_attention_backward(dqkv, dout, qkv, out, lse, sin, cos, B, T, prefix, H, Dh);
+        attention_backward_simt(dqkv, dout, qkv, out, lse, sin, cos, B, T, prefix, H, Dh);
         return;
     }
     const AttentionRope rope = {sin, cos, prefix};
@@ -375,4 +381,18 @@ void cuda_attention_backward_bf16(float *dqkv, const float *dout, const float *q
         attention_backward_tc_launch<64>(dqkv, dout, qkv, lse, drow, rope, B, T, H);
     else
         attention_backward_tc_launch<128>(dqkv, dout, qkv, lse, drow, rope, B, T, H);
+}
+
+void cuda_attention_backward_tc(float *dqkv, const float *dout, const float *qkv, const float *out,
+                                const float *lse, const float *sin, const float *cos, int B, int T,
+                                int prefix, int H, int Dh) {
+    attention_backward_tc(dqkv, dout, qkv, out, lse, sin, cos, B, T, prefix, H, Dh);
+}
+
+/* dqkv (bf16) += from dout, qkv, out (bf16) and lse (fp32). */
+void cuda_attention_backward_bf16(uint16_t *dqkv, const uint16_t *dout, const uint16_t *qkv,
+                                  const uint16_t *out, const float *lse, const float *sin,
+                                  const float *cos, int B, int T, int prefix, int H, int Dh) {
+    attention_backward_tc(as_bf16(dqkv), as_bf16(dout), as_bf16(qkv), as_bf16(out), lse, sin, cos, B, T,
+                          prefix, H, Dh);
 }

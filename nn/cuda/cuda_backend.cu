@@ -4,11 +4,15 @@
  * hands out the two NnBackend tables whose entries live in the other
  * cuda_*.cu files (one file per op family):
  *   "cuda"       linear layers and the attention forward and backward in
- *                bf16 on tensor cores (fp32 accumulation), the fast default
- *                for runs;
+ *                bf16 on tensor cores (fp32 accumulation), and ViT blocks
+ *                with bf16 storage (block_bf16 = 1: nn/vit.c runs every
+ *                block through the _bf16 entries), the fast default for
+ *                runs;
  *   "cuda-fp32"  the same ops but exact fp32 linear layers and attention,
- *                for comparing with the CPU oracle.
- * Every other entry is the same function in both.
+ *                and fp32 blocks (block_bf16 = 0), for comparing with the
+ *                CPU oracle.
+ * Every other entry is the same function in both, the _bf16 ones included
+ * (so "cuda-fp32" can run them in the op tests, though its blocks do not).
  *
  * The initialisation runs once per process (a thread-safe function static)
  * for both tables; later calls return the same table, or the same reason
@@ -32,8 +36,9 @@ void *cuda_cublaslt_workspace(void) { return the_cublaslt_workspace; }
 static NnBackend the_table;        /* "cuda" */
 static NnBackend the_fp32_table;   /* "cuda-fp32" */
 
-/* Every entry but the name and the matmuls, which fill_tables sets (and,
- * for "cuda", replaces the attention forward and backward). */
+/* Every entry but the name, the fp32 matmuls and block_bf16, which
+ * fill_tables sets (and, for "cuda", replaces the attention forward and
+ * backward). */
 static void fill_shared_entries(NnBackend *t) {
     memset(t, 0, sizeof *t);
     t->alloc = cuda_alloc;
@@ -75,17 +80,32 @@ static void fill_shared_entries(NnBackend *t) {
     t->ema_update = cuda_ema_update;
     t->scatter_rows_to_bf16 = cuda_scatter_rows_to_bf16;
     t->gather_rows_from_bf16 = cuda_gather_rows_from_bf16;
+    t->cast_to_bf16 = cuda_cast_to_bf16;
+    t->matmul_forward_bf16 = cuda_matmul_forward_bf16;
+    t->matmul_backward_bf16 = cuda_matmul_backward_bf16;
+    t->layernorm_forward_bf16 = cuda_layernorm_forward_bf16;
+    t->layernorm_backward_bf16 = cuda_layernorm_backward_bf16;
+    t->attention_forward_bf16 = cuda_attention_forward_bf16;
+    t->attention_backward_bf16 = cuda_attention_backward_bf16;
+    t->gelu_forward_bf16 = cuda_gelu_forward_bf16;
+    t->gelu_backward_bf16 = cuda_gelu_backward_bf16;
+    t->swiglu_forward_bf16 = cuda_swiglu_forward_bf16;
+    t->swiglu_backward_bf16 = cuda_swiglu_backward_bf16;
+    t->layerscale_residual_forward_bf16 = cuda_layerscale_residual_forward_bf16;
+    t->layerscale_residual_backward_bf16 = cuda_layerscale_residual_backward_bf16;
 }
 
 static void fill_tables(void) {
     fill_shared_entries(&the_table);
     the_table.name = "cuda";
-    the_table.matmul_forward = cuda_matmul_forward_bf16;
-    the_table.matmul_backward = cuda_matmul_backward_bf16;
-    the_table.attention_forward = cuda_attention_forward_bf16;
-    the_table.attention_backward = cuda_attention_backward_bf16;
+    the_table.block_bf16 = 1;
+    the_table.matmul_forward = cuda_matmul_forward_tc;
+    the_table.matmul_backward = cuda_matmul_backward_tc;
+    the_table.attention_forward = cuda_attention_forward_tc;
+    the_table.attention_backward = cuda_attention_backward_tc;
     fill_shared_entries(&the_fp32_table);
     the_fp32_table.name = "cuda-fp32";
+    the_fp32_table.block_bf16 = 0;
     the_fp32_table.matmul_forward = cuda_matmul_forward_fp32;
     the_fp32_table.matmul_backward = cuda_matmul_backward_fp32;
 }

@@ -3,26 +3,20 @@
  * the GPU (semantics: nn/backend.h, oracle: nn/cpu/cpu_bf16_rows.c): feature
  * rows scattered to, or gathered from, value offsets of a flat bf16 array.
  *
- * The rounding is written out on the bits, as nn/half_float.c's
- * float_to_bfloat16 does (the intrinsic __float2bfloat16_rn makes every NaN
- * the canonical one), so the wire carries the same bits from either backend
- * (tests/nn/test_wire_ops.c compares them bit for bit).
+ * The rounding is written out on the bits (bf16_bits_of, cuda_common.cuh),
+ * as nn/half_float.c's float_to_bfloat16 does (the intrinsic
+ * __float2bfloat16_rn makes every NaN the canonical one), so the wire
+ * carries the same bits from either backend (tests/nn/test_wire_ops.c
+ * compares them bit for bit).
  */
 #include "nn/cuda/cuda_common.cuh"
-
-/* fp32 -> bf16, round to nearest, ties to even; a NaN stays a quiet NaN. */
-__device__ __forceinline__ uint16_t bf16_of(float value) {
-    const uint32_t bits = __float_as_uint(value);
-    if ((bits & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((bits >> 16) | 0x0040u);
-    return (uint16_t)((bits + 0x7fffu + ((bits >> 16) & 1u)) >> 16);
-}
 
 /* out[starts[n] + c] = bf16(inp[n, c]); one value per thread. inp[N, C], starts[N]. */
 __global__ static void scatter_rows_to_bf16_kernel(uint16_t *out, const float *inp, const int64_t *starts,
                                                    int N, int C) {
     CUDA_GRID_STRIDE_LOOP(i, (long)N * C) {
         const long n = i / C, c = i % C;
-        out[starts[n] + c] = bf16_of(inp[i]);
+        out[starts[n] + c] = bf16_bits_of(inp[i]);
     }
 }
 

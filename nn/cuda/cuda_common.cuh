@@ -5,10 +5,10 @@
  * kernel, and the declarations of every op that cuda_backend.cu puts into
  * the NnBackend tables.
  *
- * Execution model of this backend (tensors are fp32 in device memory; the
- * linear layers run on cuBLASLt, in bf16 on tensor cores for the "cuda"
- * table and in exact fp32 for "cuda-fp32"; bf16 storage of activations
- * comes later):
+ * Execution model of this backend (tensors are fp32 in device memory, but
+ * those of the _bf16 entries, which are bf16: see "element types" below;
+ * the linear layers run on cuBLASLt, in bf16 on tensor cores for the "cuda"
+ * table and in exact fp32 for "cuda-fp32"):
  *   - every kernel and every cuBLAS / cuBLASLt call runs on the legacy
  *     default stream, so ops are ordered among themselves and with cudaMemcpy;
  *   - one cuBLAS handle, one cuBLASLt handle and its 32 MiB workspace,
@@ -25,6 +25,7 @@
 
 #include <cublasLt.h>
 #include <cublas_v2.h>
+#include <cuda_bf16.h>
 #include <cuda_runtime.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -75,6 +76,51 @@ void *cuda_cublaslt_workspace(void);
  * use it for temporaries the API has no argument for; its contents do not
  * survive the next op that asks for it. */
 void *cuda_scratch(size_t bytes);
+
+/* ---- element types ---------------------------------------------------------- */
+
+/* The tensors of the ops are fp32 (float) or, for the _bf16 entries of
+ * backend.h, bf16: uint16_t in the op API, the same bits as __nv_bfloat16
+ * here. A kernel templated on an element type E reads with to_float (exact
+ * widening), computes in fp32 and writes with from_float<E> (rounded to
+ * nearest even, once) or accumulate (+=: bf16(widen(old) + increment), one
+ * rounding). For E = float they are plain loads, stores and +=, so the fp32
+ * instantiation of a kernel computes bit for bit what the fp32 kernel did
+ * before the templates (its PTX has the same floating-point operations on
+ * the same operands). */
+typedef __nv_bfloat16 bf16;
+
+__host__ __device__ __forceinline__ float to_float(float x) { return x; }
+__host__ __device__ __forceinline__ float to_float(bf16 x) { return __bfloat162float(x); }
+
+template <typename E>
+__host__ __device__ __forceinline__ E from_float(float x);
+template <>
+__host__ __device__ __forceinline__ float from_float<float>(float x) { return x; }
+template <>
+__host__ __device__ __forceinline__ bf16 from_float<bf16>(float x) { return __float2bfloat16_rn(x); }
+
+/* *dst += increment, rounded once to E. */
+template <typename E>
+__host__ __device__ __forceinline__ void accumulate(E *dst, float increment) {
+    *dst = from_float<E>(to_float(*dst) + increment);
+}
+
+/* fp32 -> bf16 bits, round to nearest, ties to even, and a NaN stays a quiet
+ * NaN with its payload: written out on the bits as nn/half_float.c's
+ * float_to_bfloat16, so that the bf16 wire (cuda_bf16_rows.cu) and
+ * cast_to_bf16 give the CPU's bits for every input. (__float2bfloat16_rn,
+ * and so from_float<bf16>, agrees on every non-NaN value but makes each
+ * NaN the canonical one.) */
+__device__ __forceinline__ uint16_t bf16_bits_of(float value) {
+    const uint32_t bits = __float_as_uint(value);
+    if ((bits & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((bits >> 16) | 0x0040u);
+    return (uint16_t)((bits + 0x7fffu + ((bits >> 16) & 1u)) >> 16);
+}
+
+/* A bf16 tensor of the op API as the device sees it. */
+static inline bf16 *as_bf16(uint16_t *p) { return reinterpret_cast<bf16 *>(p); }
+static inline const bf16 *as_bf16(const uint16_t *p) { return reinterpret_cast<const bf16 *>(p); }
 
 /* ---- launch helpers -------------------------------------------------------- */
 
@@ -188,17 +234,23 @@ void cuda_copy_to_host(void *host_dst, const void *src, size_t bytes);
 void cuda_copy(void *dst, const void *src, size_t bytes);
 void cuda_synchronize(void);
 
-/* cuda_matmul.cu: the _bf16 entries (table "cuda") multiply on tensor
- * cores with bf16-rounded inputs and fp32 accumulation; the _fp32 entries
- * (table "cuda-fp32") are exact fp32. Both read and write fp32 tensors. */
-void cuda_matmul_forward_bf16(float *out, const float *inp, const float *weight, const float *bias,
-                              int N, int C, int OC);
-void cuda_matmul_backward_bf16(float *dinp, float *dweight, float *dbias, const float *dout,
-                               const float *inp, const float *weight, int N, int C, int OC);
+/* cuda_matmul.cu: the _tc entries (table "cuda") multiply fp32 tensors on
+ * tensor cores with bf16-rounded inputs and fp32 accumulation; the _fp32
+ * entries (table "cuda-fp32") are exact fp32; the _bf16 entries (both
+ * tables, used by ViT blocks with block_bf16) take bf16 activations and
+ * weights (tensor cores, fp32 accumulation). */
+void cuda_matmul_forward_tc(float *out, const float *inp, const float *weight, const float *bias,
+                            int N, int C, int OC);
+void cuda_matmul_backward_tc(float *dinp, float *dweight, float *dbias, const float *dout,
+                             const float *inp, const float *weight, int N, int C, int OC);
 void cuda_matmul_forward_fp32(float *out, const float *inp, const float *weight, const float *bias,
                               int N, int C, int OC);
 void cuda_matmul_backward_fp32(float *dinp, float *dweight, float *dbias, const float *dout,
                                const float *inp, const float *weight, int N, int C, int OC);
+void cuda_matmul_forward_bf16(uint16_t *out, const uint16_t *inp, const uint16_t *weight,
+                              const float *bias, int N, int C, int OC);
+void cuda_matmul_backward_bf16(uint16_t *dinp, float *dweight, float *dbias, const uint16_t *dout,
+                               const uint16_t *inp, const uint16_t *weight, int N, int C, int OC);
 
 /* cuda_pointwise.cu */
 void cuda_patchify(float *patches, const float *images, int B, int C, int H, int W, int P);
@@ -214,6 +266,16 @@ void cuda_layerscale_residual_forward(float *out, const float *res, const float 
                                       const float *gamma, int N, int C);
 void cuda_layerscale_residual_backward(float *dres, float *dy, float *dgamma, const float *dout,
                                        const float *y, const float *gamma, int N, int C);
+/* the same kernels on bf16 tensors (backend.h, "a ViT block with bf16 storage") */
+void cuda_cast_to_bf16(uint16_t *out, const float *inp, long n);
+void cuda_gelu_forward_bf16(uint16_t *out, const uint16_t *inp, long n);
+void cuda_gelu_backward_bf16(uint16_t *dinp, const uint16_t *dout, const uint16_t *inp, long n);
+void cuda_swiglu_forward_bf16(uint16_t *out, const uint16_t *inp, int N, int F);
+void cuda_swiglu_backward_bf16(uint16_t *dinp, const uint16_t *dout, const uint16_t *inp, int N, int F);
+void cuda_layerscale_residual_forward_bf16(float *out, const float *res, const uint16_t *y,
+                                           const float *gamma, int N, int C);
+void cuda_layerscale_residual_backward_bf16(float *dres, uint16_t *dy, float *dgamma, const float *dout,
+                                            const uint16_t *y, const float *gamma, int N, int C);
 
 /* cuda_norm.cu */
 void cuda_layernorm_forward(float *out, float *mean, float *rstd, const float *inp,
@@ -221,21 +283,32 @@ void cuda_layernorm_forward(float *out, float *mean, float *rstd, const float *i
 void cuda_layernorm_backward(float *dinp, float *dweight, float *dbias, const float *dout,
                              const float *inp, const float *weight, const float *mean,
                              const float *rstd, int N, int C);
+void cuda_layernorm_forward_bf16(uint16_t *out, float *mean, float *rstd, const float *inp,
+                                 const float *weight, const float *bias, int N, int C, float eps);
+void cuda_layernorm_backward_bf16(float *dinp, float *dweight, float *dbias, const uint16_t *dout,
+                                  const float *inp, const float *weight, const float *mean,
+                                  const float *rstd, int N, int C);
 
-/* cuda_attention.cu */
+/* cuda_attention.cu: the exact fp32 kernels (table "cuda-fp32") */
 void cuda_attention_forward(float *out, float *lse, const float *qkv, const float *sin,
                             const float *cos, int B, int T, int prefix, int H, int Dh);
 void cuda_attention_backward(float *dqkv, const float *dout, const float *qkv, const float *out,
                              const float *lse, const float *sin, const float *cos, int B, int T,
                              int prefix, int H, int Dh);
 /* cuda_attention_tc.cu: the forward of table "cuda", on bf16 tensor cores
- * with fp32 accumulation (Dh = 64, 128; other head sizes: the fp32 one). */
-void cuda_attention_forward_bf16(float *out, float *lse, const float *qkv, const float *sin,
+ * with fp32 accumulation (Dh = 64, 128; other head sizes: the fp32
+ * kernels), on fp32 tensors (_tc) or bf16 ones (_bf16, both tables). */
+void cuda_attention_forward_tc(float *out, float *lse, const float *qkv, const float *sin,
+                               const float *cos, int B, int T, int prefix, int H, int Dh);
+void cuda_attention_forward_bf16(uint16_t *out, float *lse, const uint16_t *qkv, const float *sin,
                                  const float *cos, int B, int T, int prefix, int H, int Dh);
 /* cuda_attention_tc_backward.cu: the backward of table "cuda", likewise. */
-void cuda_attention_backward_bf16(float *dqkv, const float *dout, const float *qkv, const float *out,
-                                  const float *lse, const float *sin, const float *cos, int B, int T,
-                                  int prefix, int H, int Dh);
+void cuda_attention_backward_tc(float *dqkv, const float *dout, const float *qkv, const float *out,
+                                const float *lse, const float *sin, const float *cos, int B, int T,
+                                int prefix, int H, int Dh);
+void cuda_attention_backward_bf16(uint16_t *dqkv, const uint16_t *dout, const uint16_t *qkv,
+                                  const uint16_t *out, const float *lse, const float *sin,
+                                  const float *cos, int B, int T, int prefix, int H, int Dh);
 
 /* cuda_optim.cu */
 void cuda_adamw_update(float *params, const float *grads, float *m, float *v, long n, float lr,

@@ -1,12 +1,17 @@
 /*
  * cuda_matmul.cu - linear layers on cuBLASLt, in PyTorch's weight layout:
- * out[N, OC] = inp[N, C] @ weight[OC, C]^T + bias[OC], in two precisions
- * that share every line but the compute type:
- *   bf16  (table "cuda"): CUBLAS_COMPUTE_32F_FAST_16BF, tensor cores; the
- *         fp32 inputs are rounded to bf16 (8-bit mantissa) inside the GEMM,
- *         products and sums are fp32. Tensors stay fp32 in memory.
- *   fp32  (table "cuda-fp32"): CUBLAS_COMPUTE_32F, exact fp32, the path the
- *         fp32 op tests compare with the CPU oracle.
+ * out[N, OC] = inp[N, C] @ weight[OC, C]^T + bias[OC], in three variants
+ * that share every line but the compute type and the element types:
+ *   _tc   (table "cuda"): fp32 tensors, CUBLAS_COMPUTE_32F_FAST_16BF, tensor
+ *         cores; the fp32 inputs are rounded to bf16 (8-bit mantissa) inside
+ *         the GEMM, products and sums are fp32.
+ *   _fp32 (table "cuda-fp32"): fp32 tensors, CUBLAS_COMPUTE_32F, exact fp32,
+ *         the path the fp32 op tests compare with the CPU oracle.
+ *   _bf16 (both tables; the ViT blocks of block_bf16, backend.h): bf16
+ *         activations, weights and dinp (A, B CUDA_R_16BF), CUBLAS_COMPUTE_32F
+ *         (tensor cores, fp32 accumulation), D in bf16 (out, dinp) or fp32
+ *         (dweight); bias and dbias fp32. The bias is added by a kernel after
+ *         the GEMM (see gemm), so out is rounded twice: bf16(bf16(x W^T) + b).
  *
  * cuBLAS(Lt) is column-major: a row-major [R, S] matrix is, to cuBLAS, the
  * column-major S x R matrix with leading dimension S (its transpose). So
@@ -14,27 +19,45 @@
  *   weight [OC, C]  is  weight^T C x OC  (ld C)
  *   out    [N, OC]  is  out^T    OC x N  (ld OC)
  * and each row-major product is written as the column-major product of the
- * transposes. The backward uses beta = 1: gradients accumulate (backend.h).
+ * transposes. The backward uses beta = 1: gradients accumulate (backend.h);
+ * cuBLASLt forms alpha AB + beta C in fp32 and rounds once to D's type.
  *
  * Plans: a cuBLASLt GEMM needs a matmul descriptor, three matrix layouts and
  * an algorithm chosen by cublasLtMatmulAlgoGetHeuristic, which costs far more
  * host time than the launch. They are built once per distinct GEMM and kept
  * in a fixed table (see GemmKey for what makes two GEMMs the same), searched
- * linearly, the oldest entry evicted round-robin when full. The table is per
- * process and not locked: the backend is driven from one host thread.
+ * linearly, the oldest entry evicted round-robin when full (a key for which
+ * the heuristic found nothing is cached too, and its GEMMs run on cuBLAS's
+ * cublasGemmEx). The table is per process and not locked: the backend is
+ * driven from one host thread.
  */
 #include <string.h>
 
 #include "nn/cuda/cuda_common.cuh"
 
-typedef enum { PRECISION_BF16, PRECISION_FP32 } GemmPrecision;
+/* The compute type of a GEMM (cublasComputeType_t). */
+typedef enum { COMPUTE_32F_FAST_16BF, COMPUTE_32F } GemmCompute;
 
-/* out[N, OC] += bias[OC] broadcast over rows. */
-__global__ static void add_bias_kernel(float *out, const float *bias, long N, int OC) {
-    CUDA_GRID_STRIDE_LOOP(i, N * OC) { out[i] += bias[i % OC]; }
+/* The cudaDataType_t of an element type. */
+template <typename E>
+struct GemmType;
+template <>
+struct GemmType<float> {
+    static constexpr cudaDataType_t value = CUDA_R_32F;
+};
+template <>
+struct GemmType<bf16> {
+    static constexpr cudaDataType_t value = CUDA_R_16BF;
+};
+
+/* out[N, OC] += bias[OC] broadcast over rows (rounded once to E). */
+template <typename E>
+__global__ static void add_bias_kernel(E *out, const float *bias, long N, int OC) {
+    CUDA_GRID_STRIDE_LOOP(i, N * OC) { accumulate(&out[i], bias[i % OC]); }
 }
 
-static void add_bias(float *out, const float *bias, int N, int OC) {
+template <typename E>
+static void add_bias(E *out, const float *bias, int N, int OC) {
     long n = (long)N * OC;
     add_bias_kernel<<<cuda_grid_for(n), CUDA_BLOCK>>>(out, bias, N, OC);
     CUDA_CHECK_LAUNCH();
@@ -43,13 +66,15 @@ static void add_bias(float *out, const float *bias, int N, int OC) {
 /* ---- plans ------------------------------------------------------------------ */
 
 /* Everything a plan depends on: the column-major problem D (m x n) =
- * op(A) (m x k) op(B) (k x n) + beta C with C = D, its precision and
- * epilogue, and the alignment of each pointer, because the heuristic picks
- * kernels that may rely on it (cuBLASLt assumes 256-byte alignment unless
- * told otherwise, and our tensors are often slices of larger buffers).
- * Only 32-bit fields, so keys compare with memcmp. */
+ * op(A) (m x k) op(B) (k x n) + beta C with C = D, its compute type, the
+ * element types of A, B and of C, D, its epilogue, and the alignment of each
+ * pointer, because the heuristic picks kernels that may rely on it
+ * (cuBLASLt assumes 256-byte alignment unless told otherwise, and our
+ * tensors are often slices of larger buffers: a bf16 weight copy may sit at
+ * any even address). Only 32-bit fields, so keys compare with memcmp. */
 typedef struct GemmKey {
-    int32_t precision;         /* GemmPrecision */
+    int32_t compute;           /* GemmCompute */
+    int32_t ab_type, cd_type;  /* cudaDataType_t of A and B, of C and D */
     int32_t transa, transb;    /* cublasOperation_t */
     int32_t m, n, k;
     int32_t lda, ldb, ldc;
@@ -76,6 +101,10 @@ enum { PLAN_CACHE_SIZE = 256 };
 static GemmPlan plan_cache[PLAN_CACHE_SIZE];
 static int plan_next_victim;
 
+static cublasComputeType_t cublas_compute(GemmCompute compute) {
+    return compute == COMPUTE_32F_FAST_16BF ? CUBLAS_COMPUTE_32F_FAST_16BF : CUBLAS_COMPUTE_32F;
+}
+
 /* The largest power of two <= 256 that divides the address (4 for a float). */
 static uint32_t alignment_of(const void *ptr) {
     uintptr_t address = (uintptr_t)ptr;
@@ -101,9 +130,7 @@ static void build_plan(GemmPlan *plan, const GemmKey *key, const float *bias) {
     plan->used = 1;
     plan->key = *key;
 
-    cublasComputeType_t compute =
-        key->precision == PRECISION_BF16 ? CUBLAS_COMPUTE_32F_FAST_16BF : CUBLAS_COMPUTE_32F;
-    CUBLAS_CHECK(cublasLtMatmulDescCreate(&plan->desc, compute, CUDA_R_32F));
+    CUBLAS_CHECK(cublasLtMatmulDescCreate(&plan->desc, cublas_compute((GemmCompute)key->compute), CUDA_R_32F));
     cublasOperation_t transa = (cublasOperation_t)key->transa, transb = (cublasOperation_t)key->transb;
     CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(plan->desc, CUBLASLT_MATMUL_DESC_TRANSA, &transa,
                                                 sizeof transa));
@@ -123,9 +150,10 @@ static void build_plan(GemmPlan *plan, const GemmKey *key, const float *bias) {
     /* op(A) is m x k: A itself is m x k (N) or k x m (T); likewise B. */
     int a_rows = transa == CUBLAS_OP_N ? key->m : key->k, a_cols = transa == CUBLAS_OP_N ? key->k : key->m;
     int b_rows = transb == CUBLAS_OP_N ? key->k : key->n, b_cols = transb == CUBLAS_OP_N ? key->n : key->k;
-    CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&plan->a, CUDA_R_32F, a_rows, a_cols, key->lda));
-    CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&plan->b, CUDA_R_32F, b_rows, b_cols, key->ldb));
-    CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&plan->c, CUDA_R_32F, key->m, key->n, key->ldc));
+    const cudaDataType_t ab_type = (cudaDataType_t)key->ab_type, cd_type = (cudaDataType_t)key->cd_type;
+    CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&plan->a, ab_type, a_rows, a_cols, key->lda));
+    CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&plan->b, ab_type, b_rows, b_cols, key->ldb));
+    CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&plan->c, cd_type, key->m, key->n, key->ldc));
 
     cublasLtMatmulPreference_t preference;
     CUBLAS_CHECK(cublasLtMatmulPreferenceCreate(&preference));
@@ -144,6 +172,14 @@ static void build_plan(GemmPlan *plan, const GemmKey *key, const float *bias) {
     for (size_t i = 0; i < sizeof alignments / sizeof alignments[0]; i++)
         CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(preference, alignments[i].attribute,
                                                           &alignments[i].bytes, sizeof(uint32_t)));
+    if (cd_type != CUDA_R_32F) {
+        /* Split-K partial sums only in the compute type: the INPLACE and
+         * OUTPUT_TYPE reduction schemes add the parts in D's type, which for
+         * a bf16 D would round more than once (the API rounds once). */
+        uint32_t schemes = CUBLASLT_REDUCTION_SCHEME_COMPUTE_TYPE;
+        CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(
+            preference, CUBLASLT_MATMUL_PREF_REDUCTION_SCHEME_MASK, &schemes, sizeof schemes));
+    }
 
     cublasLtMatmulHeuristicResult_t result;
     memset(&result, 0, sizeof result);
@@ -172,14 +208,28 @@ static GemmPlan *find_plan(const GemmKey *key, const float *bias) {
     return plan;
 }
 
+static const char *type_name(int32_t type) { return type == CUDA_R_16BF ? "bf16" : "fp32"; }
+
 /* Column-major D (m x n, ld ldc) = op(A) op(B) + beta D (+ bias[m] on every
- * column when bias is not NULL), on the legacy default stream. k >= 1. */
-static void gemm(GemmPrecision precision, cublasOperation_t transa, cublasOperation_t transb, int m,
-                 int n, int k, const float *A, int lda, const float *B, int ldb, float beta, float *D,
-                 int ldc, const float *bias) {
+ * column when bias is not NULL), on the legacy default stream. k >= 1.
+ * A, B of element type AB, D of CD; bias fp32. The bias is the
+ * CUBLASLT_EPILOGUE_BIAS epilogue where D is fp32. cuBLASLt's bias vector
+ * has D's type (cublasLt.h, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE: "Bias
+ * vector elements are the same type as the elements of output matrix
+ * (Dtype)", the exceptions being IMMA and fp8 kernels), so with a bf16 D the
+ * fp32 bias is added by add_bias_kernel after the GEMM, as it is where no
+ * algorithm fuses it. Where cuBLASLt has no algorithm at all (a layout or
+ * alignment none of its kernels takes), the GEMM runs on cublasGemmEx
+ * (same types and compute type), which takes any. */
+template <typename AB, typename CD>
+static void gemm(GemmCompute compute, cublasOperation_t transa, cublasOperation_t transb, int m, int n,
+                 int k, const AB *A, int lda, const AB *B, int ldb, float beta, CD *D, int ldc,
+                 const float *bias) {
     GemmKey key;
     memset(&key, 0, sizeof key);
-    key.precision = precision;
+    key.compute = compute;
+    key.ab_type = GemmType<AB>::value;
+    key.cd_type = GemmType<CD>::value;
     key.transa = transa;
     key.transb = transb;
     key.m = m;
@@ -188,109 +238,138 @@ static void gemm(GemmPrecision precision, cublasOperation_t transa, cublasOperat
     key.lda = lda;
     key.ldb = ldb;
     key.ldc = ldc;
-    key.epilogue = bias ? CUBLASLT_EPILOGUE_BIAS : CUBLASLT_EPILOGUE_DEFAULT;
+    const bool fuse_bias = bias != NULL && GemmType<CD>::value == CUDA_R_32F;
+    key.epilogue = fuse_bias ? CUBLASLT_EPILOGUE_BIAS : CUBLASLT_EPILOGUE_DEFAULT;
     key.align_a = alignment_of(A);
     key.align_b = alignment_of(B);
     key.align_c = alignment_of(D);
-    key.align_bias = bias ? alignment_of(bias) : 0;
+    key.align_bias = fuse_bias ? alignment_of(bias) : 0;
 
-    const GemmPlan *plan = find_plan(&key, bias);
-    int bias_by_kernel = 0;
-    if (!plan->found && bias) {
+    const GemmPlan *plan = find_plan(&key, fuse_bias ? bias : NULL);
+    bool bias_by_kernel = bias != NULL && !fuse_bias;
+    if (!plan->found && fuse_bias) {
         /* No algorithm fuses the bias for this shape: plain GEMM, then the kernel. */
         key.epilogue = CUBLASLT_EPILOGUE_DEFAULT;
         key.align_bias = 0;
         plan = find_plan(&key, NULL);
-        bias_by_kernel = 1;
+        bias_by_kernel = true;
     }
-    if (!plan->found) {
-        fprintf(stderr,
-                "%s:%d: cuBLASLt has no algorithm for a %s GEMM m=%d n=%d k=%d (op A %s, op B %s, "
-                "ld %d %d %d, alignment %u %u %u bytes): cublasLtMatmulAlgoGetHeuristic: %s\n",
-                __FILE__, __LINE__, precision == PRECISION_BF16 ? "bf16" : "fp32", m, n, k,
-                transa == CUBLAS_OP_N ? "N" : "T", transb == CUBLAS_OP_N ? "N" : "T", lda, ldb, ldc,
-                key.align_a, key.align_b, key.align_c,
-                plan->heuristic_status == CUBLAS_STATUS_SUCCESS ? "no result"
-                                                                : cublasGetStatusString(plan->heuristic_status));
-        fflush(stderr);
-        abort();
-    }
-    if (bias && !bias_by_kernel)   /* this call's bias (the plan may have been built for another) */
-        CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(plan->desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER,
-                                                    &bias, sizeof bias));
     const float alpha = 1.0f;
-    CUBLAS_CHECK(cublasLtMatmul(cuda_cublaslt_handle(), plan->desc, &alpha, A, plan->a, B, plan->b,
-                                &beta, D, plan->c, D, plan->c, &plan->algo, cuda_cublaslt_workspace(),
-                                CUDA_CUBLASLT_WORKSPACE_BYTES, 0));
+    if (!plan->found) {
+        const cublasStatus_t status =
+            cublasGemmEx(cuda_cublas_handle(), transa, transb, m, n, k, &alpha, A, GemmType<AB>::value, lda, B,
+                         GemmType<AB>::value, ldb, &beta, D, GemmType<CD>::value, ldc, cublas_compute(compute),
+                         CUBLAS_GEMM_DEFAULT);
+        if (status != CUBLAS_STATUS_SUCCESS) {
+            fprintf(stderr,
+                    "%s:%d: cuBLASLt has no algorithm for a GEMM m=%d n=%d k=%d (compute %s, A and B %s, "
+                    "C and D %s, op A %s, op B %s, ld %d %d %d, alignment %u %u %u bytes): "
+                    "cublasLtMatmulAlgoGetHeuristic: %s; and cublasGemmEx failed: %s\n",
+                    __FILE__, __LINE__, m, n, k, compute == COMPUTE_32F_FAST_16BF ? "32F_FAST_16BF" : "32F",
+                    type_name(key.ab_type), type_name(key.cd_type), transa == CUBLAS_OP_N ? "N" : "T",
+                    transb == CUBLAS_OP_N ? "N" : "T", lda, ldb, ldc, key.align_a, key.align_b, key.align_c,
+                    plan->heuristic_status == CUBLAS_STATUS_SUCCESS
+                        ? "no result"
+                        : cublasGetStatusString(plan->heuristic_status),
+                    cublasGetStatusString(status));
+            fflush(stderr);
+            abort();
+        }
+    } else {
+        if (fuse_bias && !bias_by_kernel)   /* this call's bias (the plan may have been built for another) */
+            CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(plan->desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER,
+                                                        &bias, sizeof bias));
+        CUBLAS_CHECK(cublasLtMatmul(cuda_cublaslt_handle(), plan->desc, &alpha, A, plan->a, B, plan->b,
+                                    &beta, D, plan->c, D, plan->c, &plan->algo, cuda_cublaslt_workspace(),
+                                    CUDA_CUBLASLT_WORKSPACE_BYTES, 0));
+    }
     if (bias_by_kernel) add_bias(D, bias, n, m);
 }
 
 /* ---- the ops ------------------------------------------------------------------ */
 
-/* out[N, OC] = inp[N, C] @ weight[OC, C]^T + bias[OC]; bias may be NULL. */
-static void matmul_forward(GemmPrecision precision, float *out, const float *inp, const float *weight,
-                           const float *bias, int N, int C, int OC) {
+/* out[N, OC] = inp[N, C] @ weight[OC, C]^T + bias[OC]; bias may be NULL.
+ * out, inp, weight of element type E. */
+template <typename E>
+static void matmul_forward(GemmCompute compute, E *out, const E *inp, const E *weight, const float *bias,
+                           int N, int C, int OC) {
     if (N <= 0 || OC <= 0) return;
     if (C <= 0) {   /* an empty product: out = bias (cuBLASLt takes no k = 0) */
-        CUDA_CHECK(cudaMemset(out, 0, (size_t)N * OC * sizeof(float)));
+        CUDA_CHECK(cudaMemset(out, 0, (size_t)N * OC * sizeof(E)));
         if (bias) add_bias(out, bias, N, OC);
         return;
     }
     /* out^T (OC x N) = (weight^T)^T (OC x C) * inp^T (C x N) + bias[OC] on
      * every column: the bias epilogue (CUBLASLT_EPILOGUE_BIAS adds a vector
-     * of D's row count, OC, to each column), no separate pass over out. */
-    gemm(precision, CUBLAS_OP_T, CUBLAS_OP_N, OC, N, C, weight, C, inp, C, 0.0f, out, OC, bias);
+     * of D's row count, OC, to each column), no separate pass over out
+     * (where D is fp32; see gemm). */
+    gemm(compute, CUBLAS_OP_T, CUBLAS_OP_N, OC, N, C, weight, C, inp, C, 0.0f, out, OC, bias);
 }
 
-/* value(r, c) = dout[r, c]: the column sums are dbias. */
+/* value(r, c) = x[r, c] of a row-major [rows, cols] matrix of element type
+ * E: the column sums of dout are dbias. */
+template <typename E>
 struct RowMajorValue {
-    const float *x;
+    const E *x;
     int cols;
-    __device__ float operator()(long r, int c) const { return x[r * cols + c]; }
+    __device__ float operator()(long r, int c) const { return to_float(x[r * cols + c]); }
 };
 
 /* dinp[N, C]     += dout[N, OC] @ weight[OC, C]
  * dweight[OC, C] += dout^T @ inp[N, C]
  * dbias[OC]      += sum over N of dout
- * Any of dinp, dweight, dbias may be NULL (not needed). */
-static void matmul_backward(GemmPrecision precision, float *dinp, float *dweight, float *dbias,
-                            const float *dout, const float *inp, const float *weight, int N, int C,
-                            int OC) {
+ * Any of dinp, dweight, dbias may be NULL (not needed). dinp, dout, inp,
+ * weight of element type E; dweight, dbias fp32. */
+template <typename E>
+static void matmul_backward(GemmCompute compute, E *dinp, float *dweight, float *dbias, const E *dout,
+                            const E *inp, const E *weight, int N, int C, int OC) {
     if (N <= 0 || OC <= 0) return;
     if (dinp && C > 0) {
         /* dinp^T (C x N) += weight^T (C x OC) * dout^T (OC x N) */
-        gemm(precision, CUBLAS_OP_N, CUBLAS_OP_N, C, N, OC, weight, C, dout, OC, 1.0f, dinp, C, NULL);
+        gemm(compute, CUBLAS_OP_N, CUBLAS_OP_N, C, N, OC, weight, C, dout, OC, 1.0f, dinp, C, NULL);
     }
     if (dweight && C > 0) {
         /* dweight^T (C x OC) += inp^T (C x N) * (dout^T)^T (N x OC) */
-        gemm(precision, CUBLAS_OP_N, CUBLAS_OP_T, C, OC, N, inp, C, dout, OC, 1.0f, dweight, C, NULL);
+        gemm(compute, CUBLAS_OP_N, CUBLAS_OP_T, C, OC, N, inp, C, dout, OC, 1.0f, dweight, C, NULL);
     }
     if (dbias) {
         /* Not the CUBLASLT_EPILOGUE_BGRADB epilogue of the dweight GEMM (op(B)
          * = dout, its sums over k = N would be dbias): cuBLASLt documents that
          * it *stores* the bias gradient, so it would overwrite where the API
-         * accumulates; it exists only when dweight is wanted; and in the bf16
-         * path it may sum bf16-rounded dout. The column-sum kernel reads the
-         * fp32 dout, adds in double in a fixed order (deterministic) and
-         * accumulates into dbias, for one extra read of dout. */
-        RowMajorValue value = {dout, OC};
+         * accumulates; it exists only when dweight is wanted; and in the _tc
+         * path it may sum bf16-rounded dout. The column-sum kernel reads dout
+         * as stored (fp32, or bf16 widened), adds in double in a fixed order
+         * (deterministic) and accumulates into dbias, for one extra read of
+         * dout. */
+        RowMajorValue<E> value = {dout, OC};
         column_sum(dbias, N, OC, value);
     }
 }
 
-void cuda_matmul_forward_bf16(float *out, const float *inp, const float *weight, const float *bias,
-                              int N, int C, int OC) {
-    matmul_forward(PRECISION_BF16, out, inp, weight, bias, N, C, OC);
+void cuda_matmul_forward_tc(float *out, const float *inp, const float *weight, const float *bias,
+                            int N, int C, int OC) {
+    matmul_forward(COMPUTE_32F_FAST_16BF, out, inp, weight, bias, N, C, OC);
 }
-void cuda_matmul_backward_bf16(float *dinp, float *dweight, float *dbias, const float *dout,
-                               const float *inp, const float *weight, int N, int C, int OC) {
-    matmul_backward(PRECISION_BF16, dinp, dweight, dbias, dout, inp, weight, N, C, OC);
+void cuda_matmul_backward_tc(float *dinp, float *dweight, float *dbias, const float *dout,
+                             const float *inp, const float *weight, int N, int C, int OC) {
+    matmul_backward(COMPUTE_32F_FAST_16BF, dinp, dweight, dbias, dout, inp, weight, N, C, OC);
 }
 void cuda_matmul_forward_fp32(float *out, const float *inp, const float *weight, const float *bias,
                               int N, int C, int OC) {
-    matmul_forward(PRECISION_FP32, out, inp, weight, bias, N, C, OC);
+    matmul_forward(COMPUTE_32F, out, inp, weight, bias, N, C, OC);
 }
 void cuda_matmul_backward_fp32(float *dinp, float *dweight, float *dbias, const float *dout,
                                const float *inp, const float *weight, int N, int C, int OC) {
-    matmul_backward(PRECISION_FP32, dinp, dweight, dbias, dout, inp, weight, N, C, OC);
+    matmul_backward(COMPUTE_32F, dinp, dweight, dbias, dout, inp, weight, N, C, OC);
+}
+/* bf16 operands need no _FAST_ compute type: CUBLAS_COMPUTE_32F with
+ * CUDA_R_16BF A and B runs on tensor cores with fp32 accumulation. */
+void cuda_matmul_forward_bf16(uint16_t *out, const uint16_t *inp, const uint16_t *weight,
+                              const float *bias, int N, int C, int OC) {
+    matmul_forward(COMPUTE_32F, as_bf16(out), as_bf16(inp), as_bf16(weight), bias, N, C, OC);
+}
+void cuda_matmul_backward_bf16(uint16_t *dinp, float *dweight, float *dbias, const uint16_t *dout,
+                               const uint16_t *inp, const uint16_t *weight, int N, int C, int OC) {
+    matmul_backward(COMPUTE_32F, as_bf16(dinp), dweight, dbias, as_bf16(dout), as_bf16(inp),
+                    as_bf16(weight), N, C, OC);
 }

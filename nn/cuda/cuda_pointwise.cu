@@ -1,12 +1,17 @@
 /*
  * cuda_pointwise.cu - the elementwise and gather/scatter ops of the CUDA
  * backend: patchify, tokens (cls, registers, iBOT mask token), exact GELU,
- * SwiGLU, LayerScale + residual. (2-D RoPE is applied inside attention:
- * cuda_attention.cu.)
+ * SwiGLU, LayerScale + residual, and the fp32 -> bf16 cast of the
+ * parameters. (2-D RoPE is applied inside attention: cuda_attention.cu.)
  *
  * One thread per element in a grid-stride loop; the few reductions (token
  * and LayerScale gradients) use the deterministic column_sum of
  * cuda_common.cuh. Every gradient pointer may be NULL (not needed).
+ *
+ * GELU, SwiGLU and LayerScale are templated on the element type of the
+ * tensors that a ViT block with bf16 storage keeps in bf16 (backend.h):
+ * fp32 for the plain entries, bf16 for the _bf16 ones (read widened,
+ * computed in fp32, written or accumulated with one rounding).
  */
 #include "nn/cuda/cuda_common.cuh"
 
@@ -142,124 +147,212 @@ void cuda_tokens_backward(float *dpatch_emb, float *dcls, float *dreg, float *dm
 #define DD_INV_SQRT2 0.70710678118654752440f
 #define DD_INV_SQRT_2PI 0.39894228040143267794f
 
-/* out[n] = 0.5 x (1 + erf(x / sqrt 2)); out may be inp (in place). */
-__global__ static void gelu_forward_kernel(float *out, const float *inp, long n) {
+/* out[n] = 0.5 x (1 + erf(x / sqrt 2)); out may be inp (in place). E: the
+ * element type of out and inp. */
+template <typename E>
+__global__ static void gelu_forward_kernel(E *out, const E *inp, long n) {
     CUDA_GRID_STRIDE_LOOP(i, n) {
-        float x = inp[i];
-        out[i] = 0.5f * x * (1.0f + erff(x * DD_INV_SQRT2));
+        float x = to_float(inp[i]);
+        out[i] = from_float<E>(0.5f * x * (1.0f + erff(x * DD_INV_SQRT2)));
     }
 }
 
-/* dinp[n] += dout * (Phi(x) + x phi(x)). */
-__global__ static void gelu_backward_kernel(float *dinp, const float *dout, const float *inp, long n) {
+/* dinp[n] += dout * (Phi(x) + x phi(x)). E: the element type of all three. */
+template <typename E>
+__global__ static void gelu_backward_kernel(E *dinp, const E *dout, const E *inp, long n) {
     CUDA_GRID_STRIDE_LOOP(i, n) {
-        float x = inp[i];
+        float x = to_float(inp[i]);
         float cdf = 0.5f * (1.0f + erff(x * DD_INV_SQRT2));
         float pdf = DD_INV_SQRT_2PI * expf(-0.5f * x * x);
-        dinp[i] += dout[i] * (cdf + x * pdf);
+        accumulate(&dinp[i], to_float(dout[i]) * (cdf + x * pdf));
     }
 }
 
-void cuda_gelu_forward(float *out, const float *inp, long n) {
+template <typename E>
+static void gelu_forward(E *out, const E *inp, long n) {
     if (n <= 0) return;
     gelu_forward_kernel<<<cuda_grid_for(n), CUDA_BLOCK>>>(out, inp, n);
     CUDA_CHECK_LAUNCH();
 }
 
-void cuda_gelu_backward(float *dinp, const float *dout, const float *inp, long n) {
+template <typename E>
+static void gelu_backward(E *dinp, const E *dout, const E *inp, long n) {
     if (n <= 0 || dinp == NULL) return;
     gelu_backward_kernel<<<cuda_grid_for(n), CUDA_BLOCK>>>(dinp, dout, inp, n);
     CUDA_CHECK_LAUNCH();
 }
 
+void cuda_gelu_forward(float *out, const float *inp, long n) { gelu_forward(out, inp, n); }
+void cuda_gelu_backward(float *dinp, const float *dout, const float *inp, long n) {
+    gelu_backward(dinp, dout, inp, n);
+}
+void cuda_gelu_forward_bf16(uint16_t *out, const uint16_t *inp, long n) {
+    gelu_forward(as_bf16(out), as_bf16(inp), n);
+}
+void cuda_gelu_backward_bf16(uint16_t *dinp, const uint16_t *dout, const uint16_t *inp, long n) {
+    gelu_backward(as_bf16(dinp), as_bf16(dout), as_bf16(inp), n);
+}
+
 /* ---- SwiGLU ------------------------------------------------------------------ */
 
-/* out[N, F] = silu(g) * u with g = inp[N, 0:F] (gate), u = inp[N, F:2F] (up). */
-__global__ static void swiglu_forward_kernel(float *out, const float *inp, int N, int F) {
+/* out[N, F] = silu(g) * u with g = inp[N, 0:F] (gate), u = inp[N, F:2F] (up).
+ * E: the element type of out and inp. */
+template <typename E>
+__global__ static void swiglu_forward_kernel(E *out, const E *inp, int N, int F) {
     long n = (long)N * F;
     CUDA_GRID_STRIDE_LOOP(i, n) {
         long r = i / F;
         int f = (int)(i % F);
-        float g = inp[r * 2 * F + f];
-        float u = inp[r * 2 * F + F + f];
-        out[i] = g / (1.0f + expf(-g)) * u;
+        float g = to_float(inp[r * 2 * F + f]);
+        float u = to_float(inp[r * 2 * F + F + f]);
+        out[i] = from_float<E>(g / (1.0f + expf(-g)) * u);
     }
 }
 
-/* dinp[N, 2F] += d/d(g, u): dg = dout u sig(g) (1 + g (1 - sig(g))), du = dout silu(g). */
-__global__ static void swiglu_backward_kernel(float *dinp, const float *dout, const float *inp,
-                                              int N, int F) {
+/* dinp[N, 2F] += d/d(g, u): dg = dout u sig(g) (1 + g (1 - sig(g))), du = dout silu(g).
+ * E: the element type of all three. */
+template <typename E>
+__global__ static void swiglu_backward_kernel(E *dinp, const E *dout, const E *inp, int N, int F) {
     long n = (long)N * F;
     CUDA_GRID_STRIDE_LOOP(i, n) {
         long r = i / F;
         int f = (int)(i % F);
-        float g = inp[r * 2 * F + f];
-        float u = inp[r * 2 * F + F + f];
+        float g = to_float(inp[r * 2 * F + f]);
+        float u = to_float(inp[r * 2 * F + F + f]);
         float sig = 1.0f / (1.0f + expf(-g));
-        float dy = dout[i];
-        dinp[r * 2 * F + f] += dy * u * sig * (1.0f + g * (1.0f - sig));
-        dinp[r * 2 * F + F + f] += dy * g * sig;
+        float dy = to_float(dout[i]);
+        accumulate(&dinp[r * 2 * F + f], dy * u * sig * (1.0f + g * (1.0f - sig)));
+        accumulate(&dinp[r * 2 * F + F + f], dy * g * sig);
     }
 }
 
-void cuda_swiglu_forward(float *out, const float *inp, int N, int F) {
+template <typename E>
+static void swiglu_forward(E *out, const E *inp, int N, int F) {
     long n = (long)N * F;
     if (n <= 0) return;
     swiglu_forward_kernel<<<cuda_grid_for(n), CUDA_BLOCK>>>(out, inp, N, F);
     CUDA_CHECK_LAUNCH();
 }
 
-void cuda_swiglu_backward(float *dinp, const float *dout, const float *inp, int N, int F) {
+template <typename E>
+static void swiglu_backward(E *dinp, const E *dout, const E *inp, int N, int F) {
     long n = (long)N * F;
     if (n <= 0 || dinp == NULL) return;
     swiglu_backward_kernel<<<cuda_grid_for(n), CUDA_BLOCK>>>(dinp, dout, inp, N, F);
     CUDA_CHECK_LAUNCH();
 }
 
-/* ---- LayerScale + residual ------------------------------------------------ */
-
-/* out[N, C] = res + gamma[C] * y; out may be res (in-place residual). */
-__global__ static void layerscale_residual_forward_kernel(float *out, const float *res,
-                                                          const float *y, const float *gamma,
-                                                          long N, int C) {
-    CUDA_GRID_STRIDE_LOOP(i, N * C) { out[i] = res[i] + gamma[i % C] * y[i]; }
+void cuda_swiglu_forward(float *out, const float *inp, int N, int F) { swiglu_forward(out, inp, N, F); }
+void cuda_swiglu_backward(float *dinp, const float *dout, const float *inp, int N, int F) {
+    swiglu_backward(dinp, dout, inp, N, F);
+}
+void cuda_swiglu_forward_bf16(uint16_t *out, const uint16_t *inp, int N, int F) {
+    swiglu_forward(as_bf16(out), as_bf16(inp), N, F);
+}
+void cuda_swiglu_backward_bf16(uint16_t *dinp, const uint16_t *dout, const uint16_t *inp, int N, int F) {
+    swiglu_backward(as_bf16(dinp), as_bf16(dout), as_bf16(inp), N, F);
 }
 
-/* dres += dout; dy += dout * gamma (either may be NULL). */
-__global__ static void layerscale_residual_backward_kernel(float *dres, float *dy,
-                                                           const float *dout, const float *gamma,
-                                                           long N, int C) {
+/* ---- LayerScale + residual ------------------------------------------------ */
+
+/* out[N, C] = res + gamma[C] * y; out may be res (in-place residual). y of
+ * element type Y, the rest fp32. */
+template <typename Y>
+__global__ static void layerscale_residual_forward_kernel(float *out, const float *res, const Y *y,
+                                                          const float *gamma, long N, int C) {
+    CUDA_GRID_STRIDE_LOOP(i, N * C) { out[i] = res[i] + gamma[i % C] * to_float(y[i]); }
+}
+
+/* dres += dout; dy += dout * gamma (either may be NULL). dy of element type
+ * Y, the rest fp32. */
+template <typename Y>
+__global__ static void layerscale_residual_backward_kernel(float *dres, Y *dy, const float *dout,
+                                                           const float *gamma, long N, int C) {
     CUDA_GRID_STRIDE_LOOP(i, N * C) {
         float g = dout[i];
         if (dres) dres[i] += g;
-        if (dy) dy[i] += g * gamma[i % C];
+        if (dy) accumulate(&dy[i], g * gamma[i % C]);
     }
 }
 
-/* value(r, c) = dout[r, c] * y[r, c]: the column sums are dgamma. */
+/* value(r, c) = dout[r, c] * y[r, c]: the column sums are dgamma. dout
+ * fp32, y of element type Y. */
+template <typename Y>
 struct ProductValue {
-    const float *a, *b;
+    const float *a;
+    const Y *b;
     int cols;
-    __device__ float operator()(long r, int c) const { return a[r * cols + c] * b[r * cols + c]; }
+    __device__ float operator()(long r, int c) const { return a[r * cols + c] * to_float(b[r * cols + c]); }
 };
 
-void cuda_layerscale_residual_forward(float *out, const float *res, const float *y,
-                                      const float *gamma, int N, int C) {
+template <typename Y>
+static void layerscale_residual_forward(float *out, const float *res, const Y *y, const float *gamma, int N,
+                                        int C) {
     long n = (long)N * C;
     if (n <= 0) return;
     layerscale_residual_forward_kernel<<<cuda_grid_for(n), CUDA_BLOCK>>>(out, res, y, gamma, N, C);
     CUDA_CHECK_LAUNCH();
 }
 
-void cuda_layerscale_residual_backward(float *dres, float *dy, float *dgamma, const float *dout,
-                                       const float *y, const float *gamma, int N, int C) {
+template <typename Y>
+static void layerscale_residual_backward(float *dres, Y *dy, float *dgamma, const float *dout, const Y *y,
+                                         const float *gamma, int N, int C) {
     long n = (long)N * C;
     if (n <= 0) return;
-    ProductValue value = {dout, y, C};
+    ProductValue<Y> value = {dout, y, C};
     column_sum(dgamma, N, C, value);
     if (dres || dy) {
-        layerscale_residual_backward_kernel<<<cuda_grid_for(n), CUDA_BLOCK>>>(dres, dy, dout, gamma,
-                                                                              N, C);
+        layerscale_residual_backward_kernel<<<cuda_grid_for(n), CUDA_BLOCK>>>(dres, dy, dout, gamma, N, C);
         CUDA_CHECK_LAUNCH();
     }
+}
+
+void cuda_layerscale_residual_forward(float *out, const float *res, const float *y,
+                                      const float *gamma, int N, int C) {
+    layerscale_residual_forward(out, res, y, gamma, N, C);
+}
+void cuda_layerscale_residual_backward(float *dres, float *dy, float *dgamma, const float *dout,
+                                       const float *y, const float *gamma, int N, int C) {
+    layerscale_residual_backward(dres, dy, dgamma, dout, y, gamma, N, C);
+}
+void cuda_layerscale_residual_forward_bf16(float *out, const float *res, const uint16_t *y,
+                                           const float *gamma, int N, int C) {
+    layerscale_residual_forward(out, res, as_bf16(y), gamma, N, C);
+}
+void cuda_layerscale_residual_backward_bf16(float *dres, uint16_t *dy, float *dgamma, const float *dout,
+                                            const uint16_t *y, const float *gamma, int N, int C) {
+    layerscale_residual_backward(dres, as_bf16(dy), dgamma, dout, as_bf16(y), gamma, N, C);
+}
+
+/* ---- fp32 -> bf16 ------------------------------------------------------------ */
+
+/* out[n] = bf16(inp[n]) with the CPU's bits (bf16_bits_of: nearest even, a
+ * NaN kept quiet with its payload). VECTOR (inp 16-byte and out 8-byte
+ * aligned): four values per step, one float4 load and one 8-byte store, the
+ * last n % 4 values by the first threads of the grid. */
+template <bool VECTOR>
+__global__ static void cast_to_bf16_kernel(uint16_t *out, const float *inp, long n) {
+    if (!VECTOR) {
+        CUDA_GRID_STRIDE_LOOP(i, n) { out[i] = bf16_bits_of(inp[i]); }
+        return;
+    }
+    const long n4 = n / 4;
+    CUDA_GRID_STRIDE_LOOP(i, n4) {
+        const float4 v = reinterpret_cast<const float4 *>(inp)[i];
+        reinterpret_cast<ushort4 *>(out)[i] =
+            make_ushort4(bf16_bits_of(v.x), bf16_bits_of(v.y), bf16_bits_of(v.z), bf16_bits_of(v.w));
+    }
+    const long tail = (long)blockIdx.x * blockDim.x + threadIdx.x + 4 * n4;
+    if (tail < n) out[tail] = bf16_bits_of(inp[tail]);
+}
+
+/* out[n] = bf16(inp[n]) (a whole parameter buffer: n may exceed 2^31). */
+void cuda_cast_to_bf16(uint16_t *out, const float *inp, long n) {
+    if (n <= 0) return;
+    if ((uintptr_t)inp % 16 == 0 && (uintptr_t)out % 8 == 0) {
+        cast_to_bf16_kernel<true><<<cuda_grid_for(n / 4 + 1), CUDA_BLOCK>>>(out, inp, n);
+    } else {
+        cast_to_bf16_kernel<false><<<cuda_grid_for(n), CUDA_BLOCK>>>(out, inp, n);
+    }
+    CUDA_CHECK_LAUNCH();
 }
