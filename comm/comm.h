@@ -68,15 +68,16 @@ int comm_group_sum_finish_hook(void *comm, DdError *err);
 /* values[count] (host memory) <- their sum over the group, in double. */
 int comm_group_sum_doubles(Comm *comm, double *values, int count, DdError *err);
 int comm_group_sum_doubles_hook(void *comm, double *values, int count, DdError *err);
-/* Starts buffer[count] (the hooks' memory) <- group rank owner's copy on
- * every rank of the group (a broadcast) and returns at once: the buffer is
+/* Starts the `bytes` bytes at buffer (the hooks' memory: fp32 values,
+ * bf16 ones, any) <- group rank owner's copy on every rank of the group (a
+ * broadcast) and returns at once: the buffer is
  * not to be touched until comm_group_broadcast_wait_hook has waited for its
  * slot (>= 0, the caller's label: the layer it holds) or for every slot
  * (-1). Host memory: MPI_Ibcast. NCCL: comm_group_broadcast_device_start.
  * Device memory without NCCL: the owner's copy goes to host memory at
  * start, the others' come back at the wait. Every rank starts the same
  * broadcasts in the same order; started sums are finished first. */
-int comm_group_broadcast_start_hook(void *comm, float *buffer, long count, int owner, int slot, DdError *err);
+int comm_group_broadcast_start_hook(void *comm, void *buffer, size_t bytes, int owner, int slot, DdError *err);
 int comm_group_broadcast_wait_hook(void *comm, int slot, DdError *err);
 /* Host memory the hooks hold for staging device buffers, in bytes. */
 size_t comm_staging_bytes(const Comm *comm);
@@ -163,7 +164,7 @@ int comm_group_sum_device_finish(Comm *comm, DdError *err);
  * an event per slot recorded after it. The wait makes the legacy default
  * stream wait (no host wait) for the slot's event, or for everything on
  * the reduce stream (-1). */
-int comm_group_broadcast_device_start(Comm *comm, float *device_buffer, long count, int owner, int slot,
+int comm_group_broadcast_device_start(Comm *comm, void *device_buffer, size_t bytes, int owner, int slot,
                                       DdError *err);
 int comm_group_broadcast_device_wait(Comm *comm, int slot, DdError *err);
 

@@ -70,9 +70,9 @@ int comm_group_sum_doubles_hook(void *comm, double *values, int count, DdError *
  * is device memory, the host copy it runs on. */
 typedef struct PendingSum {
     MPI_Request request;
-    float *buffer;        /* the caller's buffer */
-    float *host;          /* == buffer in host memory, else the staged copy */
-    long count;
+    void *buffer;         /* the caller's buffer */
+    void *host;           /* == buffer in host memory, else the staged copy */
+    size_t bytes;
     int wanted;           /* this rank gets the result: copy a staged one back */
     int slot;             /* a broadcast's slot (comm_group_broadcast_wait_hook); -1 for a sum */
     int done;             /* waited for (a broadcast whose slot was waited for) */
@@ -139,12 +139,12 @@ static int start_mpi_sums(Comm *comm, CommPendingSums *p, float *buffer, float *
     const int wanted = owner < 0 || owner == comm->group_rank;
     for (long done = 0; done < count;) {
         const int piece = count - done > INT_MAX ? INT_MAX : (int)(count - done);
-        PendingSum sum = {MPI_REQUEST_NULL, buffer + done, host + done, piece, wanted, -1, 0};
+        PendingSum sum = {MPI_REQUEST_NULL, buffer + done, host + done, (size_t)piece * sizeof(float), wanted, -1, 0};
         int code;
         if (owner < 0)
-            code = MPI_Iallreduce(MPI_IN_PLACE, sum.host, piece, MPI_FLOAT, MPI_SUM, comm->group, &sum.request);
+            code = MPI_Iallreduce(MPI_IN_PLACE, host + done, piece, MPI_FLOAT, MPI_SUM, comm->group, &sum.request);
         else   /* the owner sums in place; the others' buffers are only read */
-            code = MPI_Ireduce(wanted ? MPI_IN_PLACE : sum.host, wanted ? sum.host : NULL, piece, MPI_FLOAT,
+            code = MPI_Ireduce(wanted ? MPI_IN_PLACE : host + done, wanted ? host + done : NULL, piece, MPI_FLOAT,
                                MPI_SUM, owner, comm->group, &sum.request);
         if (code != MPI_SUCCESS) return comm_mpi_fail(err, code, owner < 0 ? "in-group MPI_Iallreduce"
                                                                            : "in-group MPI_Ireduce");
@@ -191,7 +191,7 @@ static int complete_pending(Comm *comm, int slot, const char *what, DdError *err
         int code = MPI_Wait(&piece->request, MPI_STATUS_IGNORE);
         if (code != MPI_SUCCESS && !failed) failed = comm_mpi_fail(err, code, what);
         if (!failed && piece->wanted && piece->host != piece->buffer)
-            comm->hook_memory->copy_to_device(piece->buffer, piece->host, (size_t)piece->count * sizeof(float));
+            comm->hook_memory->copy_to_device(piece->buffer, piece->host, piece->bytes);
         piece->done = 1;
     }
     if (left == 0) {
@@ -209,29 +209,29 @@ int comm_group_sum_finish_hook(void *context, DdError *err) {
 
 /* ---- broadcasts: a sharded state's parameters to every rank --------------- */
 
-int comm_group_broadcast_start_hook(void *context, float *buffer, long count, int owner, int slot, DdError *err) {
+int comm_group_broadcast_start_hook(void *context, void *buffer, size_t bytes, int owner, int slot, DdError *err) {
     Comm *comm = context;
-    if (count <= 0) return 0;
+    if (bytes == 0) return 0;
     if (owner < 0 || owner >= comm->group_size || slot < 0)
         return dd_fail(err, "in-group broadcast: expected an owner below the group's %d ranks and a slot >= 0, "
                        "found owner %d, slot %d", comm->group_size, owner, slot);
     if (comm->hook_memory && comm->nccl)
-        return comm_group_broadcast_device_start(comm, buffer, count, owner, slot, err);
+        return comm_group_broadcast_device_start(comm, buffer, bytes, owner, slot, err);
     CommPendingSums *p = pending_of(comm, err);
     if (!p) return -1;
     const int mine = owner == comm->group_rank;
-    float *host = buffer;
+    char *host = buffer;
     if (comm->hook_memory) {
-        if (!(host = take_staging(p, count, err))) return -1;
-        if (mine) comm->hook_memory->copy_to_host(host, buffer, (size_t)count * sizeof(float));
+        if (!(host = (char *)take_staging(p, (long)((bytes + sizeof(float) - 1) / sizeof(float)), err))) return -1;
+        if (mine) comm->hook_memory->copy_to_host(host, buffer, bytes);
     }
-    for (long done = 0; done < count;) {
-        const int piece = count - done > INT_MAX ? INT_MAX : (int)(count - done);
-        PendingSum broadcast = {MPI_REQUEST_NULL, buffer + done, host + done, piece, !mine, slot, 0};
-        int code = MPI_Ibcast(broadcast.host, piece, MPI_FLOAT, owner, comm->group, &broadcast.request);
+    for (size_t done = 0; done < bytes;) {
+        const int piece = bytes - done > INT_MAX ? INT_MAX : (int)(bytes - done);
+        PendingSum broadcast = {MPI_REQUEST_NULL, (char *)buffer + done, host + done, (size_t)piece, !mine, slot, 0};
+        int code = MPI_Ibcast(host + done, piece, MPI_BYTE, owner, comm->group, &broadcast.request);
         if (code != MPI_SUCCESS) return comm_mpi_fail(err, code, "in-group MPI_Ibcast");
         if (push_pending(p, broadcast, err) != 0) return -1;
-        done += piece;
+        done += (size_t)piece;
     }
     return 0;
 }

@@ -36,7 +36,7 @@ int comm_group_sum_device_start(Comm *comm, float *device_buffer, long count, in
 
 int comm_group_sum_device_finish(Comm *comm, DdError *err) { return no_nccl(err, "comm_group_sum_device_finish"); }
 
-int comm_group_broadcast_device_start(Comm *comm, float *device_buffer, long count, int owner, int slot,
+int comm_group_broadcast_device_start(Comm *comm, void *device_buffer, size_t bytes, int owner, int slot,
                                       DdError *err) {
     return no_nccl(err, "comm_group_broadcast_device_start");
 }

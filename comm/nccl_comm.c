@@ -313,15 +313,15 @@ static cudaEvent_t *slot_event(CommNccl *nccl, int slot, DdError *err) {
     return event;
 }
 
-int comm_group_broadcast_device_start(Comm *comm, float *device_buffer, long count, int owner, int slot,
+int comm_group_broadcast_device_start(Comm *comm, void *device_buffer, size_t bytes, int owner, int slot,
                                       DdError *err) {
     const char *what = "in-group ncclBroadcast (started)";
     if (require_nccl(comm, what, err) != 0) return -1;
-    if (count <= 0) return 0;
+    if (bytes == 0) return 0;
     CommNccl *nccl = comm->nccl;
     cudaEvent_t *event = slot_event(nccl, slot, err);
     if (!event || after_compute(nccl, nccl->reduce, what, err) != 0) return -1;
-    ncclResult_t result = ncclBroadcast(device_buffer, device_buffer, (size_t)count, ncclFloat32, owner, nccl->group,
+    ncclResult_t result = ncclBroadcast(device_buffer, device_buffer, bytes, ncclUint8, owner, nccl->group,
                                         nccl->reduce);
     if (result != ncclSuccess) return nccl_fail(err, result, what);
     return cuda_check(err, cudaEventRecord(*event, nccl->reduce), what);

@@ -168,23 +168,38 @@ void vit_params_free(ViTParams *p, const NnBackend *be) {
 
 /* ---- the bf16 copy of the block matrices ---------------------------------- */
 
-/* The bf16 copy of `tensor`, a matrix of block l: at memory's offset in a
- * whole copy, at its offset in the block in a one-block slot. */
-static const uint16_t *bf16_view(const ViTParams *p, int l, const float *tensor) {
+uint16_t *vit_bf16_copy_of(const ViTParams *p, int l, const float *at) {
     const float *origin = p->bf16_blocks > 1 ? p->memory : p->blocks[l].norm1_w;
-    return p->bf16 + (tensor - origin);
+    return p->bf16 + (at - origin);
+}
+
+/* The floats of a block's matrices: qkv, proj, fc1, fc2. */
+static void block_matrix_counts(const ViTConfig *cfg, long counts[VIT_BLOCK_MATRICES]) {
+    const long D = cfg->dim, F = cfg->ffn_hidden, F1 = ffn_first_width(cfg);
+    counts[0] = 3 * D * D, counts[1] = D * D, counts[2] = F1 * D, counts[3] = D * F;
+}
+
+void vit_block_matrices(const ViTConfig *cfg, const ViTParams *p, int l, ViTMatrix out[VIT_BLOCK_MATRICES]) {
+    const ViTBlockParams *w = &p->blocks[l];
+    long counts[VIT_BLOCK_MATRICES];
+    block_matrix_counts(cfg, counts);
+    float *const tensors[VIT_BLOCK_MATRICES] = {w->qkv_w, w->proj_w, w->fc1_w, w->fc2_w};
+    for (int i = 0; i < VIT_BLOCK_MATRICES; i++) out[i] = (ViTMatrix){tensors[i], counts[i]};
+}
+
+size_t vit_block_matrix_floats(const ViTConfig *cfg) {
+    long counts[VIT_BLOCK_MATRICES], block = 0;
+    block_matrix_counts(cfg, counts);
+    for (int i = 0; i < VIT_BLOCK_MATRICES; i++) block += counts[i];
+    return (size_t)block * (size_t)cfg->depth;
 }
 
 /* Casts block l's four matrices into p->bf16. */
 static void cast_block_matrices(const NnBackend *be, const ViTConfig *cfg, const ViTParams *p, int l) {
-    const ViTBlockParams *w = &p->blocks[l];
-    const long D = cfg->dim, F = cfg->ffn_hidden, F1 = ffn_first_width(cfg);
-    const struct {
-        const float *tensor;
-        long count;
-    } matrices[] = {{w->qkv_w, 3 * D * D}, {w->proj_w, D * D}, {w->fc1_w, F1 * D}, {w->fc2_w, D * F}};
-    for (size_t i = 0; i < sizeof matrices / sizeof matrices[0]; i++)
-        be->cast_to_bf16((uint16_t *)bf16_view(p, l, matrices[i].tensor), matrices[i].tensor, matrices[i].count);
+    ViTMatrix matrices[VIT_BLOCK_MATRICES];
+    vit_block_matrices(cfg, p, l, matrices);
+    for (int i = 0; i < VIT_BLOCK_MATRICES; i++)
+        be->cast_to_bf16(vit_bf16_copy_of(p, l, matrices[i].tensor), matrices[i].tensor, matrices[i].count);
 }
 
 int vit_params_init(ViTParams *p, const ViTConfig *cfg, const NnBackend *be, uint64_t seed, DdError *err) {
@@ -393,14 +408,14 @@ static void block_zero(const BlockRun *r, void *x, size_t count) { r->be->zero(x
 /* out[N, OC] = inp[N, C] @ weight^T + bias, weight a matrix of block l of p. */
 static void block_matmul_forward(const BlockRun *r, int l, void *out, const void *inp, const float *weight,
                                  const float *bias, int N, int C, int OC) {
-    if (r->bf16) r->be->matmul_forward_bf16(out, inp, bf16_view(r->p, l, weight), bias, N, C, OC);
+    if (r->bf16) r->be->matmul_forward_bf16(out, inp, vit_bf16_copy_of(r->p, l, weight), bias, N, C, OC);
     else r->be->matmul_forward(out, inp, weight, bias, N, C, OC);
 }
 
 static void block_matmul_backward(const BlockRun *r, int l, void *dinp, float *dweight, float *dbias,
                                   const void *dout, const void *inp, const float *weight, int N, int C, int OC) {
     if (r->bf16)
-        r->be->matmul_backward_bf16(dinp, dweight, dbias, dout, inp, bf16_view(r->p, l, weight), N, C, OC);
+        r->be->matmul_backward_bf16(dinp, dweight, dbias, dout, inp, vit_bf16_copy_of(r->p, l, weight), N, C, OC);
     else
         r->be->matmul_backward(dinp, dweight, dbias, dout, inp, weight, N, C, OC);
 }
@@ -521,7 +536,7 @@ void vit_forward_hooked(const NnBackend *be, const ViTConfig *cfg, const ViTPara
         const ViTBlockParams *w = &p->blocks[l];
         ViTBlockActivations *s = &a->blocks[l];
         tell_layer(before, l + 1);
-        if (r->bf16) cast_block_matrices(be, cfg, p, l);
+        if (r->bf16 && !p->bf16_current) cast_block_matrices(be, cfg, p, l);
         norm1_forward(r, w, s, x, BT);
         block_matmul_forward(r, l, s->qkv, s->ln1, w->qkv_w, w->qkv_b, BT, D, 3 * D);
         block_attention_forward(r, a, s);

@@ -52,13 +52,21 @@ typedef struct ViTParams {
      * the parameters a forward reads (not for gradients or moments), NULL
      * otherwise; freed with them. Every forward casts each block's matrices
      * just before the block reads them, so a change to memory is never
-     * missed. bf16_blocks = depth: a copy of the whole layout at memory's
-     * offsets, which the backward reads again (a trained model);
-     * bf16_blocks = 1: one block's slot that the forward and the backward
-     * fill block by block (a frozen model: 2 B per parameter of one block,
-     * not of all, for one more cast per block in a backward). */
+     * missed, unless bf16_current says the copy is already filled.
+     * bf16_blocks = depth: a copy of the whole layout at memory's offsets,
+     * which the backward reads again (a trained model); bf16_blocks = 1:
+     * one block's slot that the forward and the backward fill block by
+     * block (a frozen model: 2 B per parameter of one block, not of all,
+     * for one more cast per block in a backward). */
     uint16_t *bf16;
     int bf16_blocks;
+    /* 1: a whole copy holds bf16 of every block matrix's current weights,
+     * written by whoever set it (the bf16 gather of a sharded student,
+     * students/param_gather.c, which leaves the fp32 matrices of other
+     * ranks' shards stale): the forward reads it as it is and does not
+     * cast. Whoever sets it clears it before the weights change again
+     * (student_update). 0, the default: the forward casts. */
+    int bf16_current;
     float *patch_w, *patch_b;   /* [D, C*P*P], [D] */
     float *cls_token;           /* [D] */
     float *register_tokens;     /* [R, D] */
@@ -66,6 +74,22 @@ typedef struct ViTParams {
     ViTBlockParams *blocks;     /* [depth], host array of views */
     float *norm_w, *norm_b;     /* [D] */
 } ViTParams;
+
+/* A matrix of a block whose bf16 copy the block's GEMMs read. */
+typedef struct ViTMatrix {
+    float *tensor;
+    long count;
+} ViTMatrix;
+enum { VIT_BLOCK_MATRICES = 4 };
+
+/* Block l's matrices in memory order: qkv [3D, D], proj [D, D], fc1
+ * [F1, D], fc2 [D, F]. */
+void vit_block_matrices(const ViTConfig *cfg, const ViTParams *p, int l, ViTMatrix out[VIT_BLOCK_MATRICES]);
+/* The floats of every block's matrices together. */
+size_t vit_block_matrix_floats(const ViTConfig *cfg);
+/* Where the bf16 copy of the element at `at` (in block l's matrices) is:
+ * at memory's offset in a whole copy, at the block's offset in a slot. */
+uint16_t *vit_bf16_copy_of(const ViTParams *p, int l, const float *at);
 
 /* One named tensor of the layout, in the order it sits in memory. Names
  * follow Hugging Face DINOv3ViTModel where a tensor exists there; q, k, v

@@ -40,6 +40,10 @@ size_t trained_param_count(const ViTConfig *model) {
            head_param_count(&model->ibot_head, model->dim);
 }
 
+size_t student_gather_bytes(const ViTConfig *model, int block_bf16) {
+    return 4 * trained_param_count(model) - (block_bf16 ? 2 * vit_block_matrix_floats(model) : 0);
+}
+
 double teacher_flops_per_image(const ViTConfig *teacher, const CropShape *crops) {
     const double patches = (double)patches_of(teacher, crops->global_size);
     double per_crop = vit_forward_flops(teacher, crops->global_size, crops->global_size) +

@@ -78,6 +78,10 @@ ModelCost model_cost(const ViTConfig *model, const CropShape *crops, int batch, 
 
 /* Parameters a student trains: backbone and both heads. */
 size_t trained_param_count(const ViTConfig *model);
+/* Bytes of one gather of a sharded student's parameters: 4 per parameter,
+ * but 2 per block-matrix parameter where the blocks run in bf16 (they
+ * travel in bf16, students/param_gather.c). */
+size_t student_gather_bytes(const ViTConfig *model, int block_bf16);
 
 /* FLOPs of one image: the teacher's inference on the global crops, or one
  * student training step on every crop (see the header comment). */

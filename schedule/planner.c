@@ -29,13 +29,14 @@ double plan_seconds_per_image(const PlanGroupInput *g, const PlanDevices *device
 double plan_gradient_seconds(const PlanGroupInput *g, const PlanDevices *devices, int ranks, int images) {
     if (ranks <= 1 || g->is_teacher) return 0.0;
     /* ring collectives: the sums (the reduce-scatter half) and the gather
-     * each move about the gradients' bytes per rank */
+     * each move about the gradients' bytes per rank; a sharded state's
+     * gather its gather_bytes */
     const double half = g->gradient_bytes / devices->link_bytes_per_second;
     const int micro = plan_micro_batch(g, devices, 0, ranks, images);
     const double step = (micro > 0 ? micro : 1) * plan_seconds_per_image(g, devices);   /* one micro-batch */
     const double backward = g->overlap_sums ? (2.0 / 3.0) * step : 0.0, forward = step / 3.0;
     if (g->sharded_state_bytes > 0)   /* the sums during the backward, the gather during the next forward */
-        return fmax(0.0, half - backward) + fmax(0.0, half - forward);
+        return fmax(0.0, half - backward) + fmax(0.0, g->gather_bytes / devices->link_bytes_per_second - forward);
     return fmax(0.0, 2.0 * half - backward);   /* the whole all-reduce during the backward */
 }
 

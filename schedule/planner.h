@@ -15,11 +15,12 @@
  *       accumulation; sharded_state_bytes: its optimizer state divided
  *       among the group's ranks, ZeRO-1); a teacher rank runs its images at
  *       once: state + b * activations;
- *   a student group of n > 1 ranks adds its gradient collectives, fp32 on
+ *   a student group of n > 1 ranks adds its gradient collectives on
  *       rings: the sums (all-reduce, or reduce-scatter to the shards'
  *       owners) and the gather (the all-reduce's second half, or the
  *       parameters' all-gather), gradient_bytes / link bytes per second
- *       each; with overlap_sums what may run during the backward of the
+ *       each, but gather_bytes for a sharded state's gather (its block
+ *       matrices in bf16 where the blocks run in bf16); with overlap_sums what may run during the backward of the
  *       last micro-batch (the whole all-reduce; with a sharded state the
  *       sums only) hides behind it, up to 2/3 of that micro-batch's
  *       compute, and a sharded state's gather, layer by layer, behind the
@@ -87,6 +88,8 @@ typedef struct PlanGroupInput {
     double activation_bytes_per_image;   /* per image of a micro-batch */
     double slice_bytes_per_image;        /* a student's, per image of its slice (targets, crops) */
     double gradient_bytes;           /* a student's gradients (and parameters), per iteration; 0 for the teacher */
+    double gather_bytes;             /* a sharded student's gather of its parameters, per iteration: less than
+                                      * gradient_bytes where block matrices travel in bf16 */
     int overlap_sums;                /* the gradients' sums start during the backward (overlap_gradient_sums) */
     int fixed_ranks;                 /* > 0: kept as given */
 } PlanGroupInput;

@@ -110,6 +110,7 @@ int student_update(const NnBackend *be, Student *s, const OptimizerConfig *confi
     if (clip_modules(be, s, group, config->clip_grad_norm, report, err) != 0) return -1;
 
     s->steps++;
+    s->params.backbone.bf16_current = 0;   /* the weights change: a bf16 gather refills the copy, else the forward casts */
     for (int i = 0; i < s->layout.tensor_count; i++) {
         const ModelTensor *t = &s->layout.tensors[i];
         const ShardPiece piece = shard_piece(shard, t->info.offset, t->info.offset + t->info.count);
@@ -121,5 +122,5 @@ int student_update(const NnBackend *be, Student *s, const OptimizerConfig *confi
                          config->beta2, config->eps, t->info.decays ? (float)weight_decay : 0.0f, (int)s->steps);
     }
     be->ema_update(shard->ema, s->params.memory + shard->begin, (long)shard->count, (float)ema_momentum);
-    return student_params_gather_start(s, group, err);   /* the next forward waits for each layer */
+    return student_params_gather_start(be, s, group, err);   /* the next forward waits for each layer */
 }

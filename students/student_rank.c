@@ -51,11 +51,11 @@ static int timed_group_sum_doubles(void *context, double *values, int count, DdE
     return timed(rank, start, comm_group_sum_doubles_hook(rank->comm, values, count, err));
 }
 
-static int timed_group_broadcast_start(void *context, float *buffer, long count, int owner, int slot,
+static int timed_group_broadcast_start(void *context, void *buffer, size_t bytes, int owner, int slot,
                                        DdError *err) {
     StudentRank *rank = context;
     const double start = dd_now_seconds();
-    return timed(rank, start, comm_group_broadcast_start_hook(rank->comm, buffer, count, owner, slot, err));
+    return timed(rank, start, comm_group_broadcast_start_hook(rank->comm, buffer, bytes, owner, slot, err));
 }
 
 static int timed_group_broadcast_wait(void *context, int slot, DdError *err) {
@@ -266,23 +266,18 @@ void student_rank_close(StudentRank *rank, const NnBackend *be) {
 enum { STATE_BUFFERS = 4 };
 static const char *const state_prefixes[STATE_BUFFERS] = {"params.", "ema.", "adam_m.", "adam_v."};
 
-/* Buffer i of s's state in full, in backend memory: the parameters (their
- * gather completed), or a shard buffer (one shard of everything), or,
+/* Buffer i of s's state in full, in backend memory: the parameters
+ * (student_params_full), or a shard buffer (one shard of everything), or,
  * sharded, the shards gathered over the group into the gradient buffer
  * (collectives: each owner broadcasts its shard). */
 static const float *full_state_buffer(Student *s, const NnBackend *be, const StudentGroup *group, int i,
                                       DdError *err) {
-    if (i == 0) return student_params_wait(s, group, -1, err) == 0 ? s->params.memory : NULL;
+    if (i == 0) return student_params_full(s, group, err);
     const StudentShard *shard = &s->shard;
     const float *mine = i == 1 ? shard->ema : i == 2 ? shard->adam_m : shard->adam_v;
     if (shard->size == 1) return mine;
     be->copy(s->grads.memory + shard->begin, mine, shard->count * sizeof(float));
-    for (int owner = 0; owner < shard->size; owner++)
-        if (group->broadcast_start(group->context, s->grads.memory + shard->bounds[owner],
-                                   (long)(shard->bounds[owner + 1] - shard->bounds[owner]), owner, 0, err) != 0)
-            return NULL;
-    if (group->broadcast_wait(group->context, -1, err) != 0) return NULL;
-    return s->grads.memory;
+    return student_shards_gather(s, group, s->grads.memory, err) == 0 ? s->grads.memory : NULL;
 }
 
 int student_state_save(Student *s, const NnBackend *be, const StudentGroup *group, const char *path,
@@ -326,7 +321,10 @@ int student_state_load(Student *s, const NnBackend *be, const char *path, DdErro
     for (int i = 0; status == 0 && i < STATE_BUFFERS; i++) {
         status = model_params_read(&file, state_prefixes[i], &s->layout, host, err);
         if (status != 0) break;
-        if (i == 0) be->copy_to_device(s->params.memory, host, s->layout.count * sizeof(float));
+        if (i == 0) {   /* every fp32 weight, which the next forward casts */
+            be->copy_to_device(s->params.memory, host, s->layout.count * sizeof(float));
+            s->params.backbone.bf16_current = s->params_fp32_stale = 0;
+        }
         else be->copy_to_device(shard_buffers[i], host + shard->begin, shard->count * sizeof(float));
     }
     float steps = 0;

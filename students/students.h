@@ -113,11 +113,12 @@ typedef int (*GroupSumStart)(void *context, float *buffer, long count, int owner
 typedef int (*GroupSumFinish)(void *context, DdError *err);
 /* values[count] (host memory) <- their sum over the group. */
 typedef int (*GroupSumDoubles)(void *context, double *values, int count, DdError *err);
-/* Starts buffer[count] (backend memory) <- group rank owner's copy on
- * every rank (a broadcast) and returns at once: the buffer is not to be
- * touched until GroupBroadcastWait has waited for its slot (>= 0) or for
- * every slot (-1). comm_group_broadcast_start_hook / _wait_hook are these. */
-typedef int (*GroupBroadcastStart)(void *context, float *buffer, long count, int owner, int slot, DdError *err);
+/* Starts the `bytes` bytes at buffer (backend memory) <- group rank
+ * owner's copy on every rank (a broadcast) and returns at once: the buffer
+ * is not to be touched until GroupBroadcastWait has waited for its slot
+ * (>= 0) or for every slot (-1). comm_group_broadcast_start_hook /
+ * _wait_hook are these. */
+typedef int (*GroupBroadcastStart)(void *context, void *buffer, size_t bytes, int owner, int slot, DdError *err);
 typedef int (*GroupBroadcastWait)(void *context, int slot, DdError *err);
 
 typedef struct StudentGroup {
@@ -235,6 +236,8 @@ typedef struct Student {
     GradientSums sums;
     int params_in_flight;      /* a sharded update's gather of the parameters is under way: a layer's
                                 * may be read once student_params_wait has waited for it */
+    int params_fp32_stale;     /* the last gather sent the block matrices in bf16: the fp32 ones of
+                                * other ranks' shards are stale (student_params_full) */
 } Student;
 
 /* Initialises the parameters (model_params_init), the EMA to them, zero
@@ -255,12 +258,21 @@ int student_shard_overlap(const StudentShard *shard, int owner, size_t begin, si
 /* After a sharded update: starts the gather of the parameters, each
  * shard's part of each layer broadcast by its owner, layer 0 first (the
  * order the next forward reads them), so that the forward of one layer
- * overlaps the gather of the next (students/param_gather.c). */
-int student_params_gather_start(Student *s, const StudentGroup *group, DdError *err);
+ * overlaps the gather of the next (students/param_gather.c). Where the
+ * blocks read a whole bf16 copy of their matrices, those travel in bf16
+ * into the copy (half the bytes), the fp32 ones of other ranks' shards
+ * are left stale, and the forward reads the copy as it is. */
+int student_params_gather_start(const NnBackend *be, Student *s, const StudentGroup *group, DdError *err);
 /* Returns when layer's parameters may be read (on a device backend: when
  * kernels enqueued afterwards will see them), every layer's with -1; at
  * once when no gather is under way. */
 int student_params_wait(Student *s, const StudentGroup *group, int layer, DdError *err);
+/* Every rank of the group: each shard of buffer (the layout's floats,
+ * backend memory) from its owner to every rank, returning when done. */
+int student_shards_gather(Student *s, const StudentGroup *group, float *buffer, DdError *err);
+/* Every rank of the group: the parameters in full fp32 (the gather waited
+ * for, stale fp32 matrices gathered from their owners), or NULL. */
+const float *student_params_full(Student *s, const StudentGroup *group, DdError *err);
 
 /* Scales layer's runs of s's gradients by the group's slice weight and
  * starts their group sums (group->sum_start): to every rank, or, with a

@@ -62,8 +62,9 @@ static const char usage[] =
     "1/n of its group's AdamW moments and EMA (n ranks) where the config says\n"
     "shard_optimizer_state: true, or, with auto (the default), where that makes the\n"
     "group faster on its ranks. Gradient collectives in fp32 over the links\n"
-    "(devices: link_gb_per_s, 47 GB/s by default): the sums and the gather, the\n"
-    "part that overlap_gradient_sums runs during the backward hidden behind it.\n"
+    "(devices: link_gb_per_s, 47 GB/s by default): the sums and the gather (a\n"
+    "sharded state's with its block matrices in bf16), the part that\n"
+    "overlap_gradient_sums runs during the backward hidden behind it.\n"
     "See docs/planning.md.\n";
 
 static CropShape run_crop_shape(const RunConfig *c) {
@@ -111,6 +112,7 @@ void run_plan_inputs(const RunConfig *c, PlanGroupInput *groups) {
             .activation_bytes_per_image = rank_activation_bytes(m, &crops, 1, 0, PLAN_BLOCK_BF16),
             .slice_bytes_per_image = rank_slice_bytes_per_image(m, t, &crops),
             .gradient_bytes = PLAN_GRADIENT_BYTES_PER_PARAM * (double)trained_param_count(m),
+            .gather_bytes = (double)student_gather_bytes(m, PLAN_BLOCK_BF16),
             .overlap_sums = c->overlap_gradient_sums,
             .fixed_ranks = c->students[s].ranks,
         };
@@ -204,7 +206,9 @@ static void print_plan(const char *title, const Plan *plan, const RunConfig *c, 
         else format_hosted(p, hosted, sizeof hosted);
         /* the teacher sends each student group its rows; a student receives them */
         double rows = g == 0 ? row_bytes * c->global_batch * (plan->group_count - 1) : row_bytes * c->global_batch;
-        double gradients = p->ranks > 1 ? 2.0 * groups[g].gradient_bytes : 0;
+        /* the sums, then the all-reduce's second half or a sharded state's gather */
+        const double after_sums = p->sharded_state ? groups[g].gather_bytes : groups[g].gradient_bytes;
+        double gradients = p->ranks > 1 ? groups[g].gradient_bytes + after_sums : 0;
         if (shared_teacher && g == 0) snprintf(memory, sizeof memory, "sharded");
         else snprintf(memory, sizeof memory, "%.1f GiB", p->memory_bytes / GIB);
         printf("  %-8s %-14s %6d %14s %16s %6d %9.3f %6.1f%% %11s %13s %11s\n", g == 0 ? "teacher" : "student",
@@ -335,8 +339,8 @@ int cmd_plan(int argc, char **argv) {
     }
     printf("\nmodel: ");
     print_speeds(groups, group_count);
-    printf("; student gradient sums and gather in fp32 over %.0f GB/s links%s; rows: %.1f KB per image per "
-           "student group\n", d.link_bytes_per_second / 1e9,
+    printf("; student gradient sums and gather in fp32 (a sharded state's gather with block matrices in bf16) "
+           "over %.0f GB/s links%s; rows: %.1f KB per image per student group\n", d.link_bytes_per_second / 1e9,
            c.overlap_gradient_sums ? " (the sums during the backward)" : "", row_bytes / 1e3);
     return 0;
 }

@@ -224,7 +224,8 @@ static void shards_gathered_on_device(void) {
     DdError err;
     for (int owner = 0; owner < comm.group_size; owner++)
         CHECK(comm_group_broadcast_device_start(&comm, device + bounds[owner],
-                                                (long)(bounds[owner + 1] - bounds[owner]), owner, owner, &err) == 0,
+                                                (bounds[owner + 1] - bounds[owner]) * sizeof(float), owner, owner,
+                                                &err) == 0,
               "%s", err.message);
     CHECK(comm_group_broadcast_device_wait(&comm, -1, &err) == 0, "%s", err.message);
     gpu->scale(device, 2.0f, COUNT);
@@ -232,8 +233,8 @@ static void shards_gathered_on_device(void) {
           comm.world_rank);
     if (comm.group_size > 1) {   /* owner 1's shard once more, NaN again on the other ranks */
         gpu->copy_to_device(device, values, sizeof values);
-        CHECK(comm_group_broadcast_device_start(&comm, device + bounds[1], (long)(bounds[2] - bounds[1]), 1, 1,
-                                                &err) == 0 &&
+        CHECK(comm_group_broadcast_device_start(&comm, device + bounds[1], (bounds[2] - bounds[1]) * sizeof(float), 1,
+                                                1, &err) == 0 &&
                   comm_group_broadcast_device_wait(&comm, 1, &err) == 0,
               "%s", err.message);
         float back[COUNT];
@@ -368,7 +369,7 @@ static void calls_without_comm_init_nccl_fail_clearly(void) {
     CHECK(strstr(err.message, "comm_init_nccl") != NULL || strstr(err.message, "no NCCL") != NULL,
           "message: %s", err.message);
     CHECK(comm_group_sum_device_start(&comm, &dummy, 1, -1, &err) != 0, "a started sum without NCCL succeeded");
-    CHECK(comm_group_broadcast_device_start(&comm, &dummy, 1, 0, 0, &err) != 0, "a broadcast without NCCL succeeded");
+    CHECK(comm_group_broadcast_device_start(&comm, &dummy, sizeof dummy, 0, 0, &err) != 0, "a broadcast without NCCL succeeded");
     CHECK(comm_group_sum_device_finish(&comm, &err) != 0, "finishing sums without NCCL succeeded");
     CHECK(delivery_device_wait_slot(&comm, 0, &err) != 0, "waiting for a slot without NCCL succeeded");
     comm_set_hook_memory(&comm, &nn_cpu_backend);

@@ -184,8 +184,10 @@ static void started_sums_on_host_memory(void) { started_sums_complete_at_finish(
 static void started_sums_staged_through_host_memory(void) { started_sums_complete_at_finish(1); }
 
 /* The gather of uneven shards by broadcasts (comm_group_broadcast_start_hook,
- * slot = owner), on host memory and staged: each rank fills only its own
- * shard (the rest is poisoned); after waiting for slot 0 alone, owner 0's
+ * slot = owner), on host memory and staged, of floats and of 2-byte values
+ * (odd counts: the staging rounds up to whole floats, and the value past
+ * the last shard stays untouched): each rank fills only its own shard (the
+ * rest is poisoned); after waiting for slot 0 alone, owner 0's
  * shard is in place on every rank; after waiting for all, every shard is.
  * The teacher group's two ranks both own a shard; in the second student
  * group rank 1's is empty. Then the sum of doubles over the group. */
@@ -202,20 +204,37 @@ static void shards_gathered_and_doubles_summed(int staged) {
     const size_t mine = bounds[comm.group_rank], mine_end = bounds[comm.group_rank + 1];
     for (size_t i = 0; i < TOTAL; i++)
         buffer[i] = i >= mine && i < mine_end ? (float)(comm.group_rank * 10000 + (long)i) : NAN;
+    /* 2-byte values too (bf16 bits), an odd number of them in each shard:
+     * the staging holds whole floats */
+    uint16_t *halves = nn_cpu_backend.alloc(TOTAL * sizeof(uint16_t));
+    CHECK(halves != NULL, "memory");
+    size_t half_bounds[3] = {0, 333, TOTAL - 1};
+    if (comm.group_index == 2) half_bounds[1] = TOTAL - 1;
+    for (size_t i = 0; i < TOTAL; i++)
+        halves[i] = i >= half_bounds[comm.group_rank] && i < half_bounds[comm.group_rank + 1]
+            ? (uint16_t)(comm.group_rank * 1000 + i) : 0xffff;
     for (int owner = 0; owner < comm.group_size; owner++) {
-        const long count = (long)(bounds[owner + 1] - bounds[owner]);
-        CHECK(comm_group_broadcast_start_hook(&comm, buffer + bounds[owner], count, owner, owner, &err) == 0, "%s",
-              err.message);
+        const size_t count = bounds[owner + 1] - bounds[owner], half_count = half_bounds[owner + 1] - half_bounds[owner];
+        CHECK(comm_group_broadcast_start_hook(&comm, buffer + bounds[owner], count * sizeof(float), owner, owner,
+                                              &err) == 0 &&
+              comm_group_broadcast_start_hook(&comm, halves + half_bounds[owner], half_count * sizeof(uint16_t),
+                                              owner, owner, &err) == 0,
+              "%s", err.message);
     }
     for (int wait = 0; wait < 2; wait++) {   /* slot 0, then every slot */
         CHECK(comm_group_broadcast_wait_hook(&comm, wait == 0 ? 0 : -1, &err) == 0, "%s", err.message);
         long mismatches = 0;
-        for (int owner = 0; owner < (wait == 0 ? 1 : comm.group_size); owner++)
+        for (int owner = 0; owner < (wait == 0 ? 1 : comm.group_size); owner++) {
             for (size_t i = bounds[owner]; i < bounds[owner + 1]; i++)
                 mismatches += buffer[i] != (float)(owner * 10000 + (long)i);
-        CHECK(mismatches == 0, "rank %d, %s: %ld gathered values differ from their owner's", comm.world_rank,
-              wait == 0 ? "slot 0" : "every slot", mismatches);
+            for (size_t i = half_bounds[owner]; i < half_bounds[owner + 1]; i++)
+                mismatches += halves[i] != (uint16_t)(owner * 1000 + i);
+        }
+        CHECK(mismatches == 0 && halves[TOTAL - 1] == 0xffff,
+              "rank %d, %s: %ld gathered values differ from their owner's (the byte past the last shard %#x)",
+              comm.world_rank, wait == 0 ? "slot 0" : "every slot", mismatches, halves[TOTAL - 1]);
     }
+    nn_cpu_backend.free(halves);
 
     double values[2] = {comm.world_rank + 0.25, 1e-17};
     CHECK(comm_group_sum_doubles_hook(&comm, values, 2, &err) == 0, "%s", err.message);

@@ -355,7 +355,8 @@ static void auto_sharding_chooses_the_faster(void) {
     PlanDevices d = {.count = 8, .memory_bytes = 80 * GIB, .peak_flops = 1.0, .link_bytes_per_second = 1.0};
     PlanGroupInput g = {.name = "s", .flops_per_image = 1.0, .sustained_flops = 1.0, .state_bytes = 40 * GIB,
                         .sharded_state_bytes = 60 * GIB, .overlap_sums = 1,
-                        .activation_bytes_per_image = 1.0, .gradient_bytes = 1.0, .shard_auto = 1};
+                        .activation_bytes_per_image = 1.0, .gradient_bytes = 1.0, .gather_bytes = 1.0,
+                        .shard_auto = 1};
     const PlanGroupInput on2 = plan_group_on(&g, &d, 8, 2);
     CHECK(on2.sharded_state_bytes == 60 * GIB && on2.state_bytes == 40 * GIB && !on2.shard_auto,
           "on 2 ranks the unsharded state does not fit: %g + %g GiB", on2.state_bytes / GIB,
@@ -364,7 +365,7 @@ static void auto_sharding_chooses_the_faster(void) {
      * whole all-reduce (4 s: 4/3 s left), where a sharded state's sums
      * (2 s) hide behind it and its gather (2 s) behind the forward (4/3 s:
      * 2/3 s left): sharded is faster */
-    g.state_bytes = 10 * GIB, g.sharded_state_bytes = 10 * GIB, g.gradient_bytes = 2.0;
+    g.state_bytes = 10 * GIB, g.sharded_state_bytes = 10 * GIB, g.gradient_bytes = g.gather_bytes = 2.0;
     const PlanGroupInput busy_links = plan_group_on(&g, &d, 8, 2);
     PlanGroupInput whole = g;
     whole.shard_auto = 0, whole.state_bytes = 20 * GIB, whole.sharded_state_bytes = 0;
@@ -381,11 +382,12 @@ static void auto_sharding_chooses_the_faster(void) {
  * 2 s not overlapped unsharded; a sharded group's gather hides behind the
  * next forward, its sums (with the overlap) behind the backward, an
  * unsharded all-reduce (with the overlap) behind the backward; a short
- * backward or forward hides what it lasts. */
+ * backward or forward hides what it lasts; a gather of fewer bytes (bf16
+ * block matrices) takes less. */
 static void gradient_time_follows_overlap_and_sharding(void) {
     PlanDevices d = {.count = 8, .memory_bytes = 1e18, .peak_flops = 1.0, .link_bytes_per_second = 1e9};
     PlanGroupInput g = {.name = "s", .flops_per_image = 3.0, .sustained_flops = 1.0, .state_bytes = 1,
-                        .gradient_bytes = 1e9};
+                        .gradient_bytes = 1e9, .gather_bytes = 1e9};
     const struct {
         int overlap, sharded, images;
         double flops_per_image, expected;
@@ -402,6 +404,14 @@ static void gradient_time_follows_overlap_and_sharding(void) {
         CHECK(fabs(seconds - cases[i].expected) < 1e-12, "case %zu: %g s, expected %g", i, seconds, cases[i].expected);
         CHECK(plan_gradient_seconds(&g, &d, 1, cases[i].images) == 0, "case %zu on one rank", i);
     }
+    /* a gather of half the bytes (block matrices in bf16) takes half the
+     * link time: 0.5 s, 0.25 s of it behind a forward of 0.25 s */
+    g.overlap_sums = 0, g.sharded_state_bytes = 1e9, g.flops_per_image = 0.75, g.gather_bytes = 0.5e9;
+    CHECK(fabs(plan_gradient_seconds(&g, &d, 4, 1) - 1.25) < 1e-12, "a half-size gather: %g s, expected 1.25",
+          plan_gradient_seconds(&g, &d, 4, 1));
+    g.sharded_state_bytes = 0;
+    CHECK(fabs(plan_gradient_seconds(&g, &d, 4, 1) - 2.0) < 1e-12, "unsharded, the all-reduce ignores gather_bytes: "
+          "%g s, expected 2", plan_gradient_seconds(&g, &d, 4, 1));
     g.is_teacher = 1;
     CHECK(plan_gradient_seconds(&g, &d, 4, 4) == 0, "the teacher has no gradients");
 }

@@ -3,7 +3,8 @@
 # mpirun (issue 5, tests a, c, e and the failure paths): data-parallel
 # equivalence (and the gradient sums overlapping the backward equal to one
 # sum after it, the sharded optimizer state equal to the replicated one, on
-# 2 and 3 ranks and across a resume; the blocks in bf16 tracking fp32),
+# 2 and 3 ranks and across a resume; the blocks in bf16 tracking fp32, and
+# their bf16 gather equal to replicated bf16 blocks),
 # resume after kill -9 bit for bit, a corrupt checkpoint
 # skipped, resuming on another rank count, a NaN loss stopping the run or
 # rolled back. Prints "ok/FAIL name" per case and "N passed, N failed".
@@ -126,6 +127,26 @@ if out=$(compare bf16 fp32 1e-3) && [ "$(echo "$out" | awk '{ print ($4 > 0) }')
     pass "bf16_blocks_track_fp32 ($out)"
 else
     fail "bf16_blocks_track_fp32" "${out:-}" "$log"
+fi
+
+# 2f. 3 sharded ranks on cpu-bf16 gather their block matrices in bf16 (half
+# the bytes; tests/mpi/test_gather_mpi.c counts them) and read the bf16
+# copies as they came: the weights, moments and EMA equal those of 3 ranks
+# keeping everything (each casting its own fp32 weights) bit for bit. Rank
+# 0's shard ends inside block 1, so the checkpoint it writes holds fp32
+# matrices that the bf16 gather left stale unless they are gathered first.
+printf "include: '%s/%s/three_ranks.yaml'\nshard_optimizer_state: false\n" "$PWD" "$configs" \
+    > "$work/three_replicated.yaml"
+log=$work/bf16_gather.log
+timeout 300 "$distill" run $configs/three_ranks.yaml --run-dir "$work/bf16s3" --backend cpu-bf16 \
+    --stop-after $ITERATIONS > "$log" 2>&1
+timeout 300 "$distill" run "$work/three_replicated.yaml" --run-dir "$work/bf16r3" --backend cpu-bf16 \
+    --stop-after $ITERATIONS >> "$log" 2>&1
+if grep -q "sharded over the group's ranks: s$" "$log" && grep -q "sharded over the group's ranks: none" "$log" &&
+   out=$("$compare" "$(state bf16s3 $ITERATIONS)" "$(state bf16r3 $ITERATIONS)" 0 2>&1); then
+    pass "bf16_gather_equals_replicated ($out)"
+else
+    fail "bf16_gather_equals_replicated" "${out:-the plan lines do not say sharded, then not}" "$log"
 fi
 
 # 5. resuming on another number of ranks: the plan is recomputed
