@@ -133,13 +133,14 @@ static void check_gather(const NnBackend *be) {
           "%s: bf16_current %d, params_fp32_stale %d, expected %d", be->name, s.params.backbone.bf16_current,
           s.params_fp32_stale, bf16);
     long wrong = 0, stale = 0, wrong_copy = 0;
+    size_t other_matrix = 0;   /* fp32 matrix values of other ranks' shards */
     if (bf16) be->copy_to_host(copy, s.params.backbone.bf16, s.params.backbone.count * sizeof(uint16_t));
     for (size_t i = 0; i < n; i++) {
         const int mine = i >= s.shard.begin && i < s.shard.begin + s.shard.count;
         if (bf16 && in_matrix[i]) {
             wrong_copy += copy[i] != float_to_bfloat16(fresh[i]);
             if (mine) wrong += found[i] != fresh[i];
-            else stale += found[i] == old[i];
+            else stale += found[i] == old[i], other_matrix++;
         } else {
             wrong += found[i] != fresh[i];
         }
@@ -147,9 +148,6 @@ static void check_gather(const NnBackend *be) {
     CHECK(wrong == 0 && wrong_copy == 0, "%s, rank %d: %ld fp32 values and %ld bf16 copies differ from the owners'",
           be->name, comm.group_rank, wrong, wrong_copy);
     if (bf16) {
-        size_t other_matrix = 0;
-        for (size_t i = 0; i < n; i++)
-            other_matrix += in_matrix[i] && !(i >= s.shard.begin && i < s.shard.begin + s.shard.count);
         CHECK(stale > 0 && (size_t)stale == other_matrix,
               "rank %d: %ld of the %zu fp32 matrix values of other shards kept their old value (all should: they "
               "travel in bf16 only)", comm.group_rank, stale, other_matrix);
