@@ -25,9 +25,9 @@ void cpu_matmul_backward(float *dinp, float *dweight, float *dbias, const float 
     if (dinp) /* dinp[N, C] += dout[N, OC] @ weight[OC, C] */
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, C, OC, 1.0f, dout, OC, weight, C,
                     1.0f, dinp, C);
-    /* dweight[OC, C] += dout^T @ inp[N, C] */
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, OC, C, N, 1.0f, dout, OC, inp, C,
-                1.0f, dweight, C);
+    if (dweight) /* dweight[OC, C] += dout^T @ inp[N, C] */
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, OC, C, N, 1.0f, dout, OC, inp, C,
+                    1.0f, dweight, C);
     if (dbias) {
         #pragma omp parallel for schedule(static)
         for (int o0 = 0; o0 < OC; o0 += 16) {

@@ -109,7 +109,7 @@ template <int NCH, typename E>
 __global__ static void __launch_bounds__(ATT_THREADS)
 attention_forward_kernel(E *out, float *lse, const E *qkv, AttentionRope rope, int T, int H, int Dh,
                          float scale) {
-    extern __shared__ float smem[];
+    CUDA_DYNAMIC_SHARED(float, smem);
     const int ldk = Dh + 1;
     float *qs = smem;                  /* the block's queries; rows read by whole warps */
     float *ks = qs + ATT_TILE * Dh;    /* a key tile; lane j reads row j */
@@ -219,7 +219,7 @@ template <int NCH, typename E>
 __global__ static void __launch_bounds__(ATT_THREADS)
 attention_backward_kv_kernel(E *dqkv, const E *dout, const E *qkv, const float *lse, const float *drow,
                              AttentionRope rope, int T, int H, int Dh, float scale) {
-    extern __shared__ float smem[];
+    CUDA_DYNAMIC_SHARED(float, smem);
     const int ldq = Dh + 1;
     float *ks = smem;                     /* the block's keys; rows read by whole warps */
     float *vs = ks + ATT_TILE * Dh;       /* their values, the same */
@@ -316,7 +316,7 @@ template <int NCH, typename E>
 __global__ static void __launch_bounds__(ATT_THREADS)
 attention_backward_q_kernel(E *dqkv, const E *dout, const E *qkv, const float *lse, const float *drow,
                             AttentionRope rope, int T, int H, int Dh, float scale) {
-    extern __shared__ float smem[];
+    CUDA_DYNAMIC_SHARED(float, smem);
     const int ldk = Dh + 1;
     float *qs = smem;                  /* the block's queries; rows read by whole warps */
     float *gs = qs + ATT_TILE * Dh;    /* their output gradients, the same */
@@ -415,7 +415,7 @@ static void attention_forward_launch(E *out, float *lse, const E *qkv, const Att
     const float scale = 1.0f / sqrtf((float)Dh);
     size_t smem = (size_t)ATT_TILE * (3 * Dh + 1) * sizeof(float);
     allow_shared_memory(attention_forward_kernel<NCH, E>, smem);
-    attention_forward_kernel<NCH, E><<<attention_grid(B, T, H), ATT_THREADS, smem>>>(out, lse, qkv, rope,
+    CUDA_LAUNCH(attention_grid(B, T, H), ATT_THREADS, smem, attention_forward_kernel<NCH, E>)(out, lse, qkv, rope,
                                                                                      T, H, Dh, scale);
     CUDA_CHECK_LAUNCH();
 }
@@ -428,12 +428,12 @@ static void attention_backward_launch(E *dqkv, const E *dout, const E *qkv, cons
     const dim3 grid = attention_grid(B, T, H);
     size_t smem_kv = (size_t)ATT_TILE * (4 * Dh + 4) * sizeof(float);
     allow_shared_memory(attention_backward_kv_kernel<NCH, E>, smem_kv);
-    attention_backward_kv_kernel<NCH, E><<<grid, ATT_THREADS, smem_kv>>>(dqkv, dout, qkv, lse, drow, rope,
+    CUDA_LAUNCH(grid, ATT_THREADS, smem_kv, attention_backward_kv_kernel<NCH, E>)(dqkv, dout, qkv, lse, drow, rope,
                                                                          T, H, Dh, scale);
     CUDA_CHECK_LAUNCH();
     size_t smem_q = (size_t)ATT_TILE * (4 * Dh + 2) * sizeof(float);
     allow_shared_memory(attention_backward_q_kernel<NCH, E>, smem_q);
-    attention_backward_q_kernel<NCH, E><<<grid, ATT_THREADS, smem_q>>>(dqkv, dout, qkv, lse, drow, rope,
+    CUDA_LAUNCH(grid, ATT_THREADS, smem_q, attention_backward_q_kernel<NCH, E>)(dqkv, dout, qkv, lse, drow, rope,
                                                                        T, H, Dh, scale);
     CUDA_CHECK_LAUNCH();
 }
@@ -444,7 +444,7 @@ template <typename E>
 float *cuda_attention_rowsums(const E *dout, const E *out, int B, int T, int H, int Dh) {
     const long rows = (long)B * T * H;
     float *drow = (float *)cuda_scratch((size_t)rows * sizeof(float));
-    attention_drow_kernel<<<cuda_grid_for_rows(rows), CUDA_BLOCK>>>(drow, dout, out, B, T, H, Dh);
+    CUDA_LAUNCH(cuda_grid_for_rows(rows), CUDA_BLOCK, 0, attention_drow_kernel)(drow, dout, out, B, T, H, Dh);
     CUDA_CHECK_LAUNCH();
     return drow;
 }

@@ -69,7 +69,7 @@ attention_forward_tc_kernel(E *out, float *lse, const E *qkv, AttentionRope rope
     typedef TcLayout<DH> Layout;
     constexpr int ld = Layout::ld_qkv, ld_s = Layout::ld_s, ld_p = Layout::ld_p, ld_o = Layout::ld_o;
     constexpr int DH_FRAGS = DH / TC_FRAG, KEY_FRAGS = TC_KEYS / TC_FRAG;
-    extern __shared__ __align__(128) unsigned char smem[];
+    CUDA_DYNAMIC_SHARED(unsigned char, smem);
     bf16 *qs = (bf16 *)(smem + Layout::q_at);     /* the block's queries q' */
     bf16 *ks = (bf16 *)(smem + Layout::k_at);     /* a key tile k' */
     bf16 *vs = (bf16 *)(smem + Layout::v_at);     /* its values */
@@ -189,7 +189,7 @@ static void attention_forward_tc_launch(E *out, float *lse, const E *qkv, const 
     const size_t smem = TcLayout<DH>::bytes;
     allow_shared_memory(attention_forward_tc_kernel<DH, E>, smem);
     const dim3 grid((unsigned)((T + TC_QUERIES - 1) / TC_QUERIES), (unsigned)H, (unsigned)B);
-    attention_forward_tc_kernel<DH, E><<<grid, TC_THREADS, smem>>>(out, lse, qkv, rope, T, H,
+    CUDA_LAUNCH(grid, TC_THREADS, smem, attention_forward_tc_kernel<DH, E>)(out, lse, qkv, rope, T, H,
                                                                    1.0f / sqrtf((float)DH));
     CUDA_CHECK_LAUNCH();
 }

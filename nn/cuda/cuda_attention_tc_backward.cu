@@ -187,7 +187,7 @@ attention_backward_kv_tc_kernel(E *dqkv, const E *dout, const E *qkv, const floa
     typedef TcBackwardLayout<DH, true> Layout;
     constexpr int ld = Layout::ld, ld_f = Layout::ld_f, ld_p = Layout::ld_p, ld_o = Layout::ld_o;
     constexpr int DH_FRAGS = DH / TC_FRAG;
-    extern __shared__ __align__(128) unsigned char smem[];
+    CUDA_DYNAMIC_SHARED(unsigned char, smem);
     bf16 *ks = (bf16 *)(smem + Layout::own0_at);      /* k' [64 keys, ld], the block's */
     bf16 *vs = (bf16 *)(smem + Layout::own1_at);      /* v [64 keys, ld] */
     bf16 *qs = (bf16 *)(smem + Layout::stream0_at);   /* q' [64 queries, ld], one query tile */
@@ -277,7 +277,7 @@ attention_backward_q_tc_kernel(E *dqkv, const E *dout, const E *qkv, const float
     typedef TcBackwardLayout<DH, false> Layout;
     constexpr int ld = Layout::ld, ld_f = Layout::ld_f, ld_p = Layout::ld_p, ld_o = Layout::ld_o;
     constexpr int DH_FRAGS = DH / TC_FRAG;
-    extern __shared__ __align__(128) unsigned char smem[];
+    CUDA_DYNAMIC_SHARED(unsigned char, smem);
     bf16 *qs = (bf16 *)(smem + Layout::own0_at);      /* q' [64 queries, ld], the block's */
     bf16 *gs = (bf16 *)(smem + Layout::own1_at);      /* dout [64 queries, ld] */
     bf16 *ks = (bf16 *)(smem + Layout::stream0_at);   /* k' [64 keys, ld], one key tile */
@@ -350,11 +350,11 @@ static void attention_backward_tc_launch(E *dqkv, const E *dout, const E *qkv, c
     const dim3 grid((unsigned)((T + TC_TILE - 1) / TC_TILE), (unsigned)H, (unsigned)B);
     const size_t smem_kv = TcBackwardLayout<DH, true>::bytes, smem_q = TcBackwardLayout<DH, false>::bytes;
     allow_shared_memory(attention_backward_kv_tc_kernel<DH, E>, smem_kv);
-    attention_backward_kv_tc_kernel<DH, E><<<grid, TC_THREADS, smem_kv>>>(dqkv, dout, qkv, lse, drow, rope,
+    CUDA_LAUNCH(grid, TC_THREADS, smem_kv, attention_backward_kv_tc_kernel<DH, E>)(dqkv, dout, qkv, lse, drow, rope,
                                                                            T, H, scale);
     CUDA_CHECK_LAUNCH();
     allow_shared_memory(attention_backward_q_tc_kernel<DH, E>, smem_q);
-    attention_backward_q_tc_kernel<DH, E><<<grid, TC_THREADS, smem_q>>>(dqkv, dout, qkv, lse, drow, rope, T,
+    CUDA_LAUNCH(grid, TC_THREADS, smem_q, attention_backward_q_tc_kernel<DH, E>)(dqkv, dout, qkv, lse, drow, rope, T,
                                                                          H, scale);
     CUDA_CHECK_LAUNCH();
 }

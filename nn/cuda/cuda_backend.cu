@@ -175,6 +175,12 @@ static CudaInit initialise(void) {
         return r;
     }
     fill_tables();
+#ifdef DD_CUDA_EMULATOR
+    /* Say so wherever the tables are used: nothing of this process measures
+     * or exercises a GPU. */
+    fprintf(stderr, "cuda: this build runs the CUDA backend on the CUDA emulator (nn/cuda/emulator): its kernels "
+                    "run on the CPU, as a check of the code; no timing here says anything of a GPU\n");
+#endif
     r.ok = 1;
     return r;
 }

@@ -22,7 +22,7 @@ __global__ static void scatter_rows_to_bf16_kernel(uint16_t *out, const float *i
 
 void cuda_scatter_rows_to_bf16(uint16_t *out, const float *inp, const int64_t *starts, int N, int C) {
     if ((long)N * C <= 0) return;
-    scatter_rows_to_bf16_kernel<<<cuda_grid_for((long)N * C), CUDA_BLOCK>>>(out, inp, starts, N, C);
+    CUDA_LAUNCH(cuda_grid_for((long)N * C), CUDA_BLOCK, 0, scatter_rows_to_bf16_kernel)(out, inp, starts, N, C);
     CUDA_CHECK_LAUNCH();
 }
 
@@ -37,6 +37,6 @@ __global__ static void gather_rows_from_bf16_kernel(float *out, const uint16_t *
 
 void cuda_gather_rows_from_bf16(float *out, const uint16_t *inp, const int64_t *starts, int N, int C) {
     if ((long)N * C <= 0) return;
-    gather_rows_from_bf16_kernel<<<cuda_grid_for((long)N * C), CUDA_BLOCK>>>(out, inp, starts, N, C);
+    CUDA_LAUNCH(cuda_grid_for((long)N * C), CUDA_BLOCK, 0, gather_rows_from_bf16_kernel)(out, inp, starts, N, C);
     CUDA_CHECK_LAUNCH();
 }

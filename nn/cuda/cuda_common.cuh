@@ -126,6 +126,25 @@ static inline const bf16 *as_bf16(const uint16_t *p) { return reinterpret_cast<c
 
 enum { CUDA_BLOCK = 256, CUDA_WARP = 32 };
 
+/* CUDA_LAUNCH(grid, block, shared_bytes, kernel)(arguments) launches kernel
+ * (a function or template id; the last macro argument, as it may hold
+ * commas) as kernel<<<grid, block, shared_bytes>>>(arguments) does, on the
+ * legacy default stream. CUDA_DYNAMIC_SHARED(type, name); declares the
+ * launch's dynamic shared memory as type name[] (128-byte aligned). Both are
+ * written as macros so that the CUDA emulator (nn/cuda/emulator, meson
+ * option emulate_cuda: the host compiler builds these files and the
+ * kernels run on the CPU) can stand in for the two pieces of CUDA syntax
+ * that C++ has no way to express. */
+#ifdef DD_CUDA_EMULATOR
+#define CUDA_LAUNCH(grid, block, shared_bytes, ...)                  \
+    emu::launch((grid), (block), (shared_bytes), #__VA_ARGS__,       \
+                [](auto &...arguments) { __VA_ARGS__(arguments...); })
+#define CUDA_DYNAMIC_SHARED(type, name) type *const name = static_cast<type *>(emu::dynamic_shared())
+#else
+#define CUDA_LAUNCH(grid, block, shared_bytes, ...) __VA_ARGS__<<<(grid), (block), (shared_bytes)>>>
+#define CUDA_DYNAMIC_SHARED(type, name) extern __shared__ __align__(128) type name[]
+#endif
+
 /* Blocks for a grid-stride loop over n elements (capped: the loop covers the rest). */
 static inline unsigned cuda_grid_for(long n) {
     long blocks = (n + CUDA_BLOCK - 1) / CUDA_BLOCK;
@@ -219,7 +238,7 @@ static inline void column_sum(float *out, long rows, int cols, Value value) {
     if (out == NULL || cols <= 0 || rows <= 0) return;
     dim3 block(32, 32);
     dim3 grid((unsigned)((cols + 31) / 32));
-    column_sum_kernel<<<grid, block>>>(out, rows, cols, value);
+    CUDA_LAUNCH(grid, block, 0, column_sum_kernel)(out, rows, cols, value);
     CUDA_CHECK_LAUNCH();
 }
 

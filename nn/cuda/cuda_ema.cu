@@ -12,6 +12,6 @@ __global__ static void ema_update_kernel(float *ema, const float *params, long n
 
 void cuda_ema_update(float *ema, const float *params, long n, float momentum) {
     if (n <= 0) return;
-    ema_update_kernel<<<cuda_grid_for(n), CUDA_BLOCK>>>(ema, params, n, momentum);
+    CUDA_LAUNCH(cuda_grid_for(n), CUDA_BLOCK, 0, ema_update_kernel)(ema, params, n, momentum);
     CUDA_CHECK_LAUNCH();
 }

@@ -77,7 +77,7 @@ void cuda_softmax_cross_entropy_forward(float *loss, float *lse, const float *lo
                                         const float *targets, const int32_t *target_rows,
                                         int N, int K, int R, float temperature) {
     if (N <= 0) return;
-    softmax_cross_entropy_forward_kernel<<<(unsigned)N, CUDA_BLOCK>>>(
+    CUDA_LAUNCH((unsigned)N, CUDA_BLOCK, 0, softmax_cross_entropy_forward_kernel)(
         loss, lse, logits, targets, target_rows, K, R, 1.0f / temperature);
     CUDA_CHECK_LAUNCH();
 }
@@ -110,7 +110,7 @@ void cuda_softmax_cross_entropy_backward(float *dlogits, const float *dloss, con
                                          const float *targets, const int32_t *target_rows,
                                          const float *lse, int N, int K, int R, float temperature) {
     if (N <= 0) return;
-    softmax_cross_entropy_backward_kernel<<<(unsigned)N, CUDA_BLOCK>>>(
+    CUDA_LAUNCH((unsigned)N, CUDA_BLOCK, 0, softmax_cross_entropy_backward_kernel)(
         dlogits, dloss, logits, targets, target_rows, lse, K, R, 1.0f / temperature);
     CUDA_CHECK_LAUNCH();
 }
@@ -179,7 +179,7 @@ __global__ static void koleo_forward_kernel(float *loss, int32_t *neighbor, cons
 
 void cuda_koleo_forward(float *loss, int32_t *neighbor, const float *inp, int N, int C, float eps) {
     if (N < 2) return;
-    koleo_forward_kernel<<<(unsigned)N, CUDA_BLOCK>>>(loss, neighbor, inp, N, C, eps);
+    CUDA_LAUNCH((unsigned)N, CUDA_BLOCK, 0, koleo_forward_kernel)(loss, neighbor, inp, N, C, eps);
     CUDA_CHECK_LAUNCH();
 }
 
@@ -216,9 +216,9 @@ void cuda_koleo_backward(float *dinp, const float *dloss, const float *inp, cons
                          int N, int C, float eps) {
     if (N <= 0 || C <= 0) return;
     float *pair_scale = (float *)cuda_scratch((size_t)N * sizeof(float));
-    koleo_pair_scale_kernel<<<(unsigned)N, CUDA_BLOCK>>>(pair_scale, dloss, inp, neighbor, C, eps);
+    CUDA_LAUNCH((unsigned)N, CUDA_BLOCK, 0, koleo_pair_scale_kernel)(pair_scale, dloss, inp, neighbor, C, eps);
     CUDA_CHECK_LAUNCH();
-    koleo_backward_kernel<<<cuda_grid_for((long)N * C), CUDA_BLOCK>>>(dinp, pair_scale, inp, neighbor,
+    CUDA_LAUNCH(cuda_grid_for((long)N * C), CUDA_BLOCK, 0, koleo_backward_kernel)(dinp, pair_scale, inp, neighbor,
                                                                      N, C, eps);
     CUDA_CHECK_LAUNCH();
 }

@@ -59,7 +59,7 @@ __global__ static void add_bias_kernel(E *out, const float *bias, long N, int OC
 template <typename E>
 static void add_bias(E *out, const float *bias, int N, int OC) {
     long n = (long)N * OC;
-    add_bias_kernel<<<cuda_grid_for(n), CUDA_BLOCK>>>(out, bias, N, OC);
+    CUDA_LAUNCH(cuda_grid_for(n), CUDA_BLOCK, 0, add_bias_kernel)(out, bias, N, OC);
     CUDA_CHECK_LAUNCH();
 }
 

@@ -47,7 +47,7 @@ template <typename Out>
 static void layernorm_forward(Out *out, float *mean, float *rstd, const float *inp, const float *weight,
                               const float *bias, int N, int C, float eps) {
     if (N <= 0 || C <= 0) return;
-    layernorm_forward_kernel<<<cuda_grid_for_rows(N), CUDA_BLOCK>>>(out, mean, rstd, inp, weight, bias,
+    CUDA_LAUNCH(cuda_grid_for_rows(N), CUDA_BLOCK, 0, layernorm_forward_kernel)(out, mean, rstd, inp, weight, bias,
                                                                     N, C, eps);
     CUDA_CHECK_LAUNCH();
 }
@@ -104,7 +104,7 @@ static void layernorm_backward(float *dinp, float *dweight, float *dbias, const 
                                const float *weight, const float *mean, const float *rstd, int N, int C) {
     if (N <= 0 || C <= 0) return;
     if (dinp) {
-        layernorm_backward_dinp_kernel<<<cuda_grid_for_rows(N), CUDA_BLOCK>>>(dinp, dout, inp, weight,
+        CUDA_LAUNCH(cuda_grid_for_rows(N), CUDA_BLOCK, 0, layernorm_backward_dinp_kernel)(dinp, dout, inp, weight,
                                                                               mean, rstd, N, C);
         CUDA_CHECK_LAUNCH();
     }

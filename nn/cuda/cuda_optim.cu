@@ -34,7 +34,7 @@ void cuda_adamw_update(float *params, const float *grads, float *m, float *v, lo
     /* Bias corrections on the host, in double, rounded once to float. */
     float bc1 = (float)(1.0 - pow((double)beta1, (double)t));
     float bc2 = (float)(1.0 - pow((double)beta2, (double)t));
-    adamw_kernel<<<cuda_grid_for(n), CUDA_BLOCK>>>(params, grads, m, v, n, lr, beta1, beta2, eps,
+    CUDA_LAUNCH(cuda_grid_for(n), CUDA_BLOCK, 0, adamw_kernel)(params, grads, m, v, n, lr, beta1, beta2, eps,
                                                    weight_decay, bc1, bc2);
     CUDA_CHECK_LAUNCH();
 }
@@ -81,9 +81,9 @@ double cuda_sum_squares(const float *x, long n) {
     unsigned blocks = cuda_grid_for(n);
     if (blocks > SUM_SQUARES_BLOCKS) blocks = SUM_SQUARES_BLOCKS;
     double *partials = (double *)cuda_scratch((blocks + 1) * sizeof(double));
-    sum_squares_partial_kernel<<<blocks, CUDA_BLOCK>>>(partials, x, n);
+    CUDA_LAUNCH(blocks, CUDA_BLOCK, 0, sum_squares_partial_kernel)(partials, x, n);
     CUDA_CHECK_LAUNCH();
-    sum_partials_kernel<<<1, CUDA_BLOCK>>>(partials, (int)blocks);
+    CUDA_LAUNCH(1, CUDA_BLOCK, 0, sum_partials_kernel)(partials, (int)blocks);
     CUDA_CHECK_LAUNCH();
     double result = 0.0;
     CUDA_CHECK(cudaMemcpy(&result, partials + blocks, sizeof result, cudaMemcpyDeviceToHost));
@@ -98,6 +98,6 @@ __global__ static void scale_kernel(float *x, float s, long n) {
 
 void cuda_scale(float *x, float s, long n) {
     if (n <= 0) return;
-    scale_kernel<<<cuda_grid_for(n), CUDA_BLOCK>>>(x, s, n);
+    CUDA_LAUNCH(cuda_grid_for(n), CUDA_BLOCK, 0, scale_kernel)(x, s, n);
     CUDA_CHECK_LAUNCH();
 }

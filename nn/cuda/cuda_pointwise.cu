@@ -39,7 +39,7 @@ void cuda_patchify(float *patches, const float *images, int B, int C, int H, int
     int Hp = H / P, Wp = W / P;
     long n = (long)B * Hp * Wp * C * P * P;
     if (n <= 0) return;
-    patchify_kernel<<<cuda_grid_for(n), CUDA_BLOCK>>>(patches, images, B, C, H, W, P, Hp, Wp);
+    CUDA_LAUNCH(cuda_grid_for(n), CUDA_BLOCK, 0, patchify_kernel)(patches, images, B, C, H, W, P, Hp, Wp);
     CUDA_CHECK_LAUNCH();
 }
 
@@ -77,7 +77,7 @@ void cuda_tokens_forward(float *tokens, const float *patch_emb, const float *cls
                          const float *mask_token, const uint8_t *mask, int B, int Np, int R, int D) {
     long n = (long)B * (1 + R + Np) * D;
     if (n <= 0) return;
-    tokens_forward_kernel<<<cuda_grid_for(n), CUDA_BLOCK>>>(tokens, patch_emb, cls, reg, mask_token,
+    CUDA_LAUNCH(cuda_grid_for(n), CUDA_BLOCK, 0, tokens_forward_kernel)(tokens, patch_emb, cls, reg, mask_token,
                                                             mask, B, Np, R, D);
     CUDA_CHECK_LAUNCH();
 }
@@ -126,7 +126,7 @@ void cuda_tokens_backward(float *dpatch_emb, float *dcls, float *dreg, float *dm
     long T = 1 + (long)R + Np;
     long n = (long)B * Np * D;
     if (dpatch_emb && n > 0) {
-        tokens_backward_patches_kernel<<<cuda_grid_for(n), CUDA_BLOCK>>>(dpatch_emb, dtokens, mask,
+        CUDA_LAUNCH(cuda_grid_for(n), CUDA_BLOCK, 0, tokens_backward_patches_kernel)(dpatch_emb, dtokens, mask,
                                                                          B, Np, R, D);
         CUDA_CHECK_LAUNCH();
     }
@@ -171,14 +171,14 @@ __global__ static void gelu_backward_kernel(E *dinp, const E *dout, const E *inp
 template <typename E>
 static void gelu_forward(E *out, const E *inp, long n) {
     if (n <= 0) return;
-    gelu_forward_kernel<<<cuda_grid_for(n), CUDA_BLOCK>>>(out, inp, n);
+    CUDA_LAUNCH(cuda_grid_for(n), CUDA_BLOCK, 0, gelu_forward_kernel)(out, inp, n);
     CUDA_CHECK_LAUNCH();
 }
 
 template <typename E>
 static void gelu_backward(E *dinp, const E *dout, const E *inp, long n) {
     if (n <= 0 || dinp == NULL) return;
-    gelu_backward_kernel<<<cuda_grid_for(n), CUDA_BLOCK>>>(dinp, dout, inp, n);
+    CUDA_LAUNCH(cuda_grid_for(n), CUDA_BLOCK, 0, gelu_backward_kernel)(dinp, dout, inp, n);
     CUDA_CHECK_LAUNCH();
 }
 
@@ -230,7 +230,7 @@ template <typename E>
 static void swiglu_forward(E *out, const E *inp, int N, int F) {
     long n = (long)N * F;
     if (n <= 0) return;
-    swiglu_forward_kernel<<<cuda_grid_for(n), CUDA_BLOCK>>>(out, inp, N, F);
+    CUDA_LAUNCH(cuda_grid_for(n), CUDA_BLOCK, 0, swiglu_forward_kernel)(out, inp, N, F);
     CUDA_CHECK_LAUNCH();
 }
 
@@ -238,7 +238,7 @@ template <typename E>
 static void swiglu_backward(E *dinp, const E *dout, const E *inp, int N, int F) {
     long n = (long)N * F;
     if (n <= 0 || dinp == NULL) return;
-    swiglu_backward_kernel<<<cuda_grid_for(n), CUDA_BLOCK>>>(dinp, dout, inp, N, F);
+    CUDA_LAUNCH(cuda_grid_for(n), CUDA_BLOCK, 0, swiglu_backward_kernel)(dinp, dout, inp, N, F);
     CUDA_CHECK_LAUNCH();
 }
 
@@ -290,7 +290,7 @@ static void layerscale_residual_forward(float *out, const float *res, const Y *y
                                         int C) {
     long n = (long)N * C;
     if (n <= 0) return;
-    layerscale_residual_forward_kernel<<<cuda_grid_for(n), CUDA_BLOCK>>>(out, res, y, gamma, N, C);
+    CUDA_LAUNCH(cuda_grid_for(n), CUDA_BLOCK, 0, layerscale_residual_forward_kernel)(out, res, y, gamma, N, C);
     CUDA_CHECK_LAUNCH();
 }
 
@@ -302,7 +302,7 @@ static void layerscale_residual_backward(float *dres, Y *dy, float *dgamma, cons
     ProductValue<Y> value = {dout, y, C};
     column_sum(dgamma, N, C, value);
     if (dres || dy) {
-        layerscale_residual_backward_kernel<<<cuda_grid_for(n), CUDA_BLOCK>>>(dres, dy, dout, gamma, N, C);
+        CUDA_LAUNCH(cuda_grid_for(n), CUDA_BLOCK, 0, layerscale_residual_backward_kernel)(dres, dy, dout, gamma, N, C);
         CUDA_CHECK_LAUNCH();
     }
 }
@@ -350,9 +350,9 @@ __global__ static void cast_to_bf16_kernel(uint16_t *out, const float *inp, long
 void cuda_cast_to_bf16(uint16_t *out, const float *inp, long n) {
     if (n <= 0) return;
     if ((uintptr_t)inp % 16 == 0 && (uintptr_t)out % 8 == 0) {
-        cast_to_bf16_kernel<true><<<cuda_grid_for(n / 4 + 1), CUDA_BLOCK>>>(out, inp, n);
+        CUDA_LAUNCH(cuda_grid_for(n / 4 + 1), CUDA_BLOCK, 0, cast_to_bf16_kernel<true>)(out, inp, n);
     } else {
-        cast_to_bf16_kernel<false><<<cuda_grid_for(n), CUDA_BLOCK>>>(out, inp, n);
+        CUDA_LAUNCH(cuda_grid_for(n), CUDA_BLOCK, 0, cast_to_bf16_kernel<false>)(out, inp, n);
     }
     CUDA_CHECK_LAUNCH();
 }

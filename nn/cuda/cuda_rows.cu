@@ -30,7 +30,7 @@ __global__ static void l2norm_forward_kernel(float *out, float *norm, const floa
 
 void cuda_l2norm_forward(float *out, float *norm, const float *inp, int N, int C, float eps) {
     if (N <= 0) return;
-    l2norm_forward_kernel<<<cuda_grid_for_rows(N), CUDA_BLOCK>>>(out, norm, inp, N, C, eps);
+    CUDA_LAUNCH(cuda_grid_for_rows(N), CUDA_BLOCK, 0, l2norm_forward_kernel)(out, norm, inp, N, C, eps);
     CUDA_CHECK_LAUNCH();
 }
 
@@ -58,7 +58,7 @@ __global__ static void l2norm_backward_kernel(float *dinp, const float *dout, co
 void cuda_l2norm_backward(float *dinp, const float *dout, const float *inp, const float *norm,
                           int N, int C, float eps) {
     if (N <= 0) return;
-    l2norm_backward_kernel<<<cuda_grid_for_rows(N), CUDA_BLOCK>>>(dinp, dout, inp, norm, N, C, eps);
+    CUDA_LAUNCH(cuda_grid_for_rows(N), CUDA_BLOCK, 0, l2norm_backward_kernel)(dinp, dout, inp, norm, N, C, eps);
     CUDA_CHECK_LAUNCH();
 }
 
@@ -72,7 +72,7 @@ __global__ static void gather_rows_kernel(float *out, const float *inp, const in
 
 void cuda_gather_rows(float *out, const float *inp, const int32_t *rows, int N, int C) {
     if ((long)N * C <= 0) return;
-    gather_rows_kernel<<<cuda_grid_for((long)N * C), CUDA_BLOCK>>>(out, inp, rows, N, C);
+    CUDA_LAUNCH(cuda_grid_for((long)N * C), CUDA_BLOCK, 0, gather_rows_kernel)(out, inp, rows, N, C);
     CUDA_CHECK_LAUNCH();
 }
 
@@ -86,7 +86,7 @@ __global__ static void gather_rows_backward_kernel(float *dinp, const float *dou
 
 void cuda_gather_rows_backward(float *dinp, const float *dout, const int32_t *rows, int N, int C) {
     if (N <= 0 || C <= 0) return;
-    gather_rows_backward_kernel<<<(unsigned)((C + CUDA_BLOCK - 1) / CUDA_BLOCK), CUDA_BLOCK>>>(
+    CUDA_LAUNCH((unsigned)((C + CUDA_BLOCK - 1) / CUDA_BLOCK), CUDA_BLOCK, 0, gather_rows_backward_kernel)(
         dinp, dout, rows, N, C);
     CUDA_CHECK_LAUNCH();
 }

@@ -24,7 +24,7 @@ __global__ static void exp_with_temperature_kernel(float *out, const float *inp,
 void cuda_exp_with_temperature(float *out, const float *inp, const float *shift, int M, int K,
                                float temperature) {
     if ((long)M * K <= 0) return;
-    exp_with_temperature_kernel<<<cuda_grid_for((long)M * K), CUDA_BLOCK>>>(out, inp, shift, M, K,
+    CUDA_LAUNCH(cuda_grid_for((long)M * K), CUDA_BLOCK, 0, exp_with_temperature_kernel)(out, inp, shift, M, K,
                                                                            1.0f / temperature);
     CUDA_CHECK_LAUNCH();
 }
@@ -54,7 +54,7 @@ __global__ static void column_max_kernel(float *maxes, const float *x, int M, in
 
 void cuda_column_max(float *maxes, const float *x, int M, int K) {
     if (K <= 0) return;
-    column_max_kernel<<<(unsigned)((K + CUDA_BLOCK - 1) / CUDA_BLOCK), CUDA_BLOCK>>>(maxes, x, M, K);
+    CUDA_LAUNCH((unsigned)((K + CUDA_BLOCK - 1) / CUDA_BLOCK), CUDA_BLOCK, 0, column_max_kernel)(maxes, x, M, K);
     CUDA_CHECK_LAUNCH();
 }
 
@@ -68,7 +68,7 @@ __global__ static void divide_columns_kernel(float *x, const float *divisors, in
 
 void cuda_divide_columns(float *x, const float *divisors, int M, int K) {
     if ((long)M * K <= 0) return;
-    divide_columns_kernel<<<cuda_grid_for((long)M * K), CUDA_BLOCK>>>(x, divisors, M, K);
+    CUDA_LAUNCH(cuda_grid_for((long)M * K), CUDA_BLOCK, 0, divide_columns_kernel)(x, divisors, M, K);
     CUDA_CHECK_LAUNCH();
 }
 
@@ -86,6 +86,6 @@ __global__ static void normalize_rows_kernel(float *x, int K) {
 
 void cuda_normalize_rows(float *x, int M, int K) {
     if (M <= 0 || K <= 0) return;
-    normalize_rows_kernel<<<(unsigned)M, CUDA_BLOCK>>>(x, K);
+    CUDA_LAUNCH((unsigned)M, CUDA_BLOCK, 0, normalize_rows_kernel)(x, K);
     CUDA_CHECK_LAUNCH();
 }

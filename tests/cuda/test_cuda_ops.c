@@ -26,7 +26,8 @@
 
 /* ---- backend ---------------------------------------------------------------- */
 
-/* Entry i after the name of a table (every one is a function pointer). */
+/* Entry i after the name of a table (a function pointer, but for the slot
+ * of block_bf16). */
 static void (*table_entry(const NnBackend *table, size_t i))(void) {
     void (*fn)(void);
     memcpy(&fn, (const char *)table + offsetof(NnBackend, alloc) + i * sizeof fn, sizeof fn);
@@ -45,9 +46,11 @@ static void backend_table(void) {
     char why[256] = "";
     CHECK(nn_backend_by_name("cuda", why, sizeof why) == bf16, "by name: %s", why);
     CHECK(nn_backend_by_name("cuda-fp32", why, sizeof why) == fp32, "by name: %s", why);
-    /* Every entry after the name is a function pointer; none may be NULL,
-     * and the two tables share all but the matmuls and the attention
-     * forward and backward (bf16 tensor cores in "cuda"). */
+    CHECK(bf16->block_bf16 == 1 && fp32->block_bf16 == 0, "block_bf16 is %d in cuda, %d in cuda-fp32",
+          bf16->block_bf16, fp32->block_bf16);
+    /* Every entry after the name but block_bf16 is a function pointer;
+     * none may be NULL, and the two tables share all but the matmuls and
+     * the attention forward and backward (bf16 tensor cores in "cuda"). */
     size_t entries = (sizeof(NnBackend) - offsetof(NnBackend, alloc)) / sizeof(void (*)(void));
     size_t matmul_first = (offsetof(NnBackend, matmul_forward) - offsetof(NnBackend, alloc)) /
                           sizeof(void (*)(void));
@@ -55,7 +58,9 @@ static void backend_table(void) {
                                sizeof(void (*)(void));
     size_t attention_backward = (offsetof(NnBackend, attention_backward) - offsetof(NnBackend, alloc)) /
                                 sizeof(void (*)(void));
+    size_t block_bf16 = (offsetof(NnBackend, block_bf16) - offsetof(NnBackend, alloc)) / sizeof(void (*)(void));
     for (size_t i = 0; i < entries; i++) {
+        if (i == block_bf16) continue;   /* an int (and padding), not an entry */
         CHECK(table_entry(bf16, i) != NULL, "cuda: entry %zu after 'name' is NULL", i);
         CHECK(table_entry(fp32, i) != NULL, "cuda-fp32: entry %zu after 'name' is NULL", i);
         int is_bf16 = i == matmul_first || i == matmul_first + 1 || i == attention_forward ||
