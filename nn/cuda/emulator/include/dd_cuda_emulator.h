@@ -25,7 +25,9 @@
  *     barrier shows as a wrong result; threads waiting at different
  *     barriers, or a shuffle from a lane that has exited, abort the run.
  * It does not model the memory model of a real GPU, warp scheduling,
- * register or shared-memory capacity, nor the speed of anything.
+ * register or shared-memory capacity, nor the speed of anything; static
+ * __shared__ arrays (function statics here) keep their contents from one
+ * block to the next, where a GPU leaves them undefined.
  */
 #ifndef DD_CUDA_EMULATOR_H
 #define DD_CUDA_EMULATOR_H
