@@ -2,7 +2,10 @@
 # run_all.sh - the whole test suite, as CI runs it:
 #   1. the release build (./build) with every test;
 #   2. an AddressSanitizer + UndefinedBehaviorSanitizer build (./build-sanitize)
-#      with every test again;
+#      with every test again; this build has the CUDA backend on the CUDA
+#      emulator (-Demulate_cuda=true, nn/cuda/emulator), so the CUDA tests,
+#      which skip in ./build without a GPU, run here: the backend's kernels
+#      on the CPU, every access bounds-checked;
 # then one closing line "N passed, N failed, N skipped" summing the test cases
 # of every test program in both builds. Exits non-zero when anything failed.
 set -uo pipefail
@@ -17,7 +20,9 @@ meson test -C build --print-errorlogs --num-processes 2 || status=1
 
 if [ ! -f build-sanitize/build.ninja ]; then
     meson setup build-sanitize --buildtype=debug -Db_sanitize=address,undefined \
-        -Db_lundef=false -Dcuda=disabled >/dev/null || status=1
+        -Db_lundef=false -Dcuda=disabled -Demulate_cuda=true >/dev/null || status=1
+else
+    meson configure build-sanitize -Dcuda=disabled -Demulate_cuda=true >/dev/null || status=1
 fi
 export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 export LSAN_OPTIONS=suppressions=$PWD/tests/lsan.supp

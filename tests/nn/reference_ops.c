@@ -31,7 +31,7 @@ void ref_matmul_backward(double *dinp, double *dweight, double *dbias,
             const double g = dout[(long)n * OC + o];
             for (int c = 0; c < C; c++) {
                 if (dinp) dinp[(long)n * C + c] += g * weight[(long)o * C + c];
-                dweight[(long)o * C + c] += g * inp[(long)n * C + c];
+                if (dweight) dweight[(long)o * C + c] += g * inp[(long)n * C + c];
             }
             if (dbias) dbias[o] += g;
         }

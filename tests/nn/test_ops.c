@@ -128,6 +128,13 @@ static void check_matmul_backward(OpRun *run) {
     be->matmul_backward(NULL, dweight_only->device, NULL, dout->device, inp->device,
                         weight->device, s->N, s->C, s->OC);
     expect_change(run, dweight_only);
+
+    /* dweight and dbias NULL: only dinp is written (a frozen layer's backward) */
+    TestTensor *dinp_only = gradient_tensor(run, "dinp (dweight, dbias NULL)", inp->count);
+    ref_matmul_backward(dinp_only->ref, NULL, NULL, dout->ref, inp->ref, weight->ref, s->N, s->C, s->OC);
+    be->matmul_backward(dinp_only->device, NULL, NULL, dout->device, inp->device, weight->device, s->N, s->C,
+                        s->OC);
+    expect_change(run, dinp_only);
 }
 
 static void check_patchify(OpRun *run) {
