@@ -220,7 +220,7 @@ static void undefined_behaviour_aborts(void) {
         {"a shuffle from an exited lane", run_shuffle_after_exit, "has exited"},
     };
     for (const auto &c : cases) {
-        char what[2048];
+        char what[1024];
         CHECK(aborts_saying(c.body, c.expected, what, sizeof what), "%s: no abort saying '%s'; stderr: %s", c.name,
               c.expected, what);
     }
@@ -282,7 +282,7 @@ static void run_misaligned_cublaslt(void) {
 }
 
 static void cublaslt_misaligned_operand_aborts(void) {
-    char what[2048];
+    char what[1024];
     CHECK(aborts_saying(run_misaligned_cublaslt, "align", what, sizeof what),
           "a 16-byte aligned A under an algorithm chosen for 256 bytes did not abort; stderr: %s", what);
 }

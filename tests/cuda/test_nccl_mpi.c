@@ -67,24 +67,36 @@ static int make_comm(RankLayout *layout, Comm *comm, int spread, DdError *err) {
     return -1;
 }
 
-/* Picks this rank's device and the CUDA backend; on every rank alike,
- * returns 0 when each rank has a device of its own, else writes why. */
-static const NnBackend *choose_device(const Comm *comm, char *why, size_t why_size) {
+/* Picks this rank's device (rank mod devices on its node) and the CUDA
+ * backend; on every rank alike, returns the backend when each rank has a
+ * device of its own (comm_devices_shared compares the devices' UUIDs, as
+ * distill run does), else NULL and why. Without NCCL in the build,
+ * comm_devices_shared says so, and that is the reason. */
+static const NnBackend *choose_device(Comm *comm, char *why, size_t why_size) {
     int count = 0;
     cudaError_t code = cudaGetDeviceCount(&count);
-    if (code != cudaSuccess) {
+    int have = code == cudaSuccess && count > 0, all_have = 0;
+    if (code != cudaSuccess)
         snprintf(why, why_size, "no CUDA device on rank %d: %s", comm->world_rank, cudaGetErrorString(code));
-        count = 0;
-    }
-    int fewest = 0;
-    MPI_Allreduce(&count, &fewest, 1, MPI_INT, MPI_MIN, comm->world);
-    if (fewest < comm->world_size) {
-        if (code == cudaSuccess)
-            snprintf(why, why_size, "NCCL needs one CUDA device per rank: %d ranks, %d devices on the "
-                                    "emptiest rank", comm->world_size, fewest);
+    else if (count == 0)
+        snprintf(why, why_size, "no CUDA device on rank %d", comm->world_rank);
+    MPI_Allreduce(&have, &all_have, 1, MPI_INT, MPI_MIN, comm->world);
+    if (!all_have) {
+        if (have) snprintf(why, why_size, "another rank has no CUDA device");
         return NULL;
     }
     cudaSetDevice(comm->world_rank % count);
+    int shared = 0;
+    char note[256] = "";
+    DdError err = {0};
+    if (comm_devices_shared(comm, &shared, note, sizeof note, &err) != 0) {
+        snprintf(why, why_size, "%s", err.message);
+        return NULL;
+    }
+    if (shared) {
+        snprintf(why, why_size, "NCCL needs one CUDA device per rank: %s", note);
+        return NULL;
+    }
     const NnBackend *gpu = nn_cuda_backend(why, why_size);
     int ready = gpu != NULL, all_ready = 0;
     MPI_Allreduce(&ready, &all_ready, 1, MPI_INT, MPI_MIN, comm->world);

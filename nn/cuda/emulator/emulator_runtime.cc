@@ -3,14 +3,19 @@
  * (include/cuda_runtime.h): one device, number 0; device memory is host
  * memory from posix_memalign (256-byte aligned, as cudaMalloc's), filled
  * with 0xff bytes and recorded, so that copies, memsets, kernels and cuBLAS
- * can check that a pointer said to be device memory is; every call
- * completes before it returns, so synchronisation has nothing to wait for.
+ * can check that a pointer said to be device memory is; kernels, copies
+ * and memsets complete before their call returns; streams and events order
+ * the NCCL work queued on them (emulator_nccl.cc), which completes when the
+ * host waits for it.
  */
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <unistd.h>
 
+#include <deque>
 #include <map>
+#include <set>
 
 #include "include/cuda_runtime.h"
 
@@ -83,6 +88,102 @@ void check_kernel_pointer(const void *ptr, const char *kernel, int index) {
 
 }  // namespace emu
 
+/* ---- streams and events ------------------------------------------------------ */
+
+struct CUstream_st {
+    struct Pending {
+        uint64_t sequence;
+        std::function<void()> complete;
+    };
+    std::deque<Pending> pending;
+    uint64_t next_sequence;
+};
+struct CUevent_st {
+    CUstream_st *stream;   /* NULL until recorded */
+    uint64_t sequence;     /* the work queued on stream before the record */
+};
+
+namespace emu {
+namespace {
+
+CUstream_st legacy_stream;
+std::set<CUstream_st *> &streams = *new std::set<CUstream_st *>{&legacy_stream};
+
+CUstream_st *stream_of(cudaStream_t stream) {
+    return stream == NULL || stream == cudaStreamLegacy ? &legacy_stream : stream;
+}
+
+/* Runs the completions of the work queued on stream before sequence. */
+void complete_until(CUstream_st *stream, uint64_t sequence) {
+    while (!stream->pending.empty() && stream->pending.front().sequence < sequence) {
+        std::function<void()> complete = std::move(stream->pending.front().complete);
+        stream->pending.pop_front();
+        complete();
+    }
+}
+
+void complete_all(CUstream_st *stream) { complete_until(stream, UINT64_MAX); }
+
+}  // namespace
+
+void stream_enqueue(CUstream_st *stream, std::function<void()> complete) {
+    CUstream_st *s = stream_of(stream);
+    s->pending.push_back(CUstream_st::Pending{s->next_sequence++, std::move(complete)});
+}
+
+}  // namespace emu
+
+cudaError_t cudaStreamCreateWithFlags(cudaStream_t *stream, unsigned flags) {
+    (void)flags;   /* no stream waits for another implicitly here: every kernel completes before it returns */
+    *stream = new CUstream_st();
+    emu::streams.insert(*stream);
+    return cudaSuccess;
+}
+
+cudaError_t cudaStreamDestroy(cudaStream_t stream) {
+    if (!emu::streams.count(stream) || stream == &emu::legacy_stream) return emu::record(cudaErrorInvalidValue);
+    emu::complete_all(stream);
+    emu::streams.erase(stream);
+    delete stream;
+    return cudaSuccess;
+}
+
+cudaError_t cudaStreamSynchronize(cudaStream_t stream) {
+    emu::complete_all(emu::stream_of(stream));
+    return cudaSuccess;
+}
+
+cudaError_t cudaEventCreateWithFlags(cudaEvent_t *event, unsigned flags) {
+    (void)flags;
+    *event = new CUevent_st();
+    return cudaSuccess;
+}
+
+cudaError_t cudaEventDestroy(cudaEvent_t event) {
+    delete event;
+    return cudaSuccess;
+}
+
+cudaError_t cudaEventRecord(cudaEvent_t event, cudaStream_t stream) {
+    CUstream_st *s = emu::stream_of(stream);
+    event->stream = s;
+    event->sequence = s->next_sequence;
+    return cudaSuccess;
+}
+
+cudaError_t cudaEventSynchronize(cudaEvent_t event) {
+    if (event->stream) emu::complete_until(event->stream, event->sequence);
+    return cudaSuccess;
+}
+
+cudaError_t cudaStreamWaitEvent(cudaStream_t stream, cudaEvent_t event, unsigned flags) {
+    (void)stream;
+    (void)flags;
+    return cudaEventSynchronize(event);
+}
+
+/* ---- devices and memory --------------------------------------------------------- */
+
 using emu::record;
 
 cudaError_t cudaGetDeviceCount(int *count) {
@@ -101,7 +202,24 @@ cudaError_t cudaSetDevice(int device) {
     return cudaSuccess;
 }
 
-cudaError_t cudaDeviceSynchronize(void) { return cudaSuccess; }
+cudaError_t cudaDeviceSynchronize(void) {
+    for (CUstream_st *stream : emu::streams) emu::complete_all(stream);
+    return cudaSuccess;
+}
+
+cudaError_t cudaGetDeviceProperties(struct cudaDeviceProp *properties, int device) {
+    if (device != 0) return record(cudaErrorInvalidDevice);
+    memset(properties, 0, sizeof *properties);
+    snprintf(properties->name, sizeof properties->name, "CUDA emulator");
+    char host[64] = "";
+    gethostname(host, sizeof host - 1);
+    const long pid = (long)getpid();
+    snprintf(properties->uuid.bytes, sizeof properties->uuid.bytes, "%.7s%08lx", host, pid);
+    properties->totalGlobalMem = (size_t)16 << 30;
+    properties->multiProcessorCount = 1;
+    properties->major = 9;
+    return cudaSuccess;
+}
 
 cudaError_t cudaMalloc(void **ptr, size_t bytes) {
     *ptr = NULL;

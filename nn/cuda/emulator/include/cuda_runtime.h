@@ -23,12 +23,15 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "library_types.h"
+
+#ifdef __cplusplus
 #include <tuple>
 #include <type_traits>
 #include <utility>
 
 #include "dd_cuda_emulator.h"
-#include "library_types.h"
+#endif
 
 /* ---- the runtime API -------------------------------------------------------- */
 
@@ -60,8 +63,34 @@ typedef enum cudaFuncAttribute {
 #define DD_EMULATOR_CUDA_STREAM_T
 typedef struct CUstream_st *cudaStream_t;
 #endif
+typedef struct CUevent_st *cudaEvent_t;
+
+/* Streams and events order the work of NCCL (emulator_nccl.cc), which runs
+ * over MPI; kernels and copies complete before their call returns. */
+#define cudaStreamLegacy ((cudaStream_t)0x1)
+enum { cudaStreamDefault = 0, cudaStreamNonBlocking = 1 };
+enum { cudaEventDefault = 0, cudaEventDisableTiming = 2 };
+
+typedef struct CUuuid_st {
+    char bytes[16];
+} cudaUUID_t;
+/* The fields the project reads. The emulated device of a process has a
+ * UUID of its own (from the host name and the process id), as if each
+ * process had its own GPU. */
+struct cudaDeviceProp {
+    char name[256];
+    cudaUUID_t uuid;
+    size_t totalGlobalMem;
+    int multiProcessorCount;
+    int major, minor;
+};
+
+#ifdef __cplusplus
+extern "C" {
+#endif
 
 cudaError_t cudaGetDeviceCount(int *count);
+cudaError_t cudaGetDeviceProperties(struct cudaDeviceProp *properties, int device);
 cudaError_t cudaGetDevice(int *device);
 cudaError_t cudaSetDevice(int device);
 cudaError_t cudaDeviceSynchronize(void);
@@ -73,6 +102,23 @@ cudaError_t cudaMemcpy(void *dst, const void *src, size_t bytes, cudaMemcpyKind 
 cudaError_t cudaGetLastError(void);
 const char *cudaGetErrorString(cudaError_t error);
 const char *cudaGetErrorName(cudaError_t error);
+cudaError_t cudaStreamCreateWithFlags(cudaStream_t *stream, unsigned flags);
+cudaError_t cudaStreamDestroy(cudaStream_t stream);
+/* Completes the NCCL work queued on stream. */
+cudaError_t cudaStreamSynchronize(cudaStream_t stream);
+/* Completes the NCCL work event was recorded after (the host waits where a
+ * GPU stream would). */
+cudaError_t cudaStreamWaitEvent(cudaStream_t stream, cudaEvent_t event, unsigned flags);
+cudaError_t cudaEventCreateWithFlags(cudaEvent_t *event, unsigned flags);
+cudaError_t cudaEventDestroy(cudaEvent_t event);
+cudaError_t cudaEventRecord(cudaEvent_t event, cudaStream_t stream);
+cudaError_t cudaEventSynchronize(cudaEvent_t event);
+
+#ifdef __cplusplus
+}  /* extern "C" */
+#endif
+
+#ifdef __cplusplus
 
 namespace emu {
 cudaError_t set_function_attribute(const void *kernel, cudaFuncAttribute attribute, int value);
@@ -243,5 +289,7 @@ T __shfl_xor_sync(unsigned mask, T value, int lane_mask, int width = 32) {
     emu::shuffle(mask, &value, sizeof value, (emu::lane() ^ lane_mask) & 31, &out);
     return out;
 }
+
+#endif /* __cplusplus */
 
 #endif /* DD_CUDA_EMULATOR_CUDA_RUNTIME_H */

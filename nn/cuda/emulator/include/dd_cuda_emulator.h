@@ -34,7 +34,18 @@
 
 #include <stddef.h>
 
+#include <functional>
+
+struct CUstream_st;
+
 namespace emu {
+
+/* Queues work on stream that completes later (NCCL over MPI: complete
+ * waits for its requests). Work queued on a stream completes in order, when
+ * the host waits for it: cudaStreamSynchronize, cudaEventSynchronize, or a
+ * cudaStreamWaitEvent on an event recorded after it (there the host waits
+ * where a GPU stream would), cudaDeviceSynchronize, cudaStreamDestroy. */
+void stream_enqueue(CUstream_st *stream, std::function<void()> complete);
 
 /* 1 when [ptr, ptr + bytes) lies inside one live cudaMalloc allocation;
  * otherwise 0, after printing to stderr "cuda emulator: <what>: ..." with
