@@ -148,29 +148,31 @@ void fiber_started(Fiber *fiber) {
 #endif
 }
 
-void fiber_yield(Fiber *fiber) {
+/* From the running fiber back to the scheduler. finishing: the fiber will
+ * not run again, so AddressSanitizer may drop its fake stack. */
+static void switch_to_scheduler(Fiber *fiber, bool finishing) {
 #ifdef DD_ASAN
-    __sanitizer_start_switch_fiber(&fiber->asan_fake_stack, scheduler_stack_bottom, scheduler_stack_bytes);
+    __sanitizer_start_switch_fiber(finishing ? NULL : &fiber->asan_fake_stack, scheduler_stack_bottom,
+                                   scheduler_stack_bytes);
+#else
+    (void)finishing;
 #endif
 #if defined(__x86_64__)
     dd_emulator_switch(&fiber->stack_pointer, scheduler_stack_pointer);
 #else
     swapcontext(&fiber->context, &scheduler_context);
 #endif
+}
+
+void fiber_yield(Fiber *fiber) {
+    switch_to_scheduler(fiber, false);
 #ifdef DD_ASAN
     __sanitizer_finish_switch_fiber(fiber->asan_fake_stack, &scheduler_stack_bottom, &scheduler_stack_bytes);
 #endif
 }
 
 void fiber_finish(Fiber *fiber) {
-#ifdef DD_ASAN
-    __sanitizer_start_switch_fiber(NULL, scheduler_stack_bottom, scheduler_stack_bytes);
-#endif
-#if defined(__x86_64__)
-    dd_emulator_switch(&fiber->stack_pointer, scheduler_stack_pointer);
-#else
-    swapcontext(&fiber->context, &scheduler_context);
-#endif
+    switch_to_scheduler(fiber, true);
     fail("a finished fiber was entered again");
 }
 

@@ -173,16 +173,31 @@ const char *ncclGetErrorString(ncclResult_t result) {
     return "unknown result code";
 }
 
-ncclResult_t ncclAllReduce(const void *sendbuff, void *recvbuff, size_t count, ncclDataType_t datatype,
-                           ncclRedOp_t op, ncclComm_t comm, cudaStream_t stream) {
-    const char *api = "ncclAllReduce";
-    MPI_Datatype type;
-    MPI_Op mpi_op;
+namespace {
+
+/* The checks of a reduction to root (-1: to every rank) and MPI's datatype
+ * and operation for it. */
+ncclResult_t check_reduction(const char *api, const void *sendbuff, const void *recvbuff, size_t count,
+                             ncclDataType_t datatype, ncclRedOp_t op, int root, ncclComm_t comm,
+                             MPI_Datatype *type, MPI_Op *mpi_op) {
     int bytes;
     if (!comm) return invalid(api, "a NULL communicator");
-    if (!reduction(datatype, op, &type, &mpi_op)) return invalid(api, "a reduction the emulator does not have");
+    if (root >= comm->size) return invalid(api, "a root outside the communicator");
+    if (!reduction(datatype, op, type, mpi_op)) return invalid(api, "a reduction the emulator does not have");
     ncclResult_t result = check_buffer(api, "send", sendbuff, count, datatype, &bytes);
-    if (result == ncclSuccess) result = check_buffer(api, "receive", recvbuff, count, datatype, &bytes);
+    if (result == ncclSuccess && (root < 0 || comm->rank == root))
+        result = check_buffer(api, "receive", recvbuff, count, datatype, &bytes);
+    return result;
+}
+
+}  // namespace
+
+ncclResult_t ncclAllReduce(const void *sendbuff, void *recvbuff, size_t count, ncclDataType_t datatype,
+                           ncclRedOp_t op, ncclComm_t comm, cudaStream_t stream) {
+    MPI_Datatype type;
+    MPI_Op mpi_op;
+    ncclResult_t result =
+        check_reduction("ncclAllReduce", sendbuff, recvbuff, count, datatype, op, -1, comm, &type, &mpi_op);
     if (result != ncclSuccess) return result;
     MPI_Request request;
     MPI_Iallreduce(sendbuff == recvbuff ? MPI_IN_PLACE : sendbuff, recvbuff, (int)count, type, mpi_op, comm->mpi,
@@ -193,16 +208,11 @@ ncclResult_t ncclAllReduce(const void *sendbuff, void *recvbuff, size_t count, n
 
 ncclResult_t ncclReduce(const void *sendbuff, void *recvbuff, size_t count, ncclDataType_t datatype, ncclRedOp_t op,
                         int root, ncclComm_t comm, cudaStream_t stream) {
-    const char *api = "ncclReduce";
     MPI_Datatype type;
     MPI_Op mpi_op;
-    int bytes;
-    if (!comm) return invalid(api, "a NULL communicator");
-    if (root < 0 || root >= comm->size) return invalid(api, "a root outside the communicator");
-    if (!reduction(datatype, op, &type, &mpi_op)) return invalid(api, "a reduction the emulator does not have");
-    ncclResult_t result = check_buffer(api, "send", sendbuff, count, datatype, &bytes);
-    if (result == ncclSuccess && comm->rank == root)
-        result = check_buffer(api, "receive", recvbuff, count, datatype, &bytes);
+    if (root < 0) return invalid("ncclReduce", "a negative root");
+    ncclResult_t result =
+        check_reduction("ncclReduce", sendbuff, recvbuff, count, datatype, op, root, comm, &type, &mpi_op);
     if (result != ncclSuccess) return result;
     const bool in_place = comm->rank == root && sendbuff == recvbuff;
     MPI_Request request;
