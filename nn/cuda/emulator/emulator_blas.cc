@@ -416,10 +416,16 @@ static cublasStatus_t multiply(const Gemm *g, float alpha, float beta) {
 
 /* ---- cuBLAS ---------------------------------------------------------------- */
 
+/* *object = a new zeroed T, for api's Create (out names the argument). */
+template <typename T>
+static cublasStatus_t create_object(T **object, const char *api, const char *out) {
+    if (!object) return complain(CUBLAS_STATUS_INVALID_VALUE, api, "%s is NULL", out);
+    *object = (T *)calloc(1, sizeof(T));
+    return *object ? CUBLAS_STATUS_SUCCESS : CUBLAS_STATUS_ALLOC_FAILED;
+}
+
 cublasStatus_t cublasCreate(cublasHandle_t *handle) {
-    if (!handle) return complain(CUBLAS_STATUS_INVALID_VALUE, "cublasCreate", "handle is NULL");
-    *handle = (cublasHandle_t)calloc(1, sizeof(EmuCublasContext));
-    return *handle ? CUBLAS_STATUS_SUCCESS : CUBLAS_STATUS_ALLOC_FAILED;
+    return create_object(handle, "cublasCreate", "handle");
 }
 
 cublasStatus_t cublasDestroy(cublasHandle_t handle) {
@@ -488,9 +494,7 @@ cublasStatus_t cublasGemmEx(cublasHandle_t handle, cublasOperation_t transa, cub
 /* ---- cuBLASLt objects -------------------------------------------------------- */
 
 cublasStatus_t cublasLtCreate(cublasLtHandle_t *handle) {
-    if (!handle) return complain(CUBLAS_STATUS_INVALID_VALUE, "cublasLtCreate", "handle is NULL");
-    *handle = (cublasLtHandle_t)calloc(1, sizeof(EmuLtContext));
-    return *handle ? CUBLAS_STATUS_SUCCESS : CUBLAS_STATUS_ALLOC_FAILED;
+    return create_object(handle, "cublasLtCreate", "handle");
 }
 
 cublasStatus_t cublasLtDestroy(cublasLtHandle_t handle) {
@@ -501,9 +505,8 @@ cublasStatus_t cublasLtDestroy(cublasLtHandle_t handle) {
 
 cublasStatus_t cublasLtMatmulDescCreate(cublasLtMatmulDesc_t *desc, cublasComputeType_t computeType,
                                         cudaDataType_t scaleType) {
-    if (!desc) return complain(CUBLAS_STATUS_INVALID_VALUE, "cublasLtMatmulDescCreate", "desc is NULL");
-    *desc = (cublasLtMatmulDesc_t)calloc(1, sizeof(EmuLtMatmulDesc));
-    if (!*desc) return CUBLAS_STATUS_ALLOC_FAILED;
+    const cublasStatus_t status = create_object(desc, "cublasLtMatmulDescCreate", "desc");
+    if (status != CUBLAS_STATUS_SUCCESS) return status;
     (*desc)->compute = computeType;
     (*desc)->scale_type = scaleType;
     (*desc)->transa = (*desc)->transb = CUBLAS_OP_N;
@@ -549,9 +552,8 @@ cublasStatus_t cublasLtMatmulDescSetAttribute(cublasLtMatmulDesc_t desc, cublasL
 
 cublasStatus_t cublasLtMatrixLayoutCreate(cublasLtMatrixLayout_t *layout, cudaDataType_t type, uint64_t rows,
                                           uint64_t cols, int64_t ld) {
-    if (!layout) return complain(CUBLAS_STATUS_INVALID_VALUE, "cublasLtMatrixLayoutCreate", "layout is NULL");
-    *layout = (cublasLtMatrixLayout_t)malloc(sizeof(EmuLtMatrixLayout));
-    if (!*layout) return CUBLAS_STATUS_ALLOC_FAILED;
+    const cublasStatus_t status = create_object(layout, "cublasLtMatrixLayoutCreate", "layout");
+    if (status != CUBLAS_STATUS_SUCCESS) return status;
     **layout = {type, rows, cols, ld};
     return CUBLAS_STATUS_SUCCESS;
 }
@@ -562,9 +564,8 @@ cublasStatus_t cublasLtMatrixLayoutDestroy(cublasLtMatrixLayout_t layout) {
 }
 
 cublasStatus_t cublasLtMatmulPreferenceCreate(cublasLtMatmulPreference_t *pref) {
-    if (!pref) return complain(CUBLAS_STATUS_INVALID_VALUE, "cublasLtMatmulPreferenceCreate", "pref is NULL");
-    *pref = (cublasLtMatmulPreference_t)malloc(sizeof(EmuLtMatmulPreference));
-    if (!*pref) return CUBLAS_STATUS_ALLOC_FAILED;
+    const cublasStatus_t status = create_object(pref, "cublasLtMatmulPreferenceCreate", "pref");
+    if (status != CUBLAS_STATUS_SUCCESS) return status;
     for (int i = OPERAND_A; i <= OPERAND_D; i++) (*pref)->min_alignment[i] = DEFAULT_ALIGNMENT;
     return CUBLAS_STATUS_SUCCESS;
 }

@@ -27,13 +27,8 @@ namespace {
  * program keeps until exit stays reachable for LeakSanitizer, as it is on a
  * GPU until the context goes. */
 std::map<uintptr_t, size_t> &allocations = *new std::map<uintptr_t, size_t>;
-cudaError_t last_error = cudaSuccess;
+cudaError_t last_error = cudaSuccess;   /* for cudaGetLastError */
 int current_device = 0;
-
-cudaError_t record(cudaError_t error) {
-    if (error != cudaSuccess) last_error = error;
-    return error;
-}
 
 /* The allocation holding address (or ending at it, when one_past_end), or end(). */
 std::map<uintptr_t, size_t>::const_iterator allocation_at(uintptr_t address, bool one_past_end) {
@@ -48,6 +43,11 @@ std::map<uintptr_t, size_t>::const_iterator allocation_at(uintptr_t address, boo
 bool is_device_memory(const void *ptr) { return allocation_at((uintptr_t)ptr, false) != allocations.end(); }
 
 }  // namespace
+
+cudaError_t record_error(cudaError_t error) {
+    if (error != cudaSuccess) last_error = error;
+    return error;
+}
 
 void fail(const char *format, ...) {
     va_list args;
@@ -141,7 +141,7 @@ cudaError_t cudaStreamCreateWithFlags(cudaStream_t *stream, unsigned flags) {
 }
 
 cudaError_t cudaStreamDestroy(cudaStream_t stream) {
-    if (!emu::streams.count(stream) || stream == &emu::legacy_stream) return emu::record(cudaErrorInvalidValue);
+    if (!emu::streams.count(stream) || stream == &emu::legacy_stream) return emu::record_error(cudaErrorInvalidValue);
     emu::complete_all(stream);
     emu::streams.erase(stream);
     delete stream;
@@ -184,7 +184,7 @@ cudaError_t cudaStreamWaitEvent(cudaStream_t stream, cudaEvent_t event, unsigned
 
 /* ---- devices and memory --------------------------------------------------------- */
 
-using emu::record;
+using emu::record_error;
 
 cudaError_t cudaGetDeviceCount(int *count) {
     *count = 1;
@@ -197,7 +197,7 @@ cudaError_t cudaGetDevice(int *device) {
 }
 
 cudaError_t cudaSetDevice(int device) {
-    if (device != 0) return record(cudaErrorInvalidDevice);
+    if (device != 0) return record_error(cudaErrorInvalidDevice);
     emu::current_device = device;
     return cudaSuccess;
 }
@@ -208,7 +208,7 @@ cudaError_t cudaDeviceSynchronize(void) {
 }
 
 cudaError_t cudaGetDeviceProperties(struct cudaDeviceProp *properties, int device) {
-    if (device != 0) return record(cudaErrorInvalidDevice);
+    if (device != 0) return record_error(cudaErrorInvalidDevice);
     memset(properties, 0, sizeof *properties);
     snprintf(properties->name, sizeof properties->name, "CUDA emulator");
     char host[64] = "";
@@ -224,7 +224,7 @@ cudaError_t cudaGetDeviceProperties(struct cudaDeviceProp *properties, int devic
 cudaError_t cudaMalloc(void **ptr, size_t bytes) {
     *ptr = NULL;
     void *memory = NULL;
-    if (posix_memalign(&memory, 256, bytes > 0 ? bytes : 1) != 0) return record(cudaErrorMemoryAllocation);
+    if (posix_memalign(&memory, 256, bytes > 0 ? bytes : 1) != 0) return record_error(cudaErrorMemoryAllocation);
     memset(memory, 0xff, bytes);   /* NaN as fp32 and bf16: a GPU's memory is not zeroed either */
     emu::allocations[(uintptr_t)memory] = bytes;
     *ptr = memory;
@@ -236,7 +236,7 @@ cudaError_t cudaFree(void *ptr) {
     auto it = emu::allocations.find((uintptr_t)ptr);
     if (it == emu::allocations.end()) {
         fprintf(stderr, "cuda emulator: cudaFree(%p): not the start of a live allocation\n", ptr);
-        return record(cudaErrorInvalidDevicePointer);
+        return record_error(cudaErrorInvalidDevicePointer);
     }
     emu::allocations.erase(it);
     free(ptr);
@@ -244,7 +244,7 @@ cudaError_t cudaFree(void *ptr) {
 }
 
 cudaError_t cudaMemset(void *ptr, int value, size_t bytes) {
-    if (!emu::check_device_range(ptr, bytes, "cudaMemset")) return record(cudaErrorInvalidValue);
+    if (!emu::check_device_range(ptr, bytes, "cudaMemset")) return record_error(cudaErrorInvalidValue);
     memset(ptr, value, bytes);
     return cudaSuccess;
 }
@@ -254,28 +254,27 @@ cudaError_t cudaMemcpy(void *dst, const void *src, size_t bytes, cudaMemcpyKind 
     const bool src_on_device = kind == cudaMemcpyDeviceToHost || kind == cudaMemcpyDeviceToDevice;
     if (kind != cudaMemcpyHostToDevice && kind != cudaMemcpyDeviceToHost && kind != cudaMemcpyDeviceToDevice &&
         kind != cudaMemcpyHostToHost)
-        return record(cudaErrorInvalidMemcpyDirection);
+        return record_error(cudaErrorInvalidMemcpyDirection);
     if (dst_on_device && !emu::check_device_range(dst, bytes, "cudaMemcpy destination"))
-        return record(cudaErrorInvalidValue);
+        return record_error(cudaErrorInvalidValue);
     if (src_on_device && !emu::check_device_range(src, bytes, "cudaMemcpy source"))
-        return record(cudaErrorInvalidValue);
+        return record_error(cudaErrorInvalidValue);
     /* The host side must not be device memory: without unified addressing
      * the copy would read or write the wrong memory. */
     if (!dst_on_device && emu::is_device_memory(dst)) {
         fprintf(stderr, "cuda emulator: cudaMemcpy: the host destination %p is device memory\n", dst);
-        return record(cudaErrorInvalidValue);
+        return record_error(cudaErrorInvalidValue);
     }
     if (!src_on_device && emu::is_device_memory(src)) {
         fprintf(stderr, "cuda emulator: cudaMemcpy: the host source %p is device memory\n", src);
-        return record(cudaErrorInvalidValue);
+        return record_error(cudaErrorInvalidValue);
     }
     memmove(dst, src, bytes);
     return cudaSuccess;
 }
 
 cudaError_t cudaGetLastError(void) {
-    cudaError_t error = emu::take_launch_error();
-    if (error == cudaSuccess) error = emu::last_error;
+    const cudaError_t error = emu::last_error;
     emu::last_error = cudaSuccess;
     return error;
 }

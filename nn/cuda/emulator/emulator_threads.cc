@@ -67,7 +67,6 @@ struct Block {
 };
 
 Block block;
-cudaError_t last_launch_error = cudaSuccess;
 
 bool reverse_order() {
     static const int reverse = [] {
@@ -188,8 +187,7 @@ cudaError_t launch_error(cudaError_t error, const char *kernel_name, const char 
     vfprintf(stderr, format, args);
     fprintf(stderr, "\n");
     va_end(args);
-    last_launch_error = error;
-    return error;
+    return record_error(error);
 }
 
 }  // namespace
@@ -227,19 +225,13 @@ void *dynamic_shared() {
 
 cudaError_t set_function_attribute(const void *kernel, cudaFuncAttribute attribute, int value) {
     (void)kernel;
-    if (attribute != cudaFuncAttributeMaxDynamicSharedMemorySize) return cudaErrorInvalidValue;
+    if (attribute != cudaFuncAttributeMaxDynamicSharedMemorySize) return record_error(cudaErrorInvalidValue);
     if (value < 0 || value > SHARED_LIMIT) {
         fprintf(stderr, "cuda emulator: cudaFuncSetAttribute: %d bytes of dynamic shared memory (at most %d)\n",
                 value, SHARED_LIMIT);
-        return cudaErrorInvalidValue;
+        return record_error(cudaErrorInvalidValue);
     }
     return cudaSuccess;
-}
-
-cudaError_t take_launch_error() {
-    const cudaError_t error = last_launch_error;
-    last_launch_error = cudaSuccess;
-    return error;
 }
 
 cudaError_t run_grid(const char *kernel_name, dim3 grid, dim3 block_shape, size_t shared_bytes, void (*body)(void *),

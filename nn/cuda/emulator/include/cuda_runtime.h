@@ -195,9 +195,9 @@ void check_kernel_pointer(const void *ptr, const char *kernel, int index);
 cudaError_t run_grid(const char *kernel_name, dim3 grid, dim3 block, size_t shared_bytes, void (*body)(void *),
                      void *context);
 
-/* Returns and clears the error of the last launch that failed (for
- * cudaGetLastError). */
-cudaError_t take_launch_error();
+/* Keeps error, when it is one, for cudaGetLastError (a failed call or
+ * launch), and returns it. */
+cudaError_t record_error(cudaError_t error);
 
 template <typename T>
 void check_argument(const T &, const char *, int) {}
