@@ -250,9 +250,10 @@ typedef struct NnBackend {
     /* out[n] = bf16(inp[n]). */
     void (*cast_to_bf16)(uint16_t *out, const float *inp, long n);
     /* out[N, OC] = inp[N, C] @ weight[OC, C]^T + bias[OC] (fp32, may be NULL).
-     * The one exception to one rounding: a backend may round the product,
-     * then add the bias (cuBLASLt's bias epilogue wants a bias of D's type):
-     * bf16(bf16(inp W^T) + bias), within 2^-8 of the largest value. */
+     * The one exception to one rounding: a backend may round the bias, or
+     * the product, before the sum (cuBLASLt's bias epilogue wants a bias of
+     * D's type): bf16(inp W^T + bf16(bias)) or bf16(bf16(inp W^T) + bias),
+     * within 2^-8 of the largest value. */
     void (*matmul_forward_bf16)(uint16_t *out, const uint16_t *inp, const uint16_t *weight,
                                 const float *bias, int N, int C, int OC);
     /* dinp[N, C] (bf16, may be NULL) += dout @ weight; dweight[OC, C] and
@@ -320,6 +321,14 @@ const NnBackend *nn_cuda_fp32_backend(char *why, size_t why_size);
  * nn_cuda_backend; *device gets the index. -1 and the reason in why when
  * there is no device or no CUDA in the build. */
 int nn_cuda_select_device(int local_rank, int *device, char *why, size_t why_size);
+
+/* For the benchmark that weighs them (distill bench --compare-epilogues):
+ * on = 0 makes the CUDA linear layers add their biases and sum their bias
+ * gradients in kernels of their own, as they do where cuBLASLt has no
+ * algorithm with the epilogue, instead of in cuBLASLt's epilogues; 1 (the
+ * default) fuses them again. Returns the previous setting, or -1 in a build
+ * without CUDA. Either way the results agree within bf16 rounding. */
+int nn_cuda_fuse_epilogues(int on);
 
 /* Backend by name ("cpu", "cpu-bf16", "cuda" or "cuda-fp32"); NULL and a
  * reason if unavailable. */

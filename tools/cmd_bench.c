@@ -5,6 +5,8 @@
  * the machine's matmul reaches right now. --only train|forward times one of
  * the two and allocates only what that one needs (a forward alone: the
  * parameters and the forward activations, 4 B per parameter, not 16).
+ * --compare-epilogues times the same again with the CUDA linear layers'
+ * cuBLASLt epilogues off (nn_cuda_fuse_epilogues) and prints the ratio.
  */
 #include <getopt.h>
 #include <math.h>
@@ -33,6 +35,7 @@ typedef struct BenchOptions {
     int image_size;
     int steps;     /* 0: print what would be allocated, allocate and time nothing */
     int warmup;
+    int compare_epilogues;   /* also time with the cuBLASLt epilogues off */
 } BenchOptions;
 
 /* Bytes a run holds on the backend, by kind, from the model's shapes. */
@@ -49,7 +52,8 @@ static void print_bench_help(FILE *out) {
     fprintf(out,
             "usage: distill bench MODEL.yaml [--only train|forward] [--batch N]\n"
             "                     [--image-size PX] [--steps N]\n"
-            "                     [--warmup N] [--backend cpu|cpu-bf16|cuda|cuda-fp32]\n\n"
+            "                     [--warmup N] [--backend cpu|cpu-bf16|cuda|cuda-fp32]\n"
+            "                     [--compare-epilogues]\n\n"
             "Times one student training step (forward + backward + AdamW) and one teacher\n"
             "forward (no activations kept) of the model, and an sgemm of the model's largest\n"
             "matmul shape in the same run. Prints images/s, achieved GFLOP/s and that as a\n"
@@ -65,7 +69,11 @@ static void print_bench_help(FILE *out) {
             "  --warmup N       untimed steps first (default 1)\n"
             "  --backend NAME   cpu (default), cpu-bf16 (cpu with bf16 ViT blocks, as cuda),\n"
             "                   cuda (bf16 tensor-core matmuls) or cuda-fp32 (exact fp32\n"
-            "                   matmuls: the ones compared with the CPU)\n\n"
+            "                   matmuls: the ones compared with the CPU)\n"
+            "  --compare-epilogues  (cuda backends) time everything a second time with the\n"
+            "                   biases added and the bias gradients summed by kernels of their\n"
+            "                   own instead of in cuBLASLt's epilogues, and print how much\n"
+            "                   faster the fused run is (a ratio of the two, same process)\n\n"
             "distill bench data --help: crops/s per core of the data loader instead.\n");
 }
 
@@ -91,6 +99,7 @@ static int parse_bench_options(BenchOptions *o, int argc, char **argv) {
         {"batch", required_argument, 0, 'b'},  {"image-size", required_argument, 0, 's'},
         {"steps", required_argument, 0, 'n'},  {"warmup", required_argument, 0, 'w'},
         {"backend", required_argument, 0, 'k'}, {"only", required_argument, 0, 'o'},
+        {"compare-epilogues", no_argument, 0, 'e'},
         {"help", no_argument, 0, 'h'},         {0, 0, 0, 0},
     };
     *o = (BenchOptions){.backend = "cpu", .mode = BENCH_BOTH, .batch = 16, .image_size = 224,
@@ -115,6 +124,7 @@ static int parse_bench_options(BenchOptions *o, int argc, char **argv) {
         case 'n': o->steps = (int)value > 31 ? 31 : (int)value; break;
         case 'w': o->warmup = (int)value; break;
         case 'k': o->backend = optarg; break;
+        case 'e': o->compare_epilogues = 1; break;
         case 'o':
             if (parse_bench_mode(&o->mode, optarg) != 0) return -1;
             break;
@@ -126,6 +136,11 @@ static int parse_bench_options(BenchOptions *o, int argc, char **argv) {
         return -1;
     }
     o->model_path = argv[optind];
+    if (o->compare_epilogues && strncmp(o->backend, "cuda", 4) != 0) {
+        fprintf(stderr, "distill bench: --compare-epilogues weighs the cuBLASLt epilogues of the cuda backends; "
+                "--backend is %s\n", o->backend);
+        return -1;
+    }
     return 0;
 }
 
@@ -282,15 +297,20 @@ int cmd_bench(int argc, char **argv) {
 
     /* measured before and after the model, so a busy spell does not lower it */
     double ceiling = sgemm_ceiling_gflops(be, B * T, cfg.dim, ffn_width, 10);
-    double train_s = 0, forward_s = 0;
-    if (trains)
-        train_s = time_training_steps(be, &cfg, &params, &grads, &moment1, &moment2, &train, images, dout,
-                                      o.warmup, o.steps);
-    if (forwards) forward_s = time_forwards(be, &cfg, &params, &infer, images, o.warmup, o.steps);
+    /* [0] as the backend runs; [1] with the cuBLASLt epilogues off (--compare-epilogues) */
+    double train_s[2] = {0, 0}, forward_s[2] = {0, 0};
+    for (int off = 0; off <= o.compare_epilogues; off++) {
+        if (off) nn_cuda_fuse_epilogues(0);
+        if (trains)
+            train_s[off] = time_training_steps(be, &cfg, &params, &grads, &moment1, &moment2, &train, images,
+                                               dout, o.warmup, o.steps);
+        if (forwards) forward_s[off] = time_forwards(be, &cfg, &params, &infer, images, o.warmup, o.steps);
+        if (off) nn_cuda_fuse_epilogues(1);
+    }
     double ceiling_after = sgemm_ceiling_gflops(be, B * T, cfg.dim, ffn_width, 10);
     if (ceiling_after > ceiling) ceiling = ceiling_after;
-    double train_gflops = trains ? 3.0 * flops_forward / train_s * 1e-9 : 0;
-    double forward_gflops = forwards ? flops_forward / forward_s * 1e-9 : 0;
+    double train_gflops = trains ? 3.0 * flops_forward / train_s[0] * 1e-9 : 0;
+    double forward_gflops = forwards ? flops_forward / forward_s[0] * 1e-9 : 0;
 
     /* The probe is the GEMM the blocks run: bf16 operands where they are
      * bf16 (block_bf16), else the fp32 matmul; the line says which. (The
@@ -298,17 +318,25 @@ int cmd_bench(int argc, char **argv) {
     const char *ceiling_kind = be->block_bf16 ? "bf16 GEMM" : "sgemm";
     printf("  %s ceiling (%d x %d x %d):  %8.1f GFLOP/s\n", ceiling_kind, B * T, cfg.dim, ffn_width, ceiling);
     if (trains)
-        printf("  training step  %8.3f s  %8.2f images/s  %8.1f GFLOP/s  %5.1f%% of %s\n", train_s, B / train_s,
-               train_gflops, 100.0 * train_gflops / ceiling, ceiling_kind);
+        printf("  training step  %8.3f s  %8.2f images/s  %8.1f GFLOP/s  %5.1f%% of %s\n", train_s[0],
+               B / train_s[0], train_gflops, 100.0 * train_gflops / ceiling, ceiling_kind);
     if (forwards)
-        printf("  forward        %8.3f s  %8.2f images/s  %8.1f GFLOP/s  %5.1f%% of %s\n", forward_s,
-               B / forward_s, forward_gflops, 100.0 * forward_gflops / ceiling, ceiling_kind);
+        printf("  forward        %8.3f s  %8.2f images/s  %8.1f GFLOP/s  %5.1f%% of %s\n", forward_s[0],
+               B / forward_s[0], forward_gflops, 100.0 * forward_gflops / ceiling, ceiling_kind);
+    if (o.compare_epilogues && trains)
+        printf("  training step, epilogues off  %8.3f s  %8.2f images/s: fused runs %.3fx as fast\n", train_s[1],
+               B / train_s[1], train_s[1] / train_s[0]);
+    if (o.compare_epilogues && forwards)
+        printf("  forward, epilogues off        %8.3f s  %8.2f images/s: fused runs %.3fx as fast\n", forward_s[1],
+               B / forward_s[1], forward_s[1] / forward_s[0]);
     print_bench_memory(&memory, be->name, 1);
     /* the fields of what was not timed are left out */
     printf("bench model=%s backend=%s only=%s batch=%d image_size=%d sgemm_gflops=%.2f", cfg.name, be->name,
            bench_mode_names[o.mode], B, S, ceiling);
-    if (trains) printf(" train_images_per_s=%.4f train_gflops=%.2f", B / train_s, train_gflops);
-    if (forwards) printf(" forward_images_per_s=%.4f forward_gflops=%.2f", B / forward_s, forward_gflops);
+    if (trains) printf(" train_images_per_s=%.4f train_gflops=%.2f", B / train_s[0], train_gflops);
+    if (forwards) printf(" forward_images_per_s=%.4f forward_gflops=%.2f", B / forward_s[0], forward_gflops);
+    if (o.compare_epilogues && trains) printf(" train_epilogue_speedup=%.4f", train_s[1] / train_s[0]);
+    if (o.compare_epilogues && forwards) printf(" forward_epilogue_speedup=%.4f", forward_s[1] / forward_s[0]);
     printf(" backend_bytes=%zu peak_rss_mib=%.1f\n", bench_memory_held(&memory), peak_rss_mib());
     status = 0;
 done:

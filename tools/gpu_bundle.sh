@@ -140,13 +140,15 @@ check_bundle() {
     fi
     [ "${DD_CHECK_QUICK:-0}" = 1 ] && return 0
     # the two goals: the ViT-L/16 step (2 x 256 px + 8 x 112 px crops
-    # of 32 images, as two single-size runs) and the 7B teacher forward
+    # of 32 images, as two single-size runs) and the 7B teacher forward; the
+    # 256 px step and the forward also weigh the cuBLASLt epilogues (the
+    # same timed again with them off, and the ratio)
     step bench_vitl16_global "$b/distill" bench configs/models/vitl16.yaml --backend cuda --only train \
-        --batch 64 --image-size 256 --steps 5
+        --batch 64 --image-size 256 --steps 5 --compare-epilogues
     step bench_vitl16_local "$b/distill" bench configs/models/vitl16.yaml --backend cuda --only train \
         --batch 256 --image-size 112 --steps 5
     step bench_vit7b16_forward "$b/distill" bench configs/models/vit7b16.yaml --backend cuda --only forward \
-        --batch 64 --image-size 256 --steps 5
+        --batch 64 --image-size 256 --steps 5 --compare-epilogues
     if python3 -c 'import torch, yaml; assert torch.cuda.is_available()' 2>/dev/null; then
         step pytorch_student_step python3 tools/bench_pytorch_gpu.py --workload student-step \
             --student configs/models/vitl16.yaml --student-batch 32 --distill "$b/distill"

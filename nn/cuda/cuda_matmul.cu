@@ -10,8 +10,28 @@
  *   _bf16 (both tables; the ViT blocks of block_bf16, backend.h): bf16
  *         activations, weights and dinp (A, B CUDA_R_16BF), CUBLAS_COMPUTE_32F
  *         (tensor cores, fp32 accumulation), D in bf16 (out, dinp) or fp32
- *         (dweight); bias and dbias fp32. The bias is added by a kernel after
- *         the GEMM (see gemm), so out is rounded twice: bf16(bf16(x W^T) + b).
+ *         (dweight); bias and dbias fp32.
+ *
+ * Epilogues. What a linear layer does besides its GEMMs goes into cuBLASLt's
+ * epilogues where it has an algorithm for them, so that no kernel makes an
+ * extra pass over the output or the incoming gradient:
+ *   the bias      CUBLASLT_EPILOGUE_BIAS on every forward. Its bias has D's
+ *                 type (see gemm), so a bf16 out gets a bf16 copy of the
+ *                 fp32 bias (OC values, into cuda_scratch): out = bf16(x W^T
+ *                 + bf16(b)), one rounding of the sum (backend.h allows it).
+ *   dbias         CUBLASLT_EPILOGUE_BGRADB on the dweight GEMM of the _bf16
+ *                 entries: the column sums of dout (op(B) there) come out of
+ *                 the GEMM that reads dout anyway, into cuda_scratch, and
+ *                 are added to dbias (cuBLASLt stores a bias gradient, the
+ *                 API accumulates). Not on _tc (it could sum bf16-rounded
+ *                 dout) nor _fp32 (the exact path: its column sums are in
+ *                 double, as the CPU's are nearly).
+ * Where cuBLASLt has no such algorithm, or with the epilogues switched off
+ * (nn_cuda_fuse_epilogues, for the benchmark that compares both), a kernel
+ * adds the fp32 bias after the GEMM (out = bf16(bf16(x W^T) + b)) and
+ * column_sum sums dout in double. The GELU epilogues are not used: cuBLASLt's
+ * GELU is the tanh approximation, up to 4.7e-4 from the exact (erf) GELU of
+ * the models here, so the feed-forward's GELU stays a kernel.
  *
  * cuBLAS(Lt) is column-major: a row-major [R, S] matrix is, to cuBLAS, the
  * column-major S x R matrix with leading dimension S (its transpose). So
@@ -63,6 +83,35 @@ static void add_bias(E *out, const float *bias, int N, int OC) {
     CUDA_CHECK_LAUNCH();
 }
 
+/* sums[n] += increments[n]: a bias gradient cuBLASLt stored, into the
+ * gradient the API accumulates. */
+__global__ static void accumulate_vector_kernel(float *sums, const float *increments, int n) {
+    CUDA_GRID_STRIDE_LOOP(i, n) { sums[i] += increments[i]; }
+}
+
+/* value(r, c) = op(X)(r, c) of a column-major matrix X of element type E
+ * (leading dimension ld), op transposing where transposed: the sums over r
+ * of op(B) are the bias gradient of BGRADB, and the fallback sums the same. */
+template <typename E>
+struct OperandValue {
+    const E *x;
+    int ld;
+    bool transposed;
+    __device__ float operator()(long r, int c) const {
+        return to_float(transposed ? x[c + r * (long)ld] : x[r + (long)c * ld]);
+    }
+};
+
+/* Fused epilogues on (1, the default) or every bias and bias gradient by the
+ * kernels above (0): nn_cuda_fuse_epilogues. */
+static int fuse_epilogues = 1;
+
+int nn_cuda_fuse_epilogues(int on) {
+    const int previous = fuse_epilogues;
+    fuse_epilogues = on != 0;
+    return previous;
+}
+
 /* ---- plans ------------------------------------------------------------------ */
 
 /* Everything a plan depends on: the column-major problem D (m x n) =
@@ -78,15 +127,15 @@ typedef struct GemmKey {
     int32_t transa, transb;    /* cublasOperation_t */
     int32_t m, n, k;
     int32_t lda, ldb, ldc;
-    int32_t epilogue;          /* cublasLtEpilogue_t */
-    uint32_t align_a, align_b, align_c, align_bias;   /* bytes; align_bias 0 without bias */
+    int32_t epilogue;          /* cublasLtEpilogue_t; BIAS and BGRADB have a vector of D's type */
+    uint32_t align_a, align_b, align_c, align_bias;   /* bytes; align_bias 0 without a vector */
 } GemmKey;
 
 typedef struct GemmPlan {
     int used;
     GemmKey key;
     /* 0 when cuBLASLt has no algorithm for the key: cached as well, so the
-     * fallback (the bias by a separate kernel) does not ask again. */
+     * fallback (a plain GEMM and the kernels) does not ask again. */
     int found;
     cublasStatus_t heuristic_status;
     cublasLtMatmulDesc_t desc;
@@ -123,9 +172,10 @@ static void release_plan(GemmPlan *plan) {
 }
 
 /* Creates the descriptor and layouts of key and asks the heuristic for its
- * best algorithm. bias (NULL without the bias epilogue) is set on the
- * descriptor because the heuristic reads its alignment from the pointer. */
-static void build_plan(GemmPlan *plan, const GemmKey *key, const float *bias) {
+ * best algorithm. vector (the bias or the bias gradient; NULL without the
+ * BIAS or BGRADB epilogue) is set on the descriptor because the heuristic
+ * reads its alignment from the pointer. */
+static void build_plan(GemmPlan *plan, const GemmKey *key, const void *vector) {
     memset(plan, 0, sizeof *plan);
     plan->used = 1;
     plan->key = *key;
@@ -139,12 +189,12 @@ static void build_plan(GemmPlan *plan, const GemmKey *key, const float *bias) {
     cublasLtEpilogue_t epilogue = (cublasLtEpilogue_t)key->epilogue;
     CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(plan->desc, CUBLASLT_MATMUL_DESC_EPILOGUE, &epilogue,
                                                 sizeof epilogue));
-    if (bias) {
-        int32_t bias_type = CUDA_R_32F;
+    if (vector) {
+        int32_t vector_type = key->cd_type;
         CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(plan->desc, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE,
-                                                    &bias_type, sizeof bias_type));
+                                                    &vector_type, sizeof vector_type));
         CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(plan->desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER,
-                                                    &bias, sizeof bias));
+                                                    &vector, sizeof vector));
     }
 
     /* op(A) is m x k: A itself is m x k (N) or k x m (T); likewise B. */
@@ -197,34 +247,44 @@ static void build_plan(GemmPlan *plan, const GemmKey *key, const float *bias) {
 }
 
 /* The plan of key, built (evicting round-robin) if the table has none. */
-static GemmPlan *find_plan(const GemmKey *key, const float *bias) {
+static GemmPlan *find_plan(const GemmKey *key, const void *vector) {
     for (int i = 0; i < PLAN_CACHE_SIZE; i++)
         if (plan_cache[i].used && memcmp(&plan_cache[i].key, key, sizeof *key) == 0)
             return &plan_cache[i];
     GemmPlan *plan = &plan_cache[plan_next_victim];
     plan_next_victim = (plan_next_victim + 1) % PLAN_CACHE_SIZE;
     release_plan(plan);
-    build_plan(plan, key, bias);
+    build_plan(plan, key, vector);
     return plan;
 }
 
 static const char *type_name(int32_t type) { return type == CUDA_R_16BF ? "bf16" : "fp32"; }
 
-/* Column-major D (m x n, ld ldc) = op(A) op(B) + beta D (+ bias[m] on every
- * column when bias is not NULL), on the legacy default stream. k >= 1.
- * A, B of element type AB, D of CD; bias fp32. The bias is the
- * CUBLASLT_EPILOGUE_BIAS epilogue where D is fp32. cuBLASLt's bias vector
- * has D's type (cublasLt.h, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE: "Bias
- * vector elements are the same type as the elements of output matrix
- * (Dtype)", the exceptions being IMMA and fp8 kernels), so with a bf16 D the
- * fp32 bias is added by add_bias_kernel after the GEMM, as it is where no
- * algorithm fuses it. Where cuBLASLt has no algorithm at all (a layout or
- * alignment none of its kernels takes), the GEMM runs on cublasGemmEx
- * (same types and compute type), which takes any. */
+/* What a GEMM does besides D = op(A) op(B) + beta D (either may be NULL):
+ *   bias       [m] fp32: + bias[i] on every column of D (the forward's);
+ *   bias_grad  [n] fp32: += the sums over k of op(B) (the dweight GEMM's
+ *              dbias, op(B) being dout). */
+typedef struct GemmExtras {
+    const float *bias;
+    float *bias_grad;
+} GemmExtras;
+
+/* Column-major D (m x n, ld ldc) = op(A) op(B) + beta D, and extras, on the
+ * legacy default stream. k >= 1. A, B of element type AB, D of CD.
+ *
+ * The extras are cuBLASLt epilogues (the file's header says which) on a
+ * vector of D's type: cublasLt.h, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE:
+ * "Bias vector elements are the same type as the elements of output matrix
+ * (Dtype)", the exceptions being IMMA and fp8 kernels; a bias gradient has
+ * C's. So a bf16 D gets a bf16 copy of the bias, and a bias gradient goes
+ * to an fp32 D only. Where cuBLASLt has no algorithm with the epilogue, the
+ * GEMM runs without it and kernels do the extras; where it has no algorithm
+ * at all (a layout or alignment none of its kernels takes), the GEMM runs
+ * on cublasGemmEx (same types and compute type), which takes any. */
 template <typename AB, typename CD>
 static void gemm(GemmCompute compute, cublasOperation_t transa, cublasOperation_t transb, int m, int n,
                  int k, const AB *A, int lda, const AB *B, int ldb, float beta, CD *D, int ldc,
-                 const float *bias) {
+                 GemmExtras extras) {
     GemmKey key;
     memset(&key, 0, sizeof key);
     key.compute = compute;
@@ -238,21 +298,37 @@ static void gemm(GemmCompute compute, cublasOperation_t transa, cublasOperation_
     key.lda = lda;
     key.ldb = ldb;
     key.ldc = ldc;
-    const bool fuse_bias = bias != NULL && GemmType<CD>::value == CUDA_R_32F;
-    key.epilogue = fuse_bias ? CUBLASLT_EPILOGUE_BIAS : CUBLASLT_EPILOGUE_DEFAULT;
     key.align_a = alignment_of(A);
     key.align_b = alignment_of(B);
     key.align_c = alignment_of(D);
-    key.align_bias = fuse_bias ? alignment_of(bias) : 0;
 
-    const GemmPlan *plan = find_plan(&key, fuse_bias ? bias : NULL);
-    bool bias_by_kernel = bias != NULL && !fuse_bias;
-    if (!plan->found && fuse_bias) {
-        /* No algorithm fuses the bias for this shape: plain GEMM, then the kernel. */
+    /* The epilogue's vector, of D's type (cuda_scratch where it is a copy
+     * or a bias gradient to add afterwards). */
+    const bool d_is_fp32 = GemmType<CD>::value == CUDA_R_32F;
+    const bool fuse_bias = fuse_epilogues && extras.bias != NULL;
+    const bool fuse_bias_grad = fuse_epilogues && extras.bias_grad != NULL && !fuse_bias && d_is_fp32 &&
+                                GemmType<AB>::value == CUDA_R_16BF && compute == COMPUTE_32F;
+    void *vector = NULL;
+    if (fuse_bias && d_is_fp32) {
+        vector = (void *)extras.bias;
+    } else if (fuse_bias) {
+        vector = cuda_scratch((size_t)m * sizeof(bf16));
+        cuda_cast_to_bf16((uint16_t *)vector, extras.bias, m);
+    } else if (fuse_bias_grad) {
+        vector = cuda_scratch((size_t)n * sizeof(float));
+    }
+    key.epilogue = fuse_bias ? CUBLASLT_EPILOGUE_BIAS
+                   : fuse_bias_grad ? CUBLASLT_EPILOGUE_BGRADB
+                                    : CUBLASLT_EPILOGUE_DEFAULT;
+    key.align_bias = vector ? alignment_of(vector) : 0;
+
+    const GemmPlan *plan = find_plan(&key, vector);
+    if (!plan->found && vector) {
+        /* No algorithm with the epilogue for this shape: plain GEMM, then the kernels. */
         key.epilogue = CUBLASLT_EPILOGUE_DEFAULT;
         key.align_bias = 0;
+        vector = NULL;
         plan = find_plan(&key, NULL);
-        bias_by_kernel = true;
     }
     const float alpha = 1.0f;
     if (!plan->found) {
@@ -276,14 +352,23 @@ static void gemm(GemmCompute compute, cublasOperation_t transa, cublasOperation_
             abort();
         }
     } else {
-        if (fuse_bias && !bias_by_kernel)   /* this call's bias (the plan may have been built for another) */
+        if (vector)   /* this call's vector (the plan may have been built for another) */
             CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(plan->desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER,
-                                                        &bias, sizeof bias));
+                                                        &vector, sizeof vector));
         CUBLAS_CHECK(cublasLtMatmul(cuda_cublaslt_handle(), plan->desc, &alpha, A, plan->a, B, plan->b,
                                     &beta, D, plan->c, D, plan->c, &plan->algo, cuda_cublaslt_workspace(),
                                     CUDA_CUBLASLT_WORKSPACE_BYTES, 0));
     }
-    if (bias_by_kernel) add_bias(D, bias, n, m);
+
+    if (extras.bias && !vector) add_bias(D, extras.bias, n, m);
+    if (extras.bias_grad && vector) {
+        CUDA_LAUNCH(cuda_grid_for(n), CUDA_BLOCK, 0, accumulate_vector_kernel)(extras.bias_grad,
+                                                                             (const float *)vector, n);
+        CUDA_CHECK_LAUNCH();
+    } else if (extras.bias_grad) {
+        OperandValue<AB> value = {B, ldb, transb == CUBLAS_OP_T};
+        column_sum(extras.bias_grad, k, n, value);
+    }
 }
 
 /* ---- the ops ------------------------------------------------------------------ */
@@ -300,20 +385,11 @@ static void matmul_forward(GemmCompute compute, E *out, const E *inp, const E *w
         return;
     }
     /* out^T (OC x N) = (weight^T)^T (OC x C) * inp^T (C x N) + bias[OC] on
-     * every column: the bias epilogue (CUBLASLT_EPILOGUE_BIAS adds a vector
-     * of D's row count, OC, to each column), no separate pass over out
-     * (where D is fp32; see gemm). */
-    gemm(compute, CUBLAS_OP_T, CUBLAS_OP_N, OC, N, C, weight, C, inp, C, 0.0f, out, OC, bias);
+     * every column: the BIAS epilogue adds a vector of D's row count, OC,
+     * to each column. */
+    const GemmExtras extras = {bias, NULL};
+    gemm(compute, CUBLAS_OP_T, CUBLAS_OP_N, OC, N, C, weight, C, inp, C, 0.0f, out, OC, extras);
 }
-
-/* value(r, c) = x[r, c] of a row-major [rows, cols] matrix of element type
- * E: the column sums of dout are dbias. */
-template <typename E>
-struct RowMajorValue {
-    const E *x;
-    int cols;
-    __device__ float operator()(long r, int c) const { return to_float(x[r * cols + c]); }
-};
 
 /* dinp[N, C]     += dout[N, OC] @ weight[OC, C]
  * dweight[OC, C] += dout^T @ inp[N, C]
@@ -324,24 +400,20 @@ template <typename E>
 static void matmul_backward(GemmCompute compute, E *dinp, float *dweight, float *dbias, const E *dout,
                             const E *inp, const E *weight, int N, int C, int OC) {
     if (N <= 0 || OC <= 0) return;
+    const GemmExtras none = {NULL, NULL};
     if (dinp && C > 0) {
         /* dinp^T (C x N) += weight^T (C x OC) * dout^T (OC x N) */
-        gemm(compute, CUBLAS_OP_N, CUBLAS_OP_N, C, N, OC, weight, C, dout, OC, 1.0f, dinp, C, NULL);
+        gemm(compute, CUBLAS_OP_N, CUBLAS_OP_N, C, N, OC, weight, C, dout, OC, 1.0f, dinp, C, none);
     }
     if (dweight && C > 0) {
-        /* dweight^T (C x OC) += inp^T (C x N) * (dout^T)^T (N x OC) */
-        gemm(compute, CUBLAS_OP_N, CUBLAS_OP_T, C, OC, N, inp, C, dout, OC, 1.0f, dweight, C, NULL);
-    }
-    if (dbias) {
-        /* Not the CUBLASLT_EPILOGUE_BGRADB epilogue of the dweight GEMM (op(B)
-         * = dout, its sums over k = N would be dbias): cuBLASLt documents that
-         * it *stores* the bias gradient, so it would overwrite where the API
-         * accumulates; it exists only when dweight is wanted; and in the _tc
-         * path it may sum bf16-rounded dout. The column-sum kernel reads dout
-         * as stored (fp32, or bf16 widened), adds in double in a fixed order
-         * (deterministic) and accumulates into dbias, for one extra read of
-         * dout. */
-        RowMajorValue<E> value = {dout, OC};
+        /* dweight^T (C x OC) += inp^T (C x N) * (dout^T)^T (N x OC), and
+         * dbias = the sums of op(B) = dout^T^T over k = N: BGRADB where the
+         * header says, column_sum otherwise. */
+        const GemmExtras with_dbias = {NULL, dbias};
+        gemm(compute, CUBLAS_OP_N, CUBLAS_OP_T, C, OC, N, inp, C, dout, OC, 1.0f, dweight, C, with_dbias);
+    } else if (dbias) {
+        /* dout [N, OC] is column-major OC x N (ld OC); its transpose's column sums. */
+        OperandValue<E> value = {dout, OC, true};
         column_sum(dbias, N, OC, value);
     }
 }

@@ -2,7 +2,8 @@
 # test_bench.sh DISTILL PYTHON3 - `distill bench` on a tiny model on the CPU:
 # --only forward times the forward alone and allocates less than the default
 # run, --only train the training step alone, --steps 0 reports the memory of
-# a run without allocating it, bad values are usage errors (exit 2); then
+# a run without allocating it, bad values are usage errors (exit 2),
+# --compare-epilogues times a cuda backend both ways (skipped without one); then
 # tools/bench_pytorch_gpu.py on the CPU runs `distill bench --only ...` and
 # reads its 'bench' line. Prints "ok/FAIL name" per case and "N passed, N failed".
 set -u
@@ -93,8 +94,34 @@ if [ $status -eq 2 ] && has "$work/bad_size.log" "multiple of tiny_teacher's pat
 else
     fail "image_size_off_the_patch_grid_is_a_usage_error" "exit status $status" "$work/bad_size.log"
 fi
+bench bad_compare --compare-epilogues
+status=$?
+if [ $status -eq 2 ] && has "$work/bad_compare.log" "compare-epilogues weighs the cuBLASLt epilogues of the cuda backends; --backend is cpu"; then
+    pass "compare_epilogues_on_the_cpu_is_a_usage_error"
+else
+    fail "compare_epilogues_on_the_cpu_is_a_usage_error" "exit status $status" "$work/bad_compare.log"
+fi
 
-# 7. tools/bench_pytorch_gpu.py on the CPU: each workload runs distill bench --only
+# 7. --compare-epilogues on the cuda backend: each timed part a second time with the
+#    cuBLASLt epilogues off, its line and its ratio (a real GPU, or the CUDA emulator's
+#    build; elsewhere the backend's reason)
+log=$work/compare.log
+if bench compare --backend cuda --compare-epilogues; then
+    train_ratio=$(field "$log" train_epilogue_speedup) forward_ratio=$(field "$log" forward_epilogue_speedup)
+    if has "$log" '^  training step, epilogues off .* fused runs [0-9.]*x as fast' &&
+       has "$log" '^  forward, epilogues off .* fused runs [0-9.]*x as fast' &&
+       awk -v t="$train_ratio" -v f="$forward_ratio" 'BEGIN { exit !(t > 0 && f > 0) }'; then
+        pass "compare_epilogues_times_both_ways (ratios: train $train_ratio, forward $forward_ratio)"
+    else
+        fail "compare_epilogues_times_both_ways" "missing a line or a ratio" "$log"
+    fi
+elif has "$log" 'no CUDA\|CUDA device\|no device'; then
+    echo "skipped compare_epilogues_times_both_ways: $(grep -m1 'distill bench' "$log")"
+else
+    fail "compare_epilogues_times_both_ways" "distill bench failed" "$log"
+fi
+
+# 8. tools/bench_pytorch_gpu.py on the CPU: each workload runs distill bench --only
 #    and composes its figures from the 'bench' lines
 #    (with the first of PYTHON3 and /usr/bin/python3, Debian's torch, that has torch and PyYAML)
 log=$work/pytorch.log

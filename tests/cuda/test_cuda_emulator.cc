@@ -287,6 +287,72 @@ static void cublaslt_misaligned_operand_aborts(void) {
           "a 16-byte aligned A under an algorithm chosen for 256 bytes did not abort; stderr: %s", what);
 }
 
+/* BGRADB as cuBLASLt documents it: the bias gradient has D's column count
+ * n and holds the sums over k of op(B), stored (what was there is gone);
+ * D is the product as without it. With B stored k x n (op N) and n x k (op
+ * T), against float64. */
+static void cublaslt_bias_gradient_sums_op_b(void) {
+    enum { M = 3, N = 5, K = 7 };
+    cublasLtHandle_t handle;
+    CUBLAS_CHECK(cublasLtCreate(&handle));
+    float a[M * K], b[K * N];   /* A m x k column-major; B's values, op(B)(l, j) = b[l + j K] */
+    for (int i = 0; i < M * K; i++) a[i] = (float)((i * 7) % 11) - 5.0f;
+    for (int i = 0; i < K * N; i++) b[i] = (float)((i * 5) % 13) * 0.25f - 1.5f;
+    float *d_a = device_floats(a, M * K), *d_b = device_floats(NULL, K * N), *d_d = device_floats(NULL, M * N);
+    for (int transposed = 0; transposed <= 1; transposed++) {
+        /* B stored as op(B) (k x n, ld K) or as its transpose (n x k, ld N). */
+        float stored[K * N];
+        for (int l = 0; l < K; l++)
+            for (int j = 0; j < N; j++) stored[transposed ? j + l * N : l + j * K] = b[l + j * K];
+        CUDA_CHECK(cudaMemcpy(d_b, stored, sizeof stored, cudaMemcpyHostToDevice));
+        float grad[N];
+        for (int j = 0; j < N; j++) grad[j] = 1000.0f;   /* stored over, not added to */
+        float *d_grad = device_floats(grad, N);
+
+        cublasLtMatmulDesc_t desc;
+        CUBLAS_CHECK(cublasLtMatmulDescCreate(&desc, CUBLAS_COMPUTE_32F, CUDA_R_32F));
+        const cublasOperation_t op_b = transposed ? CUBLAS_OP_T : CUBLAS_OP_N;
+        const cublasLtEpilogue_t epilogue = CUBLASLT_EPILOGUE_BGRADB;
+        CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_TRANSB, &op_b, sizeof op_b));
+        CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_EPILOGUE, &epilogue, sizeof epilogue));
+        CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &d_grad, sizeof d_grad));
+        cublasLtMatrixLayout_t la, lb, ld;
+        CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&la, CUDA_R_32F, M, K, M));
+        CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&lb, CUDA_R_32F, transposed ? N : K, transposed ? K : N,
+                                                transposed ? N : K));
+        CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&ld, CUDA_R_32F, M, N, M));
+        const float alpha = 1.0f, beta = 0.0f;
+        CUBLAS_CHECK(cublasLtMatmul(handle, desc, &alpha, d_a, la, d_b, lb, &beta, d_d, ld, d_d, ld, NULL, NULL, 0, 0));
+        float d[M * N];
+        host_floats(grad, d_grad, N);
+        host_floats(d, d_d, M * N);
+        double worst_grad = 0.0, worst_d = 0.0;
+        for (int j = 0; j < N; j++) {
+            double sum = 0.0;
+            for (int l = 0; l < K; l++) sum += b[l + j * K];
+            worst_grad = fmax(worst_grad, fabs(grad[j] - sum));
+            for (int i = 0; i < M; i++) {
+                double product = 0.0;
+                for (int l = 0; l < K; l++) product += (double)a[i + l * M] * b[l + j * K];
+                worst_d = fmax(worst_d, fabs(d[i + j * M] - product));
+            }
+        }
+        CHECK(worst_grad <= 1e-5, "op(B) %s: the bias gradient is off the sums over k by %g", transposed ? "T" : "N",
+              worst_grad);
+        CHECK(worst_d <= 1e-4, "op(B) %s: D is off the product by %g", transposed ? "T" : "N", worst_d);
+        cublasLtMatrixLayoutDestroy(la);
+        cublasLtMatrixLayoutDestroy(lb);
+        cublasLtMatrixLayoutDestroy(ld);
+        cublasLtMatmulDescDestroy(desc);
+        cudaFree(d_grad);
+    }
+    cudaFree(d_a);
+    cudaFree(d_b);
+    cudaFree(d_d);
+    cublasLtDestroy(handle);
+}
+
 TEST_MAIN(TEST(block_reduction_with_shuffles), TEST(missing_barrier_shows), TEST(fresh_memory_is_nan),
           TEST(bad_launches_fail_as_on_a_gpu), TEST(copies_outside_device_memory_fail),
-          TEST(undefined_behaviour_aborts), TEST(wmma_matches_float64), TEST(cublaslt_misaligned_operand_aborts))
+          TEST(undefined_behaviour_aborts), TEST(wmma_matches_float64), TEST(cublaslt_misaligned_operand_aborts),
+          TEST(cublaslt_bias_gradient_sums_op_b))

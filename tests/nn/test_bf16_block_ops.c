@@ -12,6 +12,9 @@
  * within CUDA_TOLERANCE (skipped with the reason without a CUDA device or
  * in a build without CUDA). Registered twice: tests/nn runs the /cpu cases,
  * tests/cuda the /cuda ones. cast_to_bf16 is bit for bit on every table.
+ * The two linear layers run on cuda a second time with cuBLASLt's
+ * epilogues switched off (*_epilogues_off/cuda), as in the benchmark that
+ * weighs them.
  *
  * Each shape draws fresh random inputs; those typed bf16 are exactly
  * representable (drawn in fp32, rounded with float_to_bfloat16), those
@@ -773,6 +776,21 @@ DEFINE_SHAPE_LOOP(swiglu_backward, swiglu_backward_bf16, swiglu_shapes)
 DEFINE_SHAPE_LOOP(layerscale_residual_forward, layerscale_residual_forward_bf16, rows_shapes)
 DEFINE_SHAPE_LOOP(layerscale_residual_backward, layerscale_residual_backward_bf16, rows_shapes)
 
+/* The CUDA linear layers once more with cuBLASLt's epilogues off
+ * (nn_cuda_fuse_epilogues(0)): the bias added, dbias summed by kernels of
+ * their own, as where cuBLASLt has no algorithm with the epilogue. The
+ * cases above run them fused. */
+#define DEFINE_UNFUSED_CASE(op, entry, shapes)                                                    \
+    static void op##_epilogues_off_on_cuda(void) {                                               \
+        REQUIRE_ENTRY(be, 1, entry);                                                             \
+        const int previous = nn_cuda_fuse_epilogues(0);                                          \
+        CHECK(previous == 1, "nn_cuda_fuse_epilogues was %d, expected 1 (on by default)", previous); \
+        for (int i = 0; i < ARRAY_LENGTH(shapes); i++) check_##op##_shape(be, 0, &shapes[i]);    \
+        nn_cuda_fuse_epilogues(previous);                                                        \
+    }
+DEFINE_UNFUSED_CASE(matmul_forward, matmul_forward_bf16, matmul_shapes)
+DEFINE_UNFUSED_CASE(matmul_backward, matmul_backward_bf16, matmul_shapes)
+
 #define BF16_CASES(X)                                                                              \
     X(cast_to_bf16)                                                                                \
     X(matmul_forward)                                                                              \
@@ -796,6 +814,8 @@ BF16_CASES(DEFINE_CASES)
 #define LIST_CASES(name) {#name "/cpu", name##_on_cpu}, {#name "/cuda", name##_on_cuda},
 
 int main(int argc, char **argv) {
-    static const TestCase cases[] = {BF16_CASES(LIST_CASES)};
+    static const TestCase cases[] = {BF16_CASES(LIST_CASES){"matmul_forward_epilogues_off/cuda",
+                                                            matmul_forward_epilogues_off_on_cuda},
+                                     {"matmul_backward_epilogues_off/cuda", matmul_backward_epilogues_off_on_cuda}};
     return test_main(cases, (int)(sizeof cases / sizeof cases[0]), argc, argv);
 }

@@ -3,7 +3,9 @@
  * of cublas_v2.h and cublasLt.h computed on the host, synchronously, with
  * the checks a real library or GPU would make:
  *   - arithmetic: column-major D = alpha op(A) op(B) + beta C (+ bias[row]),
- *     each output element an fp32 dot product over k ascending, one fused
+ *     and for BGRADB the bias gradient bias[col] = the sum over k of
+ *     op(B)(k, col) (stored, in fp32 over k ascending, not scaled by
+ *     alpha); each output element an fp32 dot product over k ascending, one fused
  *     multiply-add per step (a GPU's FFMA, a tensor core's fp32
  *     accumulation); CUBLAS_COMPUTE_32F_FAST_16BF rounds the fp32 operands
  *     to bf16 first. The epilogue is fp32 too and D is rounded once to its
@@ -11,8 +13,8 @@
  *     A and B (NaN there does not propagate).
  *   - support: the (compute type, A and B type, C and D type) combinations
  *     of the cublasGemmEx and cublasLtMatmul tables that involve only fp32
- *     and bf16, and for cuBLASLt the DEFAULT and BIAS epilogues, the bias of
- *     D's type; anything else is CUBLAS_STATUS_NOT_SUPPORTED, quietly, as a
+ *     and bf16, and for cuBLASLt the DEFAULT, BIAS and BGRADB epilogues, the
+ *     vector of D's type; anything else is CUBLAS_STATUS_NOT_SUPPORTED, quietly, as a
  *     real library answers it (the heuristic's NOT_SUPPORTED is an answer
  *     callers act on).
  *   - arguments: a NULL handle is CUBLAS_STATUS_NOT_INITIALIZED; NULL
@@ -175,7 +177,8 @@ const char *cublasGetStatusName(cublasStatus_t status) {
 /* ---- the GEMM -------------------------------------------------------------- */
 
 /* An operand: a column-major rows x cols matrix of element type type at
- * data, leading dimension ld (the bias: m x 1). */
+ * data, leading dimension ld (the bias: m x 1; BGRADB's bias gradient:
+ * n x 1). */
 typedef struct Matrix {
     cudaDataType_t type;
     int64_t rows, cols, ld;
@@ -192,7 +195,6 @@ typedef struct Gemm {
     int64_t m, n, k;
     Matrix op[OPERAND_COUNT];
     bool used[OPERAND_COUNT];   /* the operands that must be valid device memory */
-    void *d;                    /* op[OPERAND_D].data, written */
 } Gemm;
 
 /* Bytes per element of the types the emulator computes with; 0 for others. */
@@ -223,13 +225,20 @@ static float read_element(const Matrix *x, int64_t row, int64_t col) {
     return __bfloat162float(((const __nv_bfloat16 *)x->data)[i]);
 }
 
-/* D(row, col) = value, rounded once to D's type. */
-static void write_element(const Gemm *g, int64_t row, int64_t col, float value) {
-    const size_t i = (size_t)(row + col * g->op[OPERAND_D].ld);
-    if (g->op[OPERAND_D].type == CUDA_R_32F)
-        ((float *)g->d)[i] = value;
+/* x(row, col) = value, rounded once to x's type (fp32 or bf16); x is an
+ * output, written through the pointer the caller gave as writable. */
+static void write_element(const Matrix *x, int64_t row, int64_t col, float value) {
+    const size_t i = (size_t)(row + col * x->ld);
+    if (x->type == CUDA_R_32F)
+        ((float *)x->data)[i] = value;
     else
-        ((__nv_bfloat16 *)g->d)[i] = __float2bfloat16_rn(value);
+        ((__nv_bfloat16 *)x->data)[i] = __float2bfloat16_rn(value);
+}
+
+/* The epilogues that take a vector (BIAS_POINTER): the bias, or BGRADB's
+ * bias gradient. */
+static bool has_vector(cublasLtEpilogue_t epilogue) {
+    return epilogue == CUBLASLT_EPILOGUE_BIAS || epilogue == CUBLASLT_EPILOGUE_BGRADB;
 }
 
 /* INVALID_VALUE where a leading dimension of A, B, C or D is smaller than
@@ -248,8 +257,8 @@ static cublasStatus_t check_leading_dimensions(const Gemm *g) {
 /* NOT_SUPPORTED unless the library has kernels for g: fp32 scale; A and B
  * of one type, C and D of one type; CUBLAS_COMPUTE_32F with fp32 A, B, C,
  * D or bf16 A, B and bf16 or fp32 C, D; CUBLAS_COMPUTE_32F_FAST_16BF with
- * fp32 A, B, C, D; the DEFAULT epilogue, or BIAS with a bias of D's type
- * (cuBLASLt's documented bias type). */
+ * fp32 A, B, C, D; the DEFAULT epilogue, or BIAS or BGRADB with a vector of
+ * D's type (cuBLASLt's documented bias and bias gradient types). */
 static cublasStatus_t check_support(const Gemm *g) {
     const cudaDataType_t ab = g->op[OPERAND_A].type, cd = g->op[OPERAND_D].type;
     if (g->scale_type != CUDA_R_32F || g->op[OPERAND_B].type != ab || g->op[OPERAND_C].type != cd)
@@ -265,7 +274,7 @@ static cublasStatus_t check_support(const Gemm *g) {
     }
     if (!types_supported) return CUBLAS_STATUS_NOT_SUPPORTED;
     if (g->epilogue == CUBLASLT_EPILOGUE_DEFAULT) return CUBLAS_STATUS_SUCCESS;
-    if (g->epilogue == CUBLASLT_EPILOGUE_BIAS && g->op[OPERAND_BIAS].type == cd) return CUBLAS_STATUS_SUCCESS;
+    if (has_vector(g->epilogue) && g->op[OPERAND_BIAS].type == cd) return CUBLAS_STATUS_SUCCESS;
     return CUBLAS_STATUS_NOT_SUPPORTED;
 }
 
@@ -297,7 +306,7 @@ static Operation operation_of(const Gemm *g) {
     operation.transa = g->transa;
     operation.transb = g->transb;
     operation.epilogue = g->epilogue;
-    operation.bias_type = g->epilogue == CUBLASLT_EPILOGUE_BIAS ? g->op[OPERAND_BIAS].type : -1;
+    operation.bias_type = has_vector(g->epilogue) ? g->op[OPERAND_BIAS].type : -1;
     for (int i = OPERAND_A; i <= OPERAND_D; i++) operation.type[i] = g->op[i].type;
     return operation;
 }
@@ -373,14 +382,15 @@ static void pack_columns(const Matrix *x, bool transposed, int64_t rows, int64_t
         }
 }
 
-/* D = alpha op(A) op(B) + beta C (+ bias[row]), g checked and supported.
- * Each element of D is computed from the same element of C before it is
- * written, so C and D may be the same matrix. */
+/* D = alpha op(A) op(B) + beta C (+ bias[row]), and BGRADB's bias
+ * gradient, g checked and supported. Each element of D is computed from the
+ * same element of C before it is written, so C and D may be the same
+ * matrix. */
 static cublasStatus_t multiply(const Gemm *g, float alpha, float beta) {
     const int64_t m = g->m, n = g->n, k = g->k;
-    const bool products = alpha != 0.0f && k > 0;
+    const bool products = alpha != 0.0f && k > 0, bias_grad = g->epilogue == CUBLASLT_EPILOGUE_BGRADB;
     float *a = NULL, *b = NULL;   /* op(A) by rows, op(B) by columns: each k contiguous floats */
-    if (products) {
+    if (products || bias_grad) {
         a = (float *)malloc((size_t)m * (size_t)k * sizeof(float));
         b = (float *)malloc((size_t)k * (size_t)n * sizeof(float));
         if (!a || !b) {
@@ -407,8 +417,13 @@ static cublasStatus_t multiply(const Gemm *g, float alpha, float beta) {
             }
             if (beta != 0.0f) value += beta * read_element(&g->op[OPERAND_C], i, j);
             if (bias) value += read_element(&g->op[OPERAND_BIAS], i, 0);
-            write_element(g, i, j, value);
+            write_element(&g->op[OPERAND_D], i, j, value);
         }
+    for (int64_t j = 0; bias_grad && j < n; j++) {
+        float sum = 0.0f;
+        for (int64_t l = 0; l < k; l++) sum += b[j * k + l];
+        write_element(&g->op[OPERAND_BIAS], j, 0, sum);
+    }
     free(a);
     free(b);
     return CUBLAS_STATUS_SUCCESS;
@@ -480,7 +495,6 @@ cublasStatus_t cublasGemmEx(cublasHandle_t handle, cublasOperation_t transa, cub
     *b = {Btype, 0, 0, ldb, B};
     stored_shape(transb, k, n, &b->rows, &b->cols);
     g.op[OPERAND_C] = g.op[OPERAND_D] = {Ctype, m, n, ldc, C};
-    g.d = C;
     if ((status = check_leading_dimensions(&g)) != CUBLAS_STATUS_SUCCESS) return status;
     if ((status = check_support(&g)) != CUBLAS_STATUS_SUCCESS) return status;
     if (m == 0 || n == 0) return CUBLAS_STATUS_SUCCESS;
@@ -660,7 +674,8 @@ static cublasStatus_t describe(const char *api, cublasLtMatmulDesc_t desc,
     cublasStatus_t status = check_leading_dimensions(g);
     if (status != CUBLAS_STATUS_SUCCESS) return status;
     const cudaDataType_t bias_type = desc->bias_type_set ? desc->bias_type : g->op[OPERAND_D].type;
-    g->op[OPERAND_BIAS] = {bias_type, g->m, 1, g->m, desc->bias};
+    const int64_t length = g->epilogue == CUBLASLT_EPILOGUE_BGRADB ? g->n : g->m;
+    g->op[OPERAND_BIAS] = {bias_type, length, 1, length, desc->bias};
     return CUBLAS_STATUS_SUCCESS;
 }
 
@@ -719,12 +734,13 @@ cublasStatus_t cublasLtMatmul(cublasLtHandle_t handle, cublasLtMatmulDesc_t desc
     g.op[OPERAND_A].data = A;
     g.op[OPERAND_B].data = B;
     g.op[OPERAND_C].data = C;
-    g.op[OPERAND_D].data = g.d = D;
+    g.op[OPERAND_D].data = D;
     g.used[OPERAND_A] = g.used[OPERAND_B] = g.used[OPERAND_D] = true;
     g.used[OPERAND_C] = C != NULL || beta_value != 0.0f;   /* C is read only where beta is not 0 */
-    g.used[OPERAND_BIAS] = g.epilogue == CUBLASLT_EPILOGUE_BIAS;
+    g.used[OPERAND_BIAS] = has_vector(g.epilogue);
     if (g.used[OPERAND_BIAS] && !g.op[OPERAND_BIAS].data)
-        return complain(CUBLAS_STATUS_INVALID_VALUE, api, "the BIAS epilogue without a bias pointer");
+        return complain(CUBLAS_STATUS_INVALID_VALUE, api, "the %s epilogue without a bias pointer",
+                        g.epilogue == CUBLASLT_EPILOGUE_BIAS ? "BIAS" : "BGRADB");
     if (C == D && g.op[OPERAND_C].ld != g.op[OPERAND_D].ld)
         return complain(CUBLAS_STATUS_INVALID_VALUE, api,
                         "C and D are the same matrix (in place) but their leading dimensions differ: %lld and %lld",

@@ -43,7 +43,7 @@ typedef enum cublasLtMatmulDescAttributes_t {
 typedef enum cublasLtEpilogue_t {
     CUBLASLT_EPILOGUE_DEFAULT = 1,   /* nothing */
     CUBLASLT_EPILOGUE_BIAS = 4,      /* + bias[row] on every column */
-    CUBLASLT_EPILOGUE_BGRADB = 512,  /* the bias gradient, sums of op(B) over k (not emulated) */
+    CUBLASLT_EPILOGUE_BGRADB = 512,  /* bias[col] = the sum over k of op(B)(k, col), stored */
 } cublasLtEpilogue_t;
 
 /* Preference attributes, with the type (and size) of their values. */
